@@ -1,0 +1,200 @@
+"""Streaming tar + zstd archives, written into a sink and extracted safely.
+
+A compressed backup set holds one archive object (``data.tar.zst``): files go in one at
+a time, never the whole set in memory, and every file's sha256 is computed on the way
+through so the manifest can list it. Extraction is strict: regular files and
+directories only, no absolute paths, no ``..``, no links, devices or fifos; a violation
+raises :class:`~bdr.errors.UnsafeArchive` before anything is written for that member.
+Legacy ``.tar.gz`` files of the old shell scripts go through the same extractor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+import zstandard
+
+from bdr.errors import CorruptArchive, UnsafeArchive
+from bdr.manifest import CHUNK, FileEntry
+from bdr.storage.base import ObjectSink
+
+ZSTD_LEVEL = 3
+
+
+class SinkWriter(io.RawIOBase):
+    """A write-only file object over an :class:`ObjectSink` (what tarfile and zstd expect)."""
+
+    def __init__(self, sink: ObjectSink) -> None:
+        self._sink = sink
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        return self._sink.write(bytes(data))
+
+
+class HashingReader(io.RawIOBase):
+    """Reads through to ``inner`` and hashes what passes."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self._inner = inner
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._inner.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self.digest.update(data)
+        self.size += n
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._inner.read(size)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveMember:
+    """A file to put into an archive: where it is now, and its name inside the set."""
+
+    source: Path
+    name: str
+    secret: bool = False
+
+
+def write_archive(members: Iterable[ArchiveMember], sink: ObjectSink, compress: bool = True) -> list[FileEntry]:
+    """Stream ``members`` as a tar (zstd-compressed when ``compress``) into ``sink``; don't commit it."""
+    raw = SinkWriter(sink)
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1) if compress else None
+    target: BinaryIO = (
+        compressor.stream_writer(raw, closefd=False) if compressor else raw  # type: ignore[assignment]
+    )
+    entries: list[FileEntry] = []
+    with tarfile.open(fileobj=target, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for member in members:
+            info = tar.gettarinfo(str(member.source), arcname=member.name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if info.isdir():
+                tar.addfile(info)
+                continue
+            if not info.isfile():
+                continue
+            with member.source.open("rb") as handle:
+                reader = HashingReader(handle)
+                tar.addfile(info, reader)  # type: ignore[arg-type]
+            entries.append(
+                FileEntry(
+                    path=member.name,
+                    size=reader.size,
+                    sha256=reader.digest.hexdigest(),
+                    mode=info.mode,
+                    secret=member.secret,
+                )
+            )
+    if compressor is not None:
+        target.flush()
+        target.close()
+    return entries
+
+
+def check_member(member: tarfile.TarInfo) -> str:
+    """The safe relative name of ``member``, or :class:`UnsafeArchive`."""
+    name = member.name
+    path = PurePosixPath(name)
+    if path.is_absolute() or name.startswith(("/", "\\")):
+        raise UnsafeArchive(member=name, reason="absolute path")
+    if ".." in path.parts:
+        raise UnsafeArchive(member=name, reason="path escapes the target directory ('..')")
+    if member.issym() or member.islnk():
+        raise UnsafeArchive(member=name, reason=f"links are not allowed (-> {member.linkname!r})")
+    if not (member.isfile() or member.isdir()):
+        raise UnsafeArchive(member=name, reason="only regular files and directories are allowed")
+    clean = "/".join(p for p in path.parts if p not in ("", "."))
+    return clean
+
+
+def open_tar_stream(stream: BinaryIO, name: str) -> tarfile.TarFile:
+    """A streaming tar reader over a .tar.zst, .tar.gz or plain .tar stream (sniffed by magic bytes)."""
+    head = stream.read(4) if not hasattr(stream, "peek") else stream.peek(4)[:4]  # type: ignore[attr-defined]
+    if not hasattr(stream, "peek"):
+        stream = _Prefixed(head, stream)  # type: ignore[assignment]
+    try:
+        if head == b"\x28\xb5\x2f\xfd":
+            reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
+            return tarfile.open(fileobj=reader, mode="r|")  # type: ignore[arg-type]
+        if head[:2] == b"\x1f\x8b":
+            return tarfile.open(fileobj=stream, mode="r|gz")
+        return tarfile.open(fileobj=stream, mode="r|")
+    except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
+        raise CorruptArchive(name=name, detail=str(exc)) from exc
+
+
+class _Prefixed(io.RawIOBase):
+    def __init__(self, head: bytes, inner: BinaryIO) -> None:
+        self._head = head
+        self._inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._inner.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def extract_archive(stream: BinaryIO, target: Path, name: str = "archive") -> list[FileEntry]:
+    """Extract a tar stream into ``target`` safely; returns the files with their sha256."""
+    target.mkdir(parents=True, exist_ok=True)
+    entries: list[FileEntry] = []
+    tar = open_tar_stream(stream, name)
+    try:
+        for member in tar:
+            rel = check_member(member)
+            if not rel:
+                continue
+            dest = target / rel
+            if member.isdir():
+                dest.mkdir(parents=True, exist_ok=True)
+                os.chmod(dest, (member.mode & 0o777) | 0o700)
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            if source is None:
+                raise CorruptArchive(name=name, detail=f"cannot read member {member.name!r}")
+            digest = hashlib.sha256()
+            size = 0
+            with dest.open("wb") as out:
+                while chunk := source.read(CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+            if size != member.size:
+                raise CorruptArchive(name=name, detail=f"member {member.name!r} is truncated")
+            os.chmod(dest, member.mode & 0o777)
+            entries.append(FileEntry(path=rel, size=size, sha256=digest.hexdigest(), mode=member.mode & 0o7777))
+    except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
+        raise CorruptArchive(name=name, detail=str(exc) or type(exc).__name__) from exc
+    finally:
+        tar.close()
+    return entries

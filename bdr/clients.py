@@ -1,0 +1,72 @@
+"""Connections to the services bdr protects, built from bdr.yaml, with errors translated.
+
+Passwords come from the environment or a file named in bdr.yaml, never from argv; ACL
+users (``username``) and TLS (``rediss://`` or ``tls:``) are supported. A connection
+failure becomes :class:`~bdr.errors.ServiceUnavailable` with the address, never a
+redis-py traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlparse
+
+import redis
+
+from bdr.config import RedisInstance
+from bdr.errors import ServiceError, ServiceUnavailable
+
+
+def redis_address(url: str) -> tuple[str, int, int]:
+    """Host, port and db number of a ``redis://`` url."""
+    parsed = urlparse(url)
+    db = int(parsed.path.strip("/") or 0) if parsed.path.strip("/").isdigit() else 0
+    return parsed.hostname or "127.0.0.1", parsed.port or 6379, db
+
+
+def redis_client(instance: RedisInstance, db: int | None = None, timeout: float = 30.0,
+                 url: str | None = None) -> redis.Redis:
+    """A client for ``instance`` (or ``url`` with the instance's credentials)."""
+    target = url or instance.url
+    host, port, url_db = redis_address(target)
+    tls = instance.tls.enabled or target.startswith("rediss://")
+    kwargs: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "db": url_db if db is None else db,
+        "username": instance.username or urlparse(target).username or None,
+        "password": instance.password() or urlparse(target).password or None,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": min(timeout, 10.0),
+    }
+    if tls:
+        kwargs.update(
+            ssl=True,
+            ssl_ca_certs=instance.tls.ca_file,
+            ssl_certfile=instance.tls.cert_file,
+            ssl_keyfile=instance.tls.key_file,
+            ssl_cert_reqs="required" if instance.tls.verify else "none",
+        )
+    return redis.Redis(**kwargs)
+
+
+@contextlib.contextmanager
+def redis_errors(instance: RedisInstance | str, action: str = "talk to") -> Iterator[None]:
+    """Translate redis-py errors raised inside the block into bdr's typed errors."""
+    url = instance if isinstance(instance, str) else instance.url
+    host, port, _ = redis_address(url)
+    try:
+        yield
+    except redis.AuthenticationError as exc:
+        raise ServiceError(
+            detail=f"Redis at {host}:{port} refused the credentials ({exc}); check username and "
+            "password_env/password_file in bdr.yaml"
+        ) from exc
+    except redis.ConnectionError as exc:
+        raise ServiceUnavailable(service="Redis", address=f"{host}:{port}", detail=str(exc) or "connection failed") from exc
+    except redis.TimeoutError as exc:
+        raise ServiceUnavailable(service="Redis", address=f"{host}:{port}", detail=f"timed out ({exc})") from exc
+    except redis.ResponseError as exc:
+        raise ServiceError(detail=f"Redis at {host}:{port} refused to {action}: {exc}") from exc

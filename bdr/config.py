@@ -1,0 +1,398 @@
+"""The policy file ``bdr.yaml``: sources to back up, where backups go, targets and retention.
+
+Every section is optional and has embedded defaults, so ``bdr`` runs with no file at all
+(a local Redis on 127.0.0.1:6379, an embedded Qdrant, a repository in ``./backups``).
+Secrets never live here: a password is named by the environment variable or file that
+holds it (``password_env``, ``password_file``).
+
+``bdr init`` writes a commented example (:data:`EXAMPLE`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bdr.durations import parse_duration
+from bdr.errors import ConfigError, UnknownTarget
+
+DEFAULT_CONFIG_NAME = "bdr.yaml"
+CONFIG_ENV = "BDR_CONFIG"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """TLS for a Redis connection (``rediss://`` urls turn it on too)."""
+
+    enabled: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RedisInstance:
+    """One Redis instance bdr backs up or restores into (``production``, ``test`` ...)."""
+
+    name: str
+    url: str = "redis://127.0.0.1:6379/0"
+    username: str | None = None
+    password_env: str | None = "REDIS_PASSWORD"
+    password_file: str | None = None
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    runtime: str = "process"
+    """How bdr stops and starts the instance for a restore: ``process``, ``docker``."""
+    data_dir: str | None = None
+    """Where the data files live; asked from the server (``CONFIG GET dir``) when not set."""
+    config_file: str | None = None
+    """redis.conf to start the instance with (process runtime)."""
+    start_args: tuple[str, ...] = ()
+    """Extra ``redis-server`` arguments (process runtime)."""
+    container: str | None = None
+    volume: str | None = None
+    image: str | None = None
+    method: str = "rdb"
+    """Backup method: ``rdb`` (BGSAVE + copy of the data directory) or ``replication``."""
+    save_timeout: float = 600.0
+
+    def password(self) -> str | None:
+        """The password from ``password_file`` or ``password_env``; never from the file itself."""
+        if self.password_file:
+            try:
+                return Path(self.password_file).read_text().strip() or None
+            except OSError as exc:
+                raise ConfigError(
+                    path=self.password_file, detail=f"cannot read password file: {exc.strerror}"
+                ) from exc
+        if self.password_env:
+            return os.environ.get(self.password_env) or None
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class QdrantInstance:
+    """One Qdrant: a server (``url``) or the embedded engine (``path``, qdrant-client local mode)."""
+
+    name: str
+    url: str | None = None
+    path: str | None = "./data/qdrant"
+    api_key_env: str | None = "QDRANT_API_KEY"
+    method: str = "logical"
+    """``logical`` (server or embedded), ``snapshot`` (server) or ``volume`` (stopped service)."""
+    collections: tuple[str, ...] = ()
+    """Collections to back up; all when empty."""
+    keep_server_snapshot: bool = False
+    runtime: str = "process"
+    container: str | None = None
+    volume: str | None = None
+    storage_dir: str | None = None
+    timeout: float = 300.0
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+@dataclass(frozen=True, slots=True)
+class FilesSource:
+    """Configuration files and secrets: paths relative to ``root``; ``secrets`` are always encrypted."""
+
+    name: str = "config"
+    root: str = "."
+    paths: tuple[str, ...] = ("docker-compose*.yml", "nginx.conf", "redis.conf", "monitoring/")
+    secrets: tuple[str, ...] = (".env",)
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptionSettings:
+    """Where the key comes from: a key file, an env var holding the key, or a passphrase env var."""
+
+    key_file: str | None = None
+    key_env: str | None = "BDR_KEY"
+    passphrase_env: str | None = "BDR_PASSPHRASE"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSettings:
+    """The off-site repository (S3)."""
+
+    url: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    sse: str | None = None
+    kms_key_id: str | None = None
+    storage_class: str | None = None
+    allow_plaintext: bool = False
+    archive_after_days: int = 90
+    archive_class: str = "GLACIER"
+    expire_after_days: int = 365
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """Recovery time and recovery point objectives, in seconds."""
+
+    rto: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "redis_restart": 60.0,
+            "redis_local_restore": 300.0,
+            "full_system_restore": 1800.0,
+            "offsite_restore": 3600.0,
+        }
+    )
+    rpo: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "sessions": 3600.0,
+            "rbac": 86400.0,
+            "vectors": 86400.0,
+            "metrics": 7 * 86400.0,
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionRule:
+    """One row of the retention table: keep ``count`` sets of ``kind`` for ``keep`` seconds."""
+
+    kind: str
+    keep: float
+    locations: tuple[str, ...]
+
+
+DEFAULT_RETENTION: tuple[RetentionRule, ...] = (
+    RetentionRule("hourly", 7 * 86400.0, ("local",)),
+    RetentionRule("daily", 30 * 86400.0, ("local", "s3")),
+    RetentionRule("weekly", 90 * 86400.0, ("s3",)),
+    RetentionRule("monthly", 365 * 86400.0, ("s3",)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleEntry:
+    """A backup schedule as cron would run it: ``cron`` expression and the source it backs up."""
+
+    source: str
+    cron: str
+
+
+DEFAULT_SCHEDULE: tuple[ScheduleEntry, ...] = (
+    ScheduleEntry("redis", "0 * * * *"),
+    ScheduleEntry("qdrant", "0 2 * * *"),
+    ScheduleEntry("config", "0 2 * * *"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole policy file, parsed and validated."""
+
+    path: Path | None = None
+    repository: str = "./backups"
+    redis: Mapping[str, RedisInstance] = field(
+        default_factory=lambda: {"production": RedisInstance(name="production")}
+    )
+    redis_default: str = "production"
+    qdrant: Mapping[str, QdrantInstance] = field(
+        default_factory=lambda: {"production": QdrantInstance(name="production")}
+    )
+    qdrant_default: str = "production"
+    files: FilesSource = field(default_factory=FilesSource)
+    encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
+    remote: RemoteSettings = field(default_factory=RemoteSettings)
+    targets: Targets = field(default_factory=Targets)
+    retention: tuple[RetentionRule, ...] = DEFAULT_RETENTION
+    schedule: tuple[ScheduleEntry, ...] = DEFAULT_SCHEDULE
+    max_backup_age: Mapping[str, float] = field(default_factory=lambda: {"default": 86400.0})
+    metrics_textfile: str | None = None
+
+    @property
+    def source_label(self) -> str:
+        return str(self.path) if self.path else "embedded defaults"
+
+    def base_dir(self) -> Path:
+        """Relative paths in the file are relative to the file's directory."""
+        return self.path.parent if self.path else Path.cwd()
+
+    def resolve(self, value: str) -> Path:
+        candidate = Path(os.path.expanduser(value))
+        return candidate if candidate.is_absolute() else self.base_dir() / candidate
+
+    def repository_path(self) -> Path:
+        return self.resolve(self.repository)
+
+    def redis_instance(self, name: str | None = None) -> RedisInstance:
+        wanted = name or self.redis_default
+        try:
+            return self.redis[wanted]
+        except KeyError:
+            raise UnknownTarget(
+                kind="redis", name=wanted, path=self.source_label, known=", ".join(self.redis) or "none"
+            ) from None
+
+    def qdrant_instance(self, name: str | None = None) -> QdrantInstance:
+        wanted = name or self.qdrant_default
+        try:
+            return self.qdrant[wanted]
+        except KeyError:
+            raise UnknownTarget(
+                kind="qdrant", name=wanted, path=self.source_label, known=", ".join(self.qdrant) or "none"
+            ) from None
+
+    def max_age(self, source: str) -> float:
+        return self.max_backup_age.get(source, self.max_backup_age.get("default", 86400.0))
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+def _build(cls: type[Any], data: Mapping[str, Any], where: str, path: str, **extra: Any) -> Any:
+    """Instantiate a settings dataclass from a mapping, rejecting unknown keys with a clear message."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(path=path, detail=f"{where} must be a mapping, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            path=path, detail=f"unknown key(s) in {where}: {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
+    values = dict(data)
+    for key, value in values.items():
+        if isinstance(value, list):
+            values[key] = tuple(value)
+    try:
+        return cls(**values, **extra)
+    except TypeError as exc:
+        raise ConfigError(path=path, detail=f"{where}: {exc}") from exc
+
+
+def _durations(data: Any, where: str, path: str) -> dict[str, float]:
+    if not isinstance(data, Mapping):
+        raise ConfigError(path=path, detail=f"{where} must be a mapping of name: duration")
+    out: dict[str, float] = {}
+    for key, value in data.items():
+        try:
+            out[str(key)] = parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(path=path, detail=f"{where}.{key}: {exc}") from exc
+    return out
+
+
+def _instances(
+    section: Any, cls: type[Any], where: str, path: str
+) -> tuple[dict[str, Any], str | None]:
+    if section is None:
+        return {}, None
+    if not isinstance(section, Mapping):
+        raise ConfigError(path=path, detail=f"{where} must be a mapping of instance name: settings")
+    default = section.get("default")
+    instances: dict[str, Any] = {}
+    for name, settings in section.items():
+        if name == "default":
+            continue
+        settings = dict(settings or {})
+        if isinstance(settings.get("tls"), Mapping):
+            settings["tls"] = _build(TlsSettings, settings["tls"], f"{where}.{name}.tls", path)
+        elif isinstance(settings.get("tls"), bool):
+            settings["tls"] = TlsSettings(enabled=settings["tls"])
+        instances[str(name)] = _build(cls, settings, f"{where}.{name}", path, name=str(name))
+    return instances, default
+
+
+def parse_config(data: Mapping[str, Any] | None, path: Path | None = None) -> Config:
+    """Validate a parsed ``bdr.yaml`` and fill in the defaults."""
+    label = str(path) if path else "embedded defaults"
+    data = dict(data or {})
+    known = {f.name for f in fields(Config)} - {"path", "redis_default", "qdrant_default"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(path=label, detail=f"unknown section(s): {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {"path": path}
+    if "repository" in data:
+        kwargs["repository"] = str(data["repository"])
+    for kind, cls in (("redis", RedisInstance), ("qdrant", QdrantInstance)):
+        if kind in data:
+            instances, default = _instances(data[kind], cls, kind, label)
+            if not instances:
+                raise ConfigError(path=label, detail=f"{kind}: define at least one instance")
+            kwargs[kind] = instances
+            chosen = default or ("production" if "production" in instances else next(iter(instances)))
+            if chosen not in instances:
+                raise ConfigError(path=label, detail=f"{kind}.default names unknown instance {chosen!r}")
+            kwargs[f"{kind}_default"] = chosen
+    if "files" in data:
+        kwargs["files"] = _build(FilesSource, data["files"] or {}, "files", label)
+    if "encryption" in data:
+        kwargs["encryption"] = _build(EncryptionSettings, data["encryption"] or {}, "encryption", label)
+    if "remote" in data:
+        kwargs["remote"] = _build(RemoteSettings, data["remote"] or {}, "remote", label)
+    if "targets" in data:
+        section = data["targets"] or {}
+        defaults = Targets()
+        unknown = sorted(set(section) - {"rto", "rpo"})
+        if unknown:
+            raise ConfigError(path=label, detail=f"unknown key(s) in targets: {', '.join(unknown)}")
+        kwargs["targets"] = Targets(
+            rto={**defaults.rto, **_durations(section.get("rto", {}), "targets.rto", label)},
+            rpo={**defaults.rpo, **_durations(section.get("rpo", {}), "targets.rpo", label)},
+        )
+    if "retention" in data:
+        rules = []
+        for kind, rule in (data["retention"] or {}).items():
+            rule = rule or {}
+            try:
+                keep = parse_duration(rule.get("keep", 0))
+            except ValueError as exc:
+                raise ConfigError(path=label, detail=f"retention.{kind}.keep: {exc}") from exc
+            rules.append(RetentionRule(str(kind), keep, tuple(rule.get("locations", ("local",)))))
+        kwargs["retention"] = tuple(rules)
+    if "schedule" in data:
+        section = data["schedule"] or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError(path=label, detail="schedule must be a mapping of source: cron expression")
+        kwargs["schedule"] = tuple(ScheduleEntry(str(k), str(v)) for k, v in section.items())
+    if "max_backup_age" in data:
+        kwargs["max_backup_age"] = {
+            "default": 86400.0,
+            **_durations(data["max_backup_age"], "max_backup_age", label),
+        }
+    if "metrics_textfile" in data:
+        kwargs["metrics_textfile"] = data["metrics_textfile"]
+    return Config(**kwargs)
+
+
+def find_config(explicit: str | Path | None = None) -> Path | None:
+    """The config file to use: ``--config``, then ``$BDR_CONFIG``, then ``./bdr.yaml``; None if absent."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(path=str(path), detail="file not found; run `bdr init` to write an example")
+        return path
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return find_config(env)
+    local = Path.cwd() / DEFAULT_CONFIG_NAME
+    return local if local.is_file() else None
+
+
+def load_config(explicit: str | Path | None = None) -> Config:
+    """Load and validate the policy file, or the embedded defaults when there is none."""
+    path = find_config(explicit)
+    if path is None:
+        return Config()
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(path=str(path), detail=f"invalid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+    except OSError as exc:
+        raise ConfigError(path=str(path), detail=exc.strerror or str(exc)) from exc
+    if not isinstance(data, Mapping):
+        raise ConfigError(path=str(path), detail="the top level must be a mapping")
+    return parse_config(data, path.resolve())

@@ -1,0 +1,41 @@
+"""Human durations (``90s``, ``5m``, ``1h``, ``30d``, ``1y``) to seconds and back."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdwy]?)\s*$")
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds in ``value``: a number of seconds or a number with a unit (s, m, h, d, w, y)."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"negative duration: {value!r}")
+        return float(value)
+    match = _PATTERN.match(value)
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 5m, 1h, 30d)")
+    number, unit = match.groups()
+    return float(number) * _UNITS[unit or "s"]
+
+
+def format_duration(seconds: float) -> str:
+    """A short human form: ``850ms``, ``12.3s``, ``4m05s``, ``2h10m``, ``3d4h``."""
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        minutes, secs = divmod(int(round(seconds)), 60)
+        return f"{minutes}m{secs:02d}s"
+    if seconds < 86400:
+        hours, rest = divmod(int(round(seconds)), 3600)
+        return f"{hours}h{rest // 60:02d}m"
+    days, rest = divmod(int(round(seconds)), 86400)
+    return f"{days}d{rest // 3600}h"

@@ -1,0 +1,28 @@
+"""Engines by source name: ``redis``, ``qdrant``, ``config`` (files and secrets)."""
+
+from __future__ import annotations
+
+import importlib
+
+from bdr.engines.base import Engine
+from bdr.errors import UsageError
+
+_MODULES = {
+    "redis": "bdr.engines.redis",
+    "qdrant": "bdr.engines.qdrant",
+    "config": "bdr.engines.files",
+}
+
+
+def engine_for(source: str) -> Engine:
+    """The engine that backs up ``source`` (imported on first use)."""
+    try:
+        module = importlib.import_module(_MODULES[source])
+    except KeyError:
+        raise UsageError(detail=f"unknown source {source!r}; one of {', '.join(_MODULES)}") from None
+    engine: Engine = module.ENGINE
+    return engine
+
+
+def known_sources() -> list[str]:
+    return list(_MODULES)

@@ -1,0 +1,221 @@
+"""The engine interface: one datastore's backup, restore and verification.
+
+An engine turns a live service into files plus facts for the manifest (``backup``),
+puts a set's files back into a live service and proves it (``restore``), and checks a
+set without touching any live service (``verify``). Engines are found through the
+registry in :mod:`bdr.engines` by source name, never by if/elif.
+
+The restore of every engine follows the runbook's five steps, recorded as
+:class:`Step` objects with UTC start/end times so the CLI can print them and the
+drills can turn them into a timeline:
+
+1. ``safety backup`` of the current data (a set tagged ``safety``),
+2. ``stop`` the service (or take it out of use),
+3. ``replace`` the data,
+4. ``start`` the service,
+5. ``verify`` the live data against the manifest.
+
+A failure in 3-5 rolls back to the safety backup and raises
+:class:`~bdr.errors.RestoreRolledBack`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from bdr.config import Config
+from bdr.manifest import Manifest, to_iso, utcnow
+from bdr.repository import BackupSet, ObjectCipher, Repository, SetWriter
+
+
+class StepStatus(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(slots=True)
+class Step:
+    """One timed step of an operation (``safety backup``, ``stop``, ``replace`` ...)."""
+
+    name: str
+    started_at: str
+    finished_at: str = ""
+    seconds: float = 0.0
+    status: StepStatus = StepStatus.OK
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "seconds": round(self.seconds, 4),
+            "status": str(self.status),
+            "detail": self.detail,
+        }
+
+
+@dataclass(slots=True)
+class StepLog:
+    """Records steps as they run; ``with log.step("stop"): ...``."""
+
+    steps: list[Step] = field(default_factory=list)
+    on_step: Any = None
+    """Optional callback ``(step) -> None`` called when a step finishes (progress display)."""
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[Step]:
+        step = Step(name=name, started_at=to_iso(utcnow()))
+        begun = time.perf_counter()
+        self.steps.append(step)
+        try:
+            yield step
+        except BaseException as exc:
+            step.status = StepStatus.FAILED
+            step.detail = step.detail or str(exc)
+            raise
+        finally:
+            step.seconds = time.perf_counter() - begun
+            step.finished_at = to_iso(utcnow())
+            if self.on_step is not None:
+                self.on_step(step)
+
+    def skipped(self, name: str, detail: str) -> None:
+        now = to_iso(utcnow())
+        self.steps.append(Step(name, now, now, 0.0, StepStatus.SKIPPED, detail))
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [s.to_dict() for s in self.steps]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One verification check and its outcome."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class BackupRequest:
+    """What to back up, and how."""
+
+    config: Config
+    repository: Repository
+    instance: str | None = None
+    method: str | None = None
+    compress: bool = False
+    cipher: ObjectCipher | None = None
+    tags: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Engine-specific options (collections, file lists ...)."""
+    log: StepLog = field(default_factory=StepLog)
+
+
+@dataclass(slots=True)
+class RestoreRequest:
+    """What to restore, where, and which part of it."""
+
+    config: Config
+    repository: Repository
+    backup: BackupSet | None
+    """The set to restore; None for a legacy input (see ``legacy_path``)."""
+    legacy_path: Path | None = None
+    """A plain directory or .tar.gz made by the old shell scripts."""
+    target: str | None = None
+    cipher: ObjectCipher | None = None
+    selection: Mapping[str, Any] = field(default_factory=dict)
+    """Engine-specific selection (keys/db, collection/filter/as, paths ...); empty = everything."""
+    conflict: str = "fail"
+    dry_run: bool = False
+    safety_backup: bool = True
+    log: StepLog = field(default_factory=StepLog)
+
+
+@dataclass(slots=True)
+class RestoreResult:
+    """What a restore did: its steps, the safety backup, counts, and the verification checks."""
+
+    source: str
+    ref: str
+    target: str
+    steps: list[Step]
+    safety_id: str | None = None
+    checks: list[Check] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    dry_run: bool = False
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "ref": self.ref,
+            "target": self.target,
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "safety_id": self.safety_id,
+            "seconds": round(self.seconds, 4),
+            "steps": [s.to_dict() for s in self.steps],
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+            "counts": self.counts,
+            "facts": self.facts,
+        }
+
+
+class Engine(Protocol):
+    """One datastore's backup, restore and verification."""
+
+    source: str
+
+    def backup(self, request: BackupRequest, writer: SetWriter) -> None:
+        """Fill ``writer`` with the data's files and the manifest facts; the caller commits."""
+        ...
+
+    def restore(self, request: RestoreRequest) -> RestoreResult: ...
+
+    def verify(self, manifest: Manifest, files: Path, restore_test: bool = False) -> list[Check]:
+        """Check a set's extracted ``files`` (checksums are already checked by the caller)."""
+        ...
+
+
+def write_backup(engine: Engine, request: BackupRequest, instance_name: str, method: str) -> Manifest:
+    """Take one backup with ``engine`` into ``request.repository``: lock, write, commit (or abort).
+
+    The single place a backup set is written, used by ``bdr backup`` and by every engine's
+    safety backup before a restore.
+    """
+    repo = request.repository
+    with repo.lock(f"backup {engine.source}"):
+        writer = repo.new_set(engine.source, instance_name, method, request.tags, request.cipher)
+        with writer:
+            engine.backup(request, writer)
+            return writer.commit()
+
+
+def safety_backup(engine: Engine, request: RestoreRequest, instance_name: str) -> Manifest:
+    """Back up the target's current data as a set tagged ``safety`` before a restore replaces it."""
+    backup_request = BackupRequest(
+        config=request.config,
+        repository=request.repository,
+        instance=instance_name,
+        cipher=request.cipher,
+        tags=("safety",),
+        compress=False,
+    )
+    return write_backup(engine, backup_request, instance_name, method="safety")

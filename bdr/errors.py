@@ -1,0 +1,196 @@
+"""Typed errors: what went wrong, how to fix it, and the exit code the CLI returns.
+
+One root (:class:`BdrError`), one base per area, leaf classes that are just a docstring.
+A class's docstring is its message template, formatted with the keyword arguments given
+when it is raised; the class carries its exit code. Lower-level exceptions (redis-py,
+boto3, qdrant-client, OSError) are translated at the boundary with ``raise ... from exc``
+so the user never sees them without ``--debug``.
+
+Exit codes (documented in the README):
+
+==  =====================================================
+0   success
+1   a check failed (verify found a problem, a target was breached, a backup is stale)
+2   usage: wrong flags or arguments
+3   configuration: bdr.yaml missing or invalid, unknown target
+4   not found: backup set, file or source
+5   locked: another bdr holds the repository lock
+6   integrity: checksum mismatch, corrupt or truncated backup, unsafe archive
+7   service: Redis/Qdrant/S3 unreachable or refused the operation
+8   crypto: wrong or missing key, tampered ciphertext
+9   storage: destination not writable, disk full
+10  restore failed and the live data was rolled back to the safety backup
+11  repair is not possible: restore from a backup instead
+==  =====================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class BdrError(Exception):
+    """{detail}"""
+
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str | None = None, /, **fields: Any) -> None:
+        self.fields = fields
+        if message is None:
+            template = (type(self).__doc__ or "{detail}").strip().split("\n\n")[0]
+            template = " ".join(template.split())
+            try:
+                message = template.format(**fields)
+            except (KeyError, IndexError):
+                message = f"{template} {fields}"
+        super().__init__(message)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckFailed(BdrError):
+    """{detail}"""
+
+    exit_code = 1
+
+
+# --- usage and configuration -------------------------------------------------------------
+
+
+class UsageError(BdrError):
+    """{detail}"""
+
+    exit_code = 2
+
+
+class ConfigError(BdrError):
+    """configuration error in {path}: {detail}"""
+
+    exit_code = 3
+
+
+class UnknownTarget(ConfigError):
+    """no {kind} instance named {name!r} in {path}; known: {known}"""
+
+
+# --- repository ----------------------------------------------------------------------------
+
+
+class RepositoryError(BdrError):
+    """repository error: {detail}"""
+
+    exit_code = 4
+
+
+class BackupNotFound(RepositoryError):
+    """backup {ref!r} not found in {repo}; run `bdr list` to see the backup sets"""
+
+
+class IncompleteBackup(RepositoryError):
+    """backup {ref!r} has no manifest: it is incomplete (interrupted or failed) and cannot be used"""
+
+
+class RepositoryLocked(BdrError):
+    """repository {repo} is locked by pid {pid} on {host} since {since} ({operation}); wait for it to
+    finish, or remove {path} if that process is gone"""
+
+    exit_code = 5
+
+
+# --- integrity -------------------------------------------------------------------------------
+
+
+class IntegrityError(BdrError):
+    """{detail}"""
+
+    exit_code = 6
+
+
+class ChecksumMismatch(IntegrityError):
+    """checksum mismatch in {name} of backup {ref}: expected sha256 {expected}, got {actual}; the backup is
+    corrupt, restore an older one"""
+
+
+class CorruptArchive(IntegrityError):
+    """archive {name} is corrupt or truncated: {detail}"""
+
+
+class UnsafeArchive(IntegrityError):
+    """refusing archive member {member!r}: {reason}"""
+
+
+# --- services --------------------------------------------------------------------------------
+
+
+class ServiceError(BdrError):
+    """{detail}"""
+
+    exit_code = 7
+
+
+class ServiceUnavailable(ServiceError):
+    """cannot reach {service} at {address}: {detail}; is it running? check the url in bdr.yaml"""
+
+
+class ServiceTimeout(ServiceError):
+    """{service} did not {what} within {seconds:.0f}s: {detail}"""
+
+
+# --- crypto ----------------------------------------------------------------------------------
+
+
+class CryptoError(BdrError):
+    """{detail}"""
+
+    exit_code = 8
+
+
+class WrongKey(CryptoError):
+    """cannot decrypt {name}: wrong key or passphrase (key id {expected}, given {actual})"""
+
+
+class TamperedData(CryptoError):
+    """{name} failed authentication: the ciphertext was modified, truncated or reordered"""
+
+
+class MissingKey(CryptoError):
+    """{detail}"""
+
+
+# --- storage ---------------------------------------------------------------------------------
+
+
+class StorageError(BdrError):
+    """{detail}"""
+
+    exit_code = 9
+
+
+class NoSpace(StorageError):
+    """no space left on {path}: free some space (or prune old backups) and run again; nothing was changed"""
+
+
+class NotWritable(StorageError):
+    """cannot write to {path}: {detail}"""
+
+
+# --- restore and repair ----------------------------------------------------------------------
+
+
+class RestoreError(BdrError):
+    """{detail}"""
+
+    exit_code = 10
+
+
+class RestoreRolledBack(RestoreError):
+    """restore of {ref} failed at step {step!r} ({detail}); the live data was rolled back to safety backup
+    {safety}"""
+
+
+class RepairImpossible(BdrError):
+    """{detail}"""
+
+    exit_code = 11

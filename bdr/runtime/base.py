@@ -1,0 +1,43 @@
+"""The runtime interface: one service instance's life cycle and its data directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """A service instance that can be stopped, started and have its data replaced.
+
+    ``data_path`` is a host directory holding the instance's data files (for a container
+    runtime, the volume's mount point or a staging copy). ``replace_data`` swaps its
+    contents for those of another directory while the service is stopped.
+    """
+
+    service: str
+    name: str
+
+    def url(self) -> str: ...
+
+    def running(self) -> bool: ...
+
+    def start(self, timeout: float = 60.0) -> None: ...
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop cleanly *without* saving (the data on disk is what we restore or keep)."""
+        ...
+
+    def kill(self) -> None:
+        """SIGKILL: the crash the drills inject."""
+        ...
+
+    def data_path(self) -> Path: ...
+
+    def replace_data(self, source: Path) -> None:
+        """Make the data directory hold exactly the files under ``source`` (service stopped)."""
+        ...
+
+    def describe(self) -> dict[str, str]:
+        """Facts for reports: runtime kind, version, image or binary, pid or container id."""
+        ...

@@ -1,0 +1,40 @@
+"""Where repository objects live: a local directory or an S3 bucket, behind one interface.
+
+A storage knows keys (``redis/<set-id>/dump.rdb``) and bytes, nothing about backup sets:
+that is the repository's job. :func:`open_storage` picks the implementation from a
+location (a path or an ``s3://bucket/prefix`` url) through a registry of url schemes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bdr.storage.base import ObjectSink, Storage, WrittenObject
+from bdr.storage.local import LocalStorage
+
+_SCHEMES: dict[str, Callable[..., Storage]] = {}
+
+
+def register_scheme(scheme: str, factory: Callable[..., Storage]) -> None:
+    """Make ``scheme://...`` locations open with ``factory(location, **options)``."""
+    _SCHEMES[scheme] = factory
+
+
+def open_storage(location: str | Path, **options: Any) -> Storage:
+    """The storage for a local path or a url whose scheme is registered (``s3://``)."""
+    text = str(location)
+    if "://" in text:
+        scheme = text.split("://", 1)[0]
+        if scheme not in _SCHEMES and scheme == "s3":
+            import bdr.storage.s3  # noqa: F401  (registers itself)
+        if scheme not in _SCHEMES:
+            from bdr.errors import UsageError
+
+            raise UsageError(detail=f"unsupported repository url {text!r}: use a path or s3://bucket/prefix")
+        return _SCHEMES[scheme](text, **options)
+    return LocalStorage(Path(text))
+
+
+__all__ = ["LocalStorage", "ObjectSink", "Storage", "WrittenObject", "open_storage", "register_scheme"]
