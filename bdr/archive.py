@@ -86,15 +86,19 @@ def write_archive(members: Iterable[ArchiveMember], sink: ObjectSink, compress: 
     entries: list[FileEntry] = []
     with tarfile.open(fileobj=target, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for member in members:
-            info = tar.gettarinfo(str(member.source), arcname=member.name)
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            if info.isdir():
+            if member.source.is_dir():
+                info = tar.gettarinfo(str(member.source), arcname=member.name)
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
                 tar.addfile(info)
                 continue
-            if not info.isfile():
-                continue
             with member.source.open("rb") as handle:
+                # fstat of the open file: the member may be a /proc/self/fd link held open
+                info = tar.gettarinfo(arcname=member.name, fileobj=handle)
+                if not info.isfile():
+                    continue
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
                 reader = HashingReader(handle)
                 tar.addfile(info, reader)  # type: ignore[arg-type]
             entries.append(

@@ -14,6 +14,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import redis
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.retry import Retry
 
 from bdr.config import RedisInstance
 from bdr.errors import ServiceError, ServiceUnavailable
@@ -27,8 +29,12 @@ def redis_address(url: str) -> tuple[str, int, int]:
 
 
 def redis_client(instance: RedisInstance, db: int | None = None, timeout: float = 30.0,
-                 url: str | None = None) -> redis.Redis:
-    """A client for ``instance`` (or ``url`` with the instance's credentials)."""
+                 url: str | None = None, retries: int = 2) -> redis.Redis:
+    """A client for ``instance`` (or ``url`` with the instance's credentials).
+
+    ``retries`` reconnects with a short backoff; probes (is it up yet?) pass 0 so that a
+    server that is down is reported at once, not after redis-py's default backoff.
+    """
     target = url or instance.url
     host, port, url_db = redis_address(target)
     tls = instance.tls.enabled or target.startswith("rediss://")
@@ -40,6 +46,7 @@ def redis_client(instance: RedisInstance, db: int | None = None, timeout: float 
         "password": instance.password() or urlparse(target).password or None,
         "socket_timeout": timeout,
         "socket_connect_timeout": min(timeout, 10.0),
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries) if retries else Retry(NoBackoff(), 0),
     }
     if tls:
         kwargs.update(

@@ -267,7 +267,8 @@ class SetWriter:
     def abort(self) -> None:
         if self.manifest is not None:
             return
-        logger.warning("backup set %s aborted; removing its objects", self.id)
+        level = logging.WARNING if self.objects else logging.DEBUG
+        logger.log(level, "backup set %s aborted; removing its objects", self.id)
         with contextlib.suppress(Exception):
             self.repo.storage.delete_prefix(self._prefix)
 

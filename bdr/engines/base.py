@@ -137,7 +137,13 @@ class RestoreRequest:
     conflict: str = "fail"
     dry_run: bool = False
     safety_backup: bool = True
+    safety_repository: Repository | None = None
+    """Where the safety backup goes: the local repository, even when restoring from off-site."""
     log: StepLog = field(default_factory=StepLog)
+
+    @property
+    def safety_repo(self) -> Repository:
+        return self.safety_repository or self.repository
 
 
 @dataclass(slots=True)
@@ -194,14 +200,16 @@ class Engine(Protocol):
         ...
 
 
-def write_backup(engine: Engine, request: BackupRequest, instance_name: str, method: str) -> Manifest:
+def write_backup(engine: Engine, request: BackupRequest, instance_name: str, method: str,
+                 lock: bool = True) -> Manifest:
     """Take one backup with ``engine`` into ``request.repository``: lock, write, commit (or abort).
 
     The single place a backup set is written, used by ``bdr backup`` and by every engine's
-    safety backup before a restore.
+    safety backup before a restore. ``lock=False`` when the caller already holds the lock
+    (the members of a whole-system backup).
     """
     repo = request.repository
-    with repo.lock(f"backup {engine.source}"):
+    with repo.lock(f"backup {engine.source}") if lock else contextlib.nullcontext():
         writer = repo.new_set(engine.source, instance_name, method, request.tags, request.cipher)
         with writer:
             engine.backup(request, writer)
@@ -212,7 +220,7 @@ def safety_backup(engine: Engine, request: RestoreRequest, instance_name: str) -
     """Back up the target's current data as a set tagged ``safety`` before a restore replaces it."""
     backup_request = BackupRequest(
         config=request.config,
-        repository=request.repository,
+        repository=request.safety_repo,
         instance=instance_name,
         cipher=request.cipher,
         tags=("safety",),

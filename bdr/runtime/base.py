@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -22,7 +23,10 @@ class Runtime(Protocol):
 
     def running(self) -> bool: ...
 
-    def start(self, timeout: float = 60.0) -> None: ...
+    def start(self, timeout: float = 60.0, overrides: Sequence[str] = ()) -> None:
+        """Start the service; ``overrides`` are extra server arguments for this start only
+        (e.g. ``--appendonly no`` to load an RDB into an AOF instance)."""
+        ...
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stop cleanly *without* saving (the data on disk is what we restore or keep)."""
@@ -34,7 +38,7 @@ class Runtime(Protocol):
 
     def data_path(self) -> Path: ...
 
-    def replace_data(self, source: Path) -> None:
+    def replace_data(self, source: Path, clear: Iterable[str] = ()) -> None:
         """Make the data directory hold exactly the files under ``source`` (service stopped)."""
         ...
 

@@ -78,8 +78,8 @@ class RedisProcess:
     def url(self) -> str:
         return self.instance.url
 
-    def client(self, db: int = 0, timeout: float = 30.0) -> redis.Redis:
-        return redis_client(self.instance, db=db, timeout=timeout)
+    def client(self, db: int = 0, timeout: float = 30.0, retries: int = 2) -> redis.Redis:
+        return redis_client(self.instance, db=db, timeout=timeout, retries=retries)
 
     def address(self) -> tuple[str, int]:
         host, port, _ = redis_address(self.instance.url)
@@ -87,7 +87,7 @@ class RedisProcess:
 
     def running(self) -> bool:
         try:
-            return bool(self.client(timeout=2.0).ping())
+            return bool(self.client(timeout=2.0, retries=0).ping())
         except (redis.ConnectionError, redis.TimeoutError):
             return False
         except redis.ResponseError as exc:
@@ -96,14 +96,14 @@ class RedisProcess:
     def ready(self) -> bool:
         """Answering and done loading its data."""
         try:
-            info = self.client(timeout=2.0).info("persistence")
+            info = self.client(timeout=2.0, retries=0).info("persistence")
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
             return False
         return int(info.get("loading", 0)) == 0
 
     def pid(self) -> int | None:
         with contextlib.suppress(redis.RedisError):
-            self._pid = int(self.client(timeout=2.0).info("server")["process_id"])
+            self._pid = int(self.client(timeout=2.0, retries=0).info("server")["process_id"])
         return self._pid
 
     def remember_launch(self) -> None:
@@ -146,10 +146,10 @@ class RedisProcess:
             "or start_args (or keep it running so bdr can read its command line)",
         )
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 60.0, overrides: Sequence[str] = ()) -> None:
         if self.running():
             return
-        argv = self._launch_argv() + ["--daemonize", "no"]
+        argv = self._launch_argv() + ["--daemonize", "no", *overrides]
         log = self.log_path
         if log is None:
             log = Path(f"/tmp/bdr-redis-{self.address()[1]}.log")
@@ -259,7 +259,7 @@ class RedisProcess:
     def describe(self) -> dict[str, str]:
         facts = {"runtime": "process", "binary": self.argv[0] if self.argv else REDIS_SERVER}
         with contextlib.suppress(redis.RedisError):
-            info = self.client(timeout=2.0).info("server")
+            info = self.client(timeout=2.0, retries=0).info("server")
             facts.update(version=str(info.get("redis_version")), pid=str(info.get("process_id")))
         return facts
 
@@ -287,7 +287,7 @@ def spawn_redis(
     argv = [
         redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
         "--appendonly", "yes" if appendonly else "no", "--save", "", "--logfile", "",
-        "--protected-mode", "no",
+        "--protected-mode", "no", "--enable-debug-command", "local",
     ]
     env_name = None
     if password:

@@ -1,0 +1,73 @@
+"""``bdr backup SOURCE``: take a backup set of redis, qdrant, config, or all three."""
+
+from __future__ import annotations
+
+import click
+
+from bdr import api
+from bdr.cli.app import App, json_option, pass_app
+from bdr.cli.options import SOURCES, key_option, repository_options, with_redis_url
+from bdr.durations import format_duration
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+@click.command("backup")
+@click.argument("source", type=click.Choice(SOURCES))
+@click.option("--instance", "-i", metavar="NAME", help="Instance named in bdr.yaml (default: production).")
+@repository_options
+@click.option("--compress", is_flag=True, help="Store the set as one zstd-compressed tar stream.")
+@click.option("--keep", type=click.IntRange(min=1), metavar="N", help="Then delete all but the N newest sets.")
+@click.option("--method", metavar="M", help="redis: rdb | replication; qdrant: logical | snapshot | volume.")
+@click.option("--encrypt", is_flag=True, help="Encrypt the set (AES-256-GCM).")
+@key_option
+@click.option("--allow-plaintext", is_flag=True, help="Allow an unencrypted off-site (--remote) copy.")
+@click.option("--redis-url", metavar="URL", help="Redis to back up (no password: use $REDIS_PASSWORD).")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Label the set (repeatable).")
+@json_option
+@pass_app
+def backup_command(app: App, source: str, instance: str | None, destination: str | None, remote: str | None,
+                   compress: bool, keep: int | None, method: str | None, encrypt: bool, key_file: str | None,
+                   allow_plaintext: bool, redis_url: str | None, tags: tuple[str, ...]) -> None:
+    """Back up SOURCE (redis, qdrant, config or all) into the repository.
+
+    \b
+    Replaces scripts/backup-redis.sh:  bdr backup redis --compress --keep 30
+    Off-site:                          bdr backup redis --remote s3://bucket/redis
+    """
+    config = with_redis_url(app.config, redis_url, instance)
+    if not app.json_output:
+        app.err.print(f"Backing up [bold]{source}[/] ...")
+    with app.progress(f"backing up {source}"):
+        outcome = api.backup(
+            config, source, instance=instance, destination=destination, remote=remote, compress=compress,
+            keep=keep, method=method, encrypt=encrypt, key_file=key_file, allow_plaintext=allow_plaintext,
+            tags=tags, on_step=app.print_step,
+        )
+    if app.json_output:
+        app.emit_json(outcome.to_dict())
+        return
+    m = outcome.manifest
+    app.line(f"[green]backup {m.id}[/] written to {outcome.repository}")
+    details = [
+        f"{len(m.files)} file(s), {_size(m.data_size)} of data, {_size(m.stored_size)} stored",
+        f"{'compressed' if m.compressed else 'uncompressed'}, {'encrypted' if m.encrypted else 'not encrypted'}",
+        f"took {format_duration(outcome.seconds)}",
+    ]
+    keyspace = m.facts.get("keyspace")
+    if isinstance(keyspace, dict) and keyspace:
+        details.append(f"{sum(int(v['keys']) for v in keyspace.values())} keys")
+    app.line("  " + "; ".join(details))
+    if outcome.pruned:
+        app.line(f"  pruned {len(outcome.pruned)} older set(s): {', '.join(outcome.pruned)}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(backup_command)

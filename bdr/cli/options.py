@@ -1,0 +1,45 @@
+"""Options several commands share (repository location, keys, instance overrides)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlparse
+
+import click
+
+from bdr.config import Config
+from bdr.errors import UsageError
+
+SOURCES = ("redis", "qdrant", "config", "all")
+
+
+def repository_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--destination DIR`` and ``--remote s3://...``: where the sets are."""
+    func = click.option("--remote", metavar="URL", help="Off-site repository, e.g. s3://bucket/prefix.")(func)
+    func = click.option("--destination", "-d", metavar="DIR", type=click.Path(file_okay=False),
+                        help="Local repository directory (default: repository in bdr.yaml).")(func)
+    return func
+
+
+def key_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--key-file", metavar="FILE", type=click.Path(dir_okay=False),
+                        help="Encryption key file (default: encryption settings in bdr.yaml, $BDR_KEY).")(func)
+
+
+def with_redis_url(config: Config, url: str | None, instance: str | None) -> Config:
+    """``--redis-url`` replaces the url of the chosen Redis instance (never carries a password)."""
+    if not url:
+        return config
+    parsed = urlparse(url)
+    if parsed.scheme not in ("redis", "rediss"):
+        raise UsageError(detail=f"--redis-url must start with redis:// or rediss://, got {url!r}")
+    if parsed.password:
+        raise UsageError(
+            detail="do not put a password in --redis-url (it would show in ps and shell history); "
+            "set REDIS_PASSWORD or password_file in bdr.yaml"
+        )
+    current = config.redis_instance(instance)
+    updated = dataclasses.replace(current, url=url)
+    return dataclasses.replace(config, redis={**config.redis, current.name: updated})

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The two commands of the README:
+#   ./run.sh demo   set up (Debian packages, .venv) and run the main job on embedded defaults
+#   ./run.sh test   set up and run the whole test suite (what CI runs)
+# plus: ./run.sh setup | lint | bench
+set -euo pipefail
+cd "$(dirname "$0")"
+what=${1:-demo}
+shift || true
+case "$what" in
+  setup)
+    bash scripts/setup.sh ;;
+  demo)
+    bash scripts/setup.sh
+    exec .venv/bin/bdr demo "$@" ;;
+  test)
+    bash scripts/setup.sh
+    exec bash scripts/test.sh "$@" ;;
+  lint)
+    bash scripts/setup.sh
+    .venv/bin/ruff check bdr tests bench
+    .venv/bin/mypy ;;
+  bench)
+    bash scripts/setup.sh
+    for b in bench/*.py; do .venv/bin/python "$b" "$@"; done ;;
+  *)
+    echo "usage: ./run.sh demo|test|setup|lint|bench" >&2; exit 2 ;;
+esac
