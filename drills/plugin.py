@@ -1,0 +1,216 @@
+"""The pytest plugin of the drill suite: options, fixtures, and the compliance reporter.
+
+Registered through the ``pytest11`` entry point ``bdr_drills``. Options live in the
+``disaster recovery drills`` group; the reporter is registered in ``pytest_configure``
+(not on xdist workers) and writes the HTML/JSON/JUnit reports and the history at the end.
+Per-test evidence travels from the ``drill`` fixture into the item's stash, then into the
+test report (``user_properties``) through the ``pytest_runtest_makereport`` hookwrapper.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+from collections.abc import Generator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bdr import __version__
+from bdr.durations import format_duration
+from bdr.manifest import to_iso
+from drills.evidence import DrillResult, Outcome, RunReport
+from drills.policy import Policy, load_policy
+from drills.recorder import Drill
+from drills.stack import SCALES, Stack
+
+RESULT_KEY = pytest.StashKey[DrillResult]()
+REPORTER_KEY = pytest.StashKey["DrillReporter"]()
+RUNTIMES = ("process", "docker")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("dr", "disaster recovery drills")
+    group.addoption("--dr-policy", metavar="PATH", default=None,
+                    help="bdr.yaml whose targets the drills are held to (default: ./bdr.yaml, else the "
+                    "runbook's targets).")
+    group.addoption("--dr-runtime", choices=RUNTIMES, default="process",
+                    help="Run the services as local processes or containers (default: process).")
+    group.addoption("--dr-scale", choices=sorted(SCALES), default="small",
+                    help="Workload size: small (CI), medium, large (monthly: ≥1M keys, 100k vectors).")
+    group.addoption("--dr-reports", metavar="DIR", default="reports",
+                    help="Where the compliance reports and history.jsonl go (default: reports/).")
+    group.addoption("--dr-no-report", action="store_true", help="Do not write the compliance report.")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "drill(name, title): a disaster-recovery scenario of the runbook")
+    if hasattr(config, "workerinput"):  # xdist worker: the controller reports
+        return
+    reporter = DrillReporter(config)
+    config.stash[REPORTER_KEY] = reporter
+    config.pluginmanager.register(reporter, "bdr-drill-reporter")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    reporter = config.stash.get(REPORTER_KEY, None)
+    if reporter is not None:
+        del config.stash[REPORTER_KEY]
+        config.pluginmanager.unregister(reporter)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    result = item.stash.get(RESULT_KEY, None)
+    if result is None:
+        return
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        if report.skipped:
+            result.outcome = Outcome.SKIPPED
+            result.failure = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
+        elif report.failed:
+            result.outcome = Outcome.FAILED if report.when == "call" else Outcome.ERROR
+            crash = getattr(report.longrepr, "reprcrash", None)
+            result.failure = (crash.message if crash else str(report.longrepr)).strip()
+        report.user_properties.extend(drill_properties(result))
+
+
+def drill_properties(result: DrillResult) -> list[tuple[str, str]]:
+    """What pytest-html and JUnit show for a drill: scenario, RTO, RPO, verdict."""
+    rto = result.rto
+    rto_text = (
+        f"{format_duration(rto.achieved_seconds)} / {format_duration(rto.target_seconds)}"
+        if rto and rto.achieved_seconds is not None else "-"
+    )
+    rpo_text = ", ".join(
+        f"{c.name} {format_duration(c.achieved_seconds) if c.achieved_seconds is not None else '?'} / "
+        f"{format_duration(c.target_seconds)}"
+        for c in result.rpos
+    ) or "-"
+    verdict = "met" if result.targets_met and result.outcome == Outcome.PASSED else (
+        "BREACHED" if not result.targets_met else str(result.outcome))
+    return [("drill_scenario", result.scenario), ("drill_rto", rto_text), ("drill_rpo", rpo_text),
+            ("drill_verdict", verdict)]
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def dr_policy(pytestconfig: pytest.Config) -> Policy:
+    """The policy file in force."""
+    return load_policy(pytestconfig.getoption("--dr-policy"))
+
+
+@pytest.fixture
+def stack(request: pytest.FixtureRequest, tmp_path: Path, dr_policy: Policy) -> Iterator[Stack]:
+    """The agent backend's services with their workload loaded, on the chosen runtime."""
+    runtime = request.config.getoption("--dr-runtime")
+    scale = SCALES[request.config.getoption("--dr-scale")]
+    if runtime == "docker":
+        pytest.skip("the docker runtime for drills is not available yet (process runtime only)")
+    started = Stack.start(tmp_path / "stack", runtime, scale, dr_policy.config)
+    try:
+        started.load_workload()
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def drill(request: pytest.FixtureRequest, dr_policy: Policy) -> Iterator[Drill]:
+    """The recorder of the scenario: steps, fault, verification, objectives."""
+    marker = request.node.get_closest_marker("drill")
+    name = marker.args[0] if marker and marker.args else request.node.name
+    title = marker.kwargs.get("title", name) if marker else name
+    result = DrillResult(
+        scenario=name,
+        title=title,
+        nodeid=request.node.nodeid,
+        runtime=request.config.getoption("--dr-runtime"),
+        started_at=to_iso(datetime.now(UTC)),
+    )
+    request.node.stash[RESULT_KEY] = result
+    recorder = Drill(result, dr_policy)
+    yield recorder
+    result.finished_at = to_iso(datetime.now(UTC))
+    reporter = request.config.stash.get(REPORTER_KEY, None)
+    if reporter is not None:
+        reporter.results.append(result)
+
+
+# --- the reporter --------------------------------------------------------------------------
+
+
+class DrillReporter:
+    """Collects every scenario's result and writes the compliance report at the end."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.results: list[DrillResult] = []
+        self.started = datetime.now(UTC)
+        self.paths: Any = None
+
+    def environment(self, policy: Policy) -> dict[str, Any]:
+        from drills.versions import service_versions
+
+        return {
+            "bdr_version": __version__,
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "host": socket.gethostname(),
+            "user": os.environ.get("USER", ""),
+            "runtime": self.config.getoption("--dr-runtime"),
+            "scale": self.config.getoption("--dr-scale"),
+            "policy_file": policy.path,
+            "policy_sha256": policy.sha256,
+            "ci": bool(os.environ.get("CI")),
+            **service_versions(),
+        }
+
+    def build(self) -> RunReport:
+        policy = load_policy(self.config.getoption("--dr-policy"))
+        return RunReport(
+            run_id=f"drill-{self.started:%Y%m%dT%H%M%SZ}",
+            started_at=to_iso(self.started),
+            finished_at=to_iso(datetime.now(UTC)),
+            results=list(self.results),
+            environment=self.environment(policy),
+            policy=policy.to_dict(),
+        )
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.results or self.config.getoption("--dr-no-report"):
+            return
+        from drills.report import write_reports
+
+        out = Path(self.config.getoption("--dr-reports"))
+        if not out.is_absolute():
+            out = Path(str(self.config.invocation_params.dir)) / out
+        report = self.build()
+        self.paths = write_reports(report, out)
+        try:
+            from bdr.metrics import record_drill_report
+        except ImportError:
+            return
+        record_drill_report(load_policy(self.config.getoption("--dr-policy")).config, report)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.results:
+            return
+        terminalreporter.section("disaster recovery drills")
+        for result in self.results:
+            verdict = "MET" if result.targets_met else "BREACHED"
+            if result.outcome in (Outcome.ERROR, Outcome.SKIPPED):
+                verdict = str(result.outcome).upper()
+            parts = [c.describe() for c in result.checks]
+            terminalreporter.write_line(f"{verdict:<9} {result.scenario}: {'; '.join(parts) or result.failure}")
+        if self.paths is not None:
+            terminalreporter.write_line(f"compliance report: {self.paths.html}")

@@ -1,0 +1,1 @@
+"""The runbook's disaster-recovery scenarios, one module each."""
