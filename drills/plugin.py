@@ -93,10 +93,17 @@ def drill_properties(result: DrillResult) -> list[tuple[str, str]]:
         f"{format_duration(c.target_seconds)}"
         for c in result.rpos
     ) or "-"
-    verdict = "met" if result.targets_met and result.outcome == Outcome.PASSED else (
-        "BREACHED" if not result.targets_met else str(result.outcome))
     return [("drill_scenario", result.scenario), ("drill_rto", rto_text), ("drill_rpo", rpo_text),
-            ("drill_verdict", verdict)]
+            ("drill_verdict", verdict_of(result))]
+
+
+def verdict_of(result: DrillResult) -> str:
+    """``met``, ``BREACHED`` (a target missed), or the outcome (failed, error, skipped)."""
+    if result.outcome == Outcome.SKIPPED:
+        return "skipped"
+    if result.checks and not result.targets_met:
+        return "BREACHED"
+    return "met" if result.outcome == Outcome.PASSED else str(result.outcome)
 
 
 # --- fixtures ------------------------------------------------------------------------------
@@ -207,9 +214,7 @@ class DrillReporter:
             return
         terminalreporter.section("disaster recovery drills")
         for result in self.results:
-            verdict = "MET" if result.targets_met else "BREACHED"
-            if result.outcome in (Outcome.ERROR, Outcome.SKIPPED):
-                verdict = str(result.outcome).upper()
+            verdict = verdict_of(result).upper()
             parts = [c.describe() for c in result.checks]
             terminalreporter.write_line(f"{verdict:<9} {result.scenario}: {'; '.join(parts) or result.failure}")
         if self.paths is not None:

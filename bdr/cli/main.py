@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "bdr.cli.verify_cmd",
     "bdr.cli.list_cmd",
     "bdr.cli.demo_cmd",
+    "bdr.cli.drill_cmd",
 )
 
 

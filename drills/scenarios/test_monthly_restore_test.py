@@ -1,0 +1,51 @@
+"""Runbook: "Monthly Restore Test".
+
+Restore the latest backups into a separate test environment (the ``test`` target of
+bdr.yaml), verify their integrity there, and leave production untouched. This is the
+exercise the team runs every month; run with ``--dr-scale large`` for the real size.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bdr import api
+from bdr.engines.redis.info import digest
+from drills.recorder import Drill
+from drills.stack import Stack
+
+pytestmark = pytest.mark.drill("monthly_restore_test", title="Monthly restore test into the test environment")
+
+
+def test_monthly_restore_test(stack: Stack, drill: Drill) -> None:
+    production = stack.redis.client()
+    with drill.step("latest backup") as step:
+        outcome = api.backup(stack.config, "redis", compress=True)
+        step["detail"] = outcome.manifest.id
+    production_digest = digest(production)
+    production_dump = stack.redis_dump()
+
+    drill.fault("monthly test begins: restore the latest backup into the test target")
+    with drill.step("verify backup", "bdr verify latest --restore-test") as step:
+        report = api.verify(stack.config, outcome.manifest.id, restore_test=True)
+        step["detail"] = "; ".join(f"{c.name}: {c.detail}" for c in report.checks)
+        assert report.ok, report.checks
+    with drill.step("restore into test", "bdr restore redis latest --target test") as step:
+        result = api.restore(stack.config, "redis", "latest", target="test")
+        step["detail"] = ", ".join(f"{s.name} {s.seconds:.2f}s" for s in result.steps)
+    with drill.step("verify test target") as step:
+        test_digest = digest(stack.redis_test.client())
+        assert result.ok, result.checks
+        assert test_digest == outcome.manifest.facts["digest"]
+        step["detail"] = f"digest {test_digest[:16]} equals the manifest"
+    with drill.step("production untouched") as step:
+        assert digest(production) == production_digest
+        assert stack.redis_dump() == production_dump
+        step["detail"] = f"production digest unchanged ({production_digest[:16]})"
+    drill.verified()
+
+    drill.rto("redis_local_restore", note="restore into the test target")
+    drill.evidence.update(backup_id=outcome.manifest.id, backup_digest=outcome.manifest.facts["digest"],
+                          verify=[{"check": c.name, "ok": c.ok, "detail": c.detail} for c in report.checks],
+                          production_digest=production_digest, test_digest=test_digest)
+    drill.assert_targets()
