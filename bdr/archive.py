@@ -81,7 +81,7 @@ def write_archive(members: Iterable[ArchiveMember], sink: ObjectSink, compress: 
     raw = SinkWriter(sink)
     compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1) if compress else None
     target: BinaryIO = (
-        compressor.stream_writer(raw, closefd=False) if compressor else raw  # type: ignore[assignment]
+        compressor.stream_writer(raw, closefd=False) if compressor else raw  # type: ignore[assignment,arg-type]
     )
     entries: list[FileEntry] = []
     with tarfile.open(fileobj=target, mode="w|", format=tarfile.PAX_FORMAT) as tar:

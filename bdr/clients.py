@@ -72,7 +72,9 @@ def redis_errors(instance: RedisInstance | str, action: str = "talk to") -> Iter
             "password_env/password_file in bdr.yaml"
         ) from exc
     except redis.ConnectionError as exc:
-        raise ServiceUnavailable(service="Redis", address=f"{host}:{port}", detail=str(exc) or "connection failed") from exc
+        raise ServiceUnavailable(
+            service="Redis", address=f"{host}:{port}", detail=str(exc) or "connection failed"
+        ) from exc
     except redis.TimeoutError as exc:
         raise ServiceUnavailable(service="Redis", address=f"{host}:{port}", detail=f"timed out ({exc})") from exc
     except redis.ResponseError as exc:

@@ -77,25 +77,56 @@ class RedisInstance:
 
 @dataclass(frozen=True, slots=True)
 class QdrantInstance:
-    """One Qdrant: a server (``url``) or the embedded engine (``path``, qdrant-client local mode)."""
+    """One Qdrant: a server (``url``) or the embedded engine (``path``, qdrant-client local mode).
+
+    A ``url`` wins over ``path``. The embedded engine locks its directory while a client has
+    it open, so bdr opens and closes its own client for every operation and reports a clear
+    error when the application holds the directory.
+    """
 
     name: str
     url: str | None = None
     path: str | None = "./data/qdrant"
     api_key_env: str | None = "QDRANT_API_KEY"
+    api_key_file: str | None = None
     method: str = "logical"
     """``logical`` (server or embedded), ``snapshot`` (server) or ``volume`` (stopped service)."""
     collections: tuple[str, ...] = ()
     """Collections to back up; all when empty."""
     keep_server_snapshot: bool = False
+    """snapshot method: leave the snapshot on the server after downloading it."""
+    full_snapshot: bool = False
+    """snapshot method: one full-storage snapshot (all collections and aliases) instead of one per collection."""
+    inspect_snapshots: bool = True
+    """snapshot method: open each downloaded snapshot with qdrant-edge to record its exact point count and a
+    sample of points (needs a temporary copy of the snapshot on local disk)."""
+    batch_size: int = 1024
+    """logical method: points per scroll/upsert batch."""
+    parallel: int = 4
+    """logical method: concurrent upsert batches into a server (the embedded engine uses one)."""
+    sample_size: int = 64
+    """Points compared one by one after a snapshot restore and by ``bdr verify`` of a snapshot."""
     runtime: str = "process"
     container: str | None = None
     volume: str | None = None
     storage_dir: str | None = None
+    """volume method on a server: the Qdrant storage directory (the service must be stopped)."""
     timeout: float = 300.0
 
+    @property
+    def embedded(self) -> bool:
+        return not self.url
+
     def api_key(self) -> str | None:
-        return os.environ.get(self.api_key_env) if self.api_key_env else None
+        """The API key from ``api_key_file`` or ``api_key_env``; never from bdr.yaml itself."""
+        if self.api_key_file:
+            try:
+                return Path(self.api_key_file).read_text().strip() or None
+            except OSError as exc:
+                raise ConfigError(
+                    path=self.api_key_file, detail=f"cannot read API key file: {exc.strerror}"
+                ) from exc
+        return (os.environ.get(self.api_key_env) or None) if self.api_key_env else None
 
 
 @dataclass(frozen=True, slots=True)

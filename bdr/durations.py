@@ -32,10 +32,10 @@ def format_duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f}s"
     if seconds < 3600:
-        minutes, secs = divmod(int(round(seconds)), 60)
+        minutes, secs = divmod(round(seconds), 60)
         return f"{minutes}m{secs:02d}s"
     if seconds < 86400:
-        hours, rest = divmod(int(round(seconds)), 3600)
+        hours, rest = divmod(round(seconds), 3600)
         return f"{hours}h{rest // 60:02d}m"
-    days, rest = divmod(int(round(seconds)), 86400)
+    days, rest = divmod(round(seconds), 86400)
     return f"{days}d{rest // 3600}h"

@@ -194,3 +194,27 @@ class RepairImpossible(BdrError):
     """{detail}"""
 
     exit_code = 11
+
+
+# --- qdrant ------------------------------------------------------------------------------------
+
+
+class IncompatibleVersion(ServiceError):
+    """{what} was taken from Qdrant {source} and cannot be restored into Qdrant {target}: {detail}"""
+
+
+class SelectionConflict(UsageError):
+    """{count} {what} already exist in {target} (e.g. {examples}); nothing was changed: run again with
+    --conflict skip (keep the live ones) or --conflict replace (overwrite them)"""
+
+
+class ServiceBusy(ServiceError):
+    """{service} at {address} is in use by another process: {detail}"""
+
+
+# --- redis selective restore and repair -----------------------------------------------------------
+
+
+class BackupDoesNotLoad(IntegrityError):
+    """the data files in {path} do not load into a temporary redis-server: {detail}; run `bdr verify` on
+    the backup, or restore an older one"""

@@ -21,7 +21,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -240,6 +240,29 @@ class SetWriter:
             sink.abort()
             raise
         self._record(name, written)
+
+    def add_stream(self, name: str, chunks: Iterable[bytes], secret: bool = False) -> FileEntry:
+        """Store the bytes ``chunks`` yields as one file of the set (an engine's streamed export)."""
+        import hashlib
+
+        sink = self._sink(name)
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            for chunk in chunks:
+                if chunk:
+                    sink.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+            written = sink.commit()
+        except BaseException:
+            sink.abort()
+            raise
+        self._record(name, written)
+        entry = FileEntry(path=name, size=size, sha256=digest.hexdigest(), mode=0o600 if secret else 0o644,
+                          secret=secret)
+        self.files.append(entry)
+        return entry
 
     def commit(self) -> Manifest:
         """Write the manifest: from now on the set exists."""

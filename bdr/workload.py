@@ -8,6 +8,7 @@ group of the agents that read them).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 from dataclasses import dataclass
@@ -87,9 +88,7 @@ def load_redis_workload(
     flush(force=True)
     for c in range(conversations):
         key = f"conversation:{c:05d}"
-        try:
+        with contextlib.suppress(redis.ResponseError):  # the group exists already
             client.xgroup_create(key, "agents", id="0")
-        except redis.ResponseError:
-            pass
         client.xreadgroup("agents", "worker-1", {key: ">"}, count=messages_per_conversation // 2)
     return WorkloadCounts(users, sessions, caches, conversations, conversations * messages_per_conversation)

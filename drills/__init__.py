@@ -5,7 +5,7 @@ and a configuration directory, as local processes or containers): it injects the
 recovers with exactly what an operator would run (:mod:`bdr.api`), and records each step
 with UTC timestamps. From those it computes the achieved RTO (fault injected → data
 verified) and, from a writer that kept making acknowledged, timestamped writes, the
-achieved RPO per data type (fault time − newest acknowledged write that survived). A
+achieved RPO per data type (fault time - newest acknowledged write that survived). A
 target breached is a test failure with the numbers in its message; every run writes a
 compliance report (HTML, JSON, JUnit XML) and appends to the history.
 

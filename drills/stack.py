@@ -13,6 +13,7 @@ be visible, as a cautious production configuration makes it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import shutil
@@ -79,7 +80,9 @@ appendfsync everysec
 aof-use-rdb-preamble yes
 """,
     "nginx.conf": "events {}\nhttp { server { listen 8080; location / { proxy_pass http://127.0.0.1:8000; } } }\n",
-    "monitoring/prometheus.yml": "scrape_configs:\n  - job_name: agent\n    static_configs: [{targets: ['127.0.0.1:8000']}]\n",
+    "monitoring/prometheus.yml": (
+        "scrape_configs:\n  - job_name: agent\n    static_configs: [{targets: ['127.0.0.1:8000']}]\n"
+    ),
 }
 SECRET_FILES = {".env": "OPENAI_API_KEY=sk-drill-not-a-real-key\nREDIS_PASSWORD=drill-secret\n"}
 
@@ -128,10 +131,8 @@ class Stack:
                 server.stop()
             except Exception:  # a drill may leave a server broken on purpose
                 logger.debug("could not stop %s cleanly; killing it", server.name)
-                try:
+                with contextlib.suppress(Exception):
                     server.kill()
-                except Exception:
-                    pass
 
     # --- data -----------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ def cipher_for_backup(
         from bdr.crypto import load_cipher
 
         try:
-            return load_cipher(config.encryption, key_file=key_file, required=True)
+            cipher: ObjectCipher | None = load_cipher(config.encryption, key_file=key_file, required=True)
+            return cipher
         except Exception as exc:
             if offsite and not encrypt:
                 raise UsageError(
@@ -33,4 +34,5 @@ def cipher_for_reading(config: Config, key_file: str | None) -> ObjectCipher | N
         from bdr.crypto import load_cipher
     except ImportError:  # TEMP until crypto lands
         return None
-    return load_cipher(config.encryption, key_file=key_file, required=False)
+    cipher: ObjectCipher | None = load_cipher(config.encryption, key_file=key_file, required=False)
+    return cipher

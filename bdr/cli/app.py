@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bdr.config import Config, load_config
-from bdr.engines.base import Step, StepStatus
 from bdr.durations import format_duration
+from bdr.engines.base import Step, StepStatus
 
 
 @dataclass

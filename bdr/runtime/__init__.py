@@ -6,6 +6,7 @@ instance's runtime, found by name in a registry (``process``, ``docker``, ...).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -35,12 +36,10 @@ def redis_runtime(instance: Any, **options: Any) -> Runtime:
 
 
 def _load_builtin() -> None:
-    import bdr.runtime.process  # noqa: F401
+    import bdr.runtime.process
 
-    try:
+    with contextlib.suppress(ImportError):  # the docker runtime is optional
         import bdr.runtime.docker  # noqa: F401
-    except ImportError:  # pragma: no cover - the docker runtime is optional
-        pass
 
 
 __all__ = ["Runtime", "redis_runtime", "register_runtime"]

@@ -17,7 +17,11 @@ class Runtime(Protocol):
     """
 
     service: str
-    name: str
+
+    @property
+    def name(self) -> str:
+        """The instance name in bdr.yaml (``production``, ``test`` ...)."""
+        ...
 
     def url(self) -> str: ...
 

@@ -112,7 +112,7 @@ class RedisProcess:
         try:
             info = client.info("server")
             self._pid = int(info["process_id"])
-            self._data_dir = Path(client.config_get("dir")["dir"])
+            self._data_dir = Path(str(client.config_get("dir")["dir"]))
         except redis.RedisError as exc:
             raise ServiceUnavailable(service="Redis", address=self.instance.url, detail=str(exc)) from exc
         if self.argv:
@@ -149,7 +149,7 @@ class RedisProcess:
     def start(self, timeout: float = 60.0, overrides: Sequence[str] = ()) -> None:
         if self.running():
             return
-        argv = self._launch_argv() + ["--daemonize", "no", *overrides]
+        argv = [*self._launch_argv(), "--daemonize", "no", *overrides]
         log = self.log_path
         if log is None:
             log = Path(f"/tmp/bdr-redis-{self.address()[1]}.log")

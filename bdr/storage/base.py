@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -58,7 +60,7 @@ class Storage(Protocol):
         """Every key under ``prefix`` (recursive), in no particular order."""
         ...
 
-    def children(self, prefix: str = "") -> list[str]:
+    def children(self, prefix: str = "") -> builtins.list[str]:
         """Names of the immediate children (files and "directories") under ``prefix``."""
         ...
 

@@ -8,6 +8,8 @@ Every object is written to a temporary name beside its final one, fsynced, renam
 
 from __future__ import annotations
 
+import builtins
+
 import errno
 import hashlib
 import os
@@ -164,7 +166,7 @@ class LocalStorage:
                     continue
                 yield Path(dirpath, name).relative_to(self.root).as_posix()
 
-    def children(self, prefix: str = "") -> list[str]:
+    def children(self, prefix: str = "") -> builtins.list[str]:
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():
             return []

@@ -66,7 +66,8 @@ class RedisEngine:
             try:
                 with request.log.step("fetch"):
                     files, _manifest = _restore.fetch(request, scratch / "incoming")
-                return selective_restore(request, files, instance)
+                result: RestoreResult = selective_restore(request, files, instance)
+                return result
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
         return _restore.restore_full(self, request)

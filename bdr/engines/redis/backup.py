@@ -128,7 +128,7 @@ def snapshot(client: redis.Redis, name: str, timeout: float) -> dict[str, Any]:
 @contextlib.contextmanager
 def no_aof_rewrite(client: redis.Redis, timeout: float) -> Iterator[None]:
     """Switch automatic AOF rewrites off and wait for a running one; restore the setting after."""
-    previous = client.config_get("auto-aof-rewrite-percentage")["auto-aof-rewrite-percentage"]
+    previous = str(client.config_get("auto-aof-rewrite-percentage")["auto-aof-rewrite-percentage"])
     client.config_set("auto-aof-rewrite-percentage", 0)
     try:
         def no_rewrite() -> bool:
@@ -179,7 +179,7 @@ def backup_rdb(request: BackupRequest, writer: SetWriter, instance: RedisInstanc
             facts.update(snap, rdb_version=rdb_version(rdb_path), aof=layout.appendonly,
                          dbfilename=layout.dbfilename, appenddirname=layout.appenddirname)
             if layout.appendonly:
-                manifest_name = client.config_get("appendfilename")["appendfilename"] + ".manifest"
+                manifest_name = f"{client.config_get('appendfilename')['appendfilename']}.manifest"
                 with no_aof_rewrite(client, instance.save_timeout):
                     handles = [p.open("rb") for p in aof_files(aof_dir, manifest_name)]
                     try:

@@ -83,10 +83,10 @@ class PersistenceLayout:
     def from_server(cls, client: redis.Redis) -> PersistenceLayout:
         config = client.config_get("*")
         return cls(
-            dir=Path(config["dir"]),
-            dbfilename=config.get("dbfilename", "dump.rdb"),
+            dir=Path(str(config["dir"])),
+            dbfilename=str(config.get("dbfilename") or "dump.rdb"),
             appendonly=config.get("appendonly", "no") == "yes",
-            appenddirname=config.get("appenddirname", "appendonlydir"),
+            appenddirname=str(config.get("appenddirname") or "appendonlydir"),
         )
 
     @classmethod
