@@ -9,6 +9,7 @@ redis-py traceback.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
@@ -19,6 +20,9 @@ from redis.retry import Retry
 
 from bdr.config import RedisInstance
 from bdr.errors import ServiceError, ServiceUnavailable
+
+
+_CONNECT_NOISE = re.compile(r"^Error \d+ connecting to \S+?\.\s*")
 
 
 def redis_address(url: str) -> tuple[str, int, int]:
@@ -72,9 +76,8 @@ def redis_errors(instance: RedisInstance | str, action: str = "talk to") -> Iter
             "password_env/password_file in bdr.yaml"
         ) from exc
     except redis.ConnectionError as exc:
-        raise ServiceUnavailable(
-            service="Redis", address=f"{host}:{port}", detail=str(exc) or "connection failed"
-        ) from exc
+        detail = _CONNECT_NOISE.sub("", str(exc)).strip(" .") or "connection failed"
+        raise ServiceUnavailable(service="Redis", address=f"{host}:{port}", detail=detail.lower()) from exc
     except redis.TimeoutError as exc:
         raise ServiceUnavailable(service="Redis", address=f"{host}:{port}", detail=f"timed out ({exc})") from exc
     except redis.ResponseError as exc:

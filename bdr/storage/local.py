@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -83,7 +84,8 @@ class LocalSink:
 
     def abort(self) -> None:
         if self._handle is not None:
-            self._handle.close()
+            with contextlib.suppress(OSError):  # closing flushes the buffer: on a full disk that fails again
+                self._handle.close()
             self._handle = None
         self._tmp.unlink(missing_ok=True)
 
