@@ -1,3 +1,8 @@
-"""Top-level pytest configuration: shared fixtures for the unit and integration suites."""
+"""Top-level pytest configuration: the shared fixtures of the test suites.
 
-pytest_plugins = ["tests.fixtures"]
+The drill suite's own plugin (``drills.plugin``) is registered through the ``bdr_drills``
+pytest11 entry point of the installed package; its fixtures (``stack``, ``drill``,
+``dr_policy``) and options (``--dr-*``) are available everywhere.
+"""
+
+pytest_plugins = ["tests.fixtures", "tests.s3_fixtures"]

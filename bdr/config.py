@@ -148,21 +148,79 @@ class EncryptionSettings:
     passphrase_env: str | None = "BDR_PASSPHRASE"
 
 
+SSE_MODES = ("AES256", "aws:kms")
+STORAGE_CLASSES = (
+    "STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE",
+    "REDUCED_REDUNDANCY",
+)
+ARCHIVE_CLASSES = ("STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE")
+
+
 @dataclass(frozen=True, slots=True)
 class RemoteSettings:
-    """The off-site repository (S3)."""
+    """The off-site repository on S3 (or an S3-compatible store such as MinIO).
+
+    Credentials never live here: boto3 finds them in the usual AWS chain (``AWS_PROFILE`` /
+    ``profile``, ``AWS_ACCESS_KEY_ID`` + ``AWS_SECRET_ACCESS_KEY``, an instance or task role).
+    """
 
     url: str | None = None
+    """``s3://bucket/prefix``: where ``--remote`` points when given without a url."""
     endpoint_url: str | None = None
+    """An S3-compatible endpoint (MinIO, Ceph); ``$AWS_ENDPOINT_URL_S3`` works too."""
     region: str | None = None
     profile: str | None = None
+    """A profile of ``~/.aws/config``; the environment's credentials when not set."""
     sse: str | None = None
+    """Server-side encryption on top of bdr's own: ``AES256`` or ``aws:kms`` (with ``kms_key_id``)."""
     kms_key_id: str | None = None
     storage_class: str | None = None
+    """Storage class of data objects when uploaded (manifests always stay STANDARD)."""
     allow_plaintext: bool = False
-    archive_after_days: int = 90
+    """Allow unencrypted off-site copies (off by default: ``--allow-plaintext`` per run)."""
+    archive_after_days: int | None = 90
+    """Lifecycle: move data objects to ``archive_class`` after this many days (null: never)."""
     archive_class: str = "GLACIER"
-    expire_after_days: int = 365
+    expire_after_days: int | None = 365
+    """Lifecycle: delete backup sets after this many days (null: never; ``bdr prune`` usually first)."""
+    abort_uploads_after_days: int = 7
+    """Lifecycle: discard parts of multipart uploads left by a killed backup after this many days."""
+    part_size_mib: int = 16
+    """Multipart upload part size: one part is buffered in memory at a time (5 MiB to 5 GiB)."""
+    max_attempts: int = 5
+    """Attempts per S3 request (botocore standard retry mode, exponential backoff)."""
+
+    def validate(self, path: str) -> None:
+        """Raise :class:`ConfigError` naming the first invalid value (called when the file is loaded)."""
+        problems: list[str] = []
+        if self.url is not None and not self.url.startswith("s3://"):
+            problems.append(f"remote.url must start with s3://, got {self.url!r}")
+        if self.sse not in (None, *SSE_MODES):
+            problems.append(f"remote.sse must be one of {', '.join(SSE_MODES)}, got {self.sse!r}")
+        if self.kms_key_id and self.sse != "aws:kms":
+            problems.append("remote.kms_key_id needs remote.sse: aws:kms")
+        if self.storage_class is not None and self.storage_class not in STORAGE_CLASSES:
+            problems.append(f"remote.storage_class must be one of {', '.join(STORAGE_CLASSES)}")
+        if self.archive_class not in ARCHIVE_CLASSES:
+            problems.append(f"remote.archive_class must be one of {', '.join(ARCHIVE_CLASSES)}")
+        for name in ("archive_after_days", "expire_after_days"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                problems.append(f"remote.{name} must be a whole number of days (or null), got {value!r}")
+        if (
+            isinstance(self.archive_after_days, int)
+            and isinstance(self.expire_after_days, int)
+            and self.expire_after_days <= self.archive_after_days
+        ):
+            problems.append("remote.expire_after_days must be greater than remote.archive_after_days")
+        if not isinstance(self.abort_uploads_after_days, int) or self.abort_uploads_after_days < 1:
+            problems.append("remote.abort_uploads_after_days must be a whole number of days >= 1")
+        if not isinstance(self.part_size_mib, int) or not 5 <= self.part_size_mib <= 5120:
+            problems.append(f"remote.part_size_mib must be between 5 and 5120, got {self.part_size_mib!r}")
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            problems.append(f"remote.max_attempts must be at least 1, got {self.max_attempts!r}")
+        if problems:
+            raise ConfigError(path=path, detail="; ".join(problems))
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +278,18 @@ DEFAULT_SCHEDULE: tuple[ScheduleEntry, ...] = (
 
 
 @dataclass(frozen=True, slots=True)
+class LintSettings:
+    """``bdr lint``: estimates for what the repository cannot tell yet, rules to skip, files to leave out."""
+
+    backup_duration: Mapping[str, float] = field(default_factory=lambda: {"default": 300.0})
+    """How long a backup of each source takes (``redis: 2m``), used until the repository holds one to measure."""
+    ignore: tuple[str, ...] = ()
+    """Rule ids not to report (``BDR-C002``)."""
+    exclude: tuple[str, ...] = ()
+    """Glob patterns of files lint leaves out (``tests/*``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole policy file, parsed and validated."""
 
@@ -241,6 +311,7 @@ class Config:
     schedule: tuple[ScheduleEntry, ...] = DEFAULT_SCHEDULE
     max_backup_age: Mapping[str, float] = field(default_factory=lambda: {"default": 86400.0})
     metrics_textfile: str | None = None
+    lint: LintSettings = field(default_factory=LintSettings)
 
     @property
     def source_label(self) -> str:
@@ -362,6 +433,7 @@ def parse_config(data: Mapping[str, Any] | None, path: Path | None = None) -> Co
         kwargs["encryption"] = _build(EncryptionSettings, data["encryption"] or {}, "encryption", label)
     if "remote" in data:
         kwargs["remote"] = _build(RemoteSettings, data["remote"] or {}, "remote", label)
+        kwargs["remote"].validate(label)
     if "targets" in data:
         section = data["targets"] or {}
         defaults = Targets()
@@ -394,6 +466,15 @@ def parse_config(data: Mapping[str, Any] | None, path: Path | None = None) -> Co
         }
     if "metrics_textfile" in data:
         kwargs["metrics_textfile"] = data["metrics_textfile"]
+    if "lint" in data:
+        if not isinstance(data["lint"] or {}, Mapping):
+            raise ConfigError(path=label, detail="lint must be a mapping (backup_duration, ignore, exclude)")
+        section = dict(data["lint"] or {})
+        if "backup_duration" in section:
+            section["backup_duration"] = {
+                "default": 300.0, **_durations(section["backup_duration"], "lint.backup_duration", label)
+            }
+        kwargs["lint"] = _build(LintSettings, section, "lint", label)
     return Config(**kwargs)
 
 

@@ -218,3 +218,42 @@ class ServiceBusy(ServiceError):
 class BackupDoesNotLoad(IntegrityError):
     """the data files in {path} do not load into a temporary redis-server: {detail}; run `bdr verify` on
     the backup, or restore an older one"""
+
+
+# --- off-site storage (S3) --------------------------------------------------------------------
+
+
+class RemoteAccessDenied(ServiceError):
+    """S3 refused access to bucket {bucket} ({code}): check the credentials bdr found (AWS_PROFILE or
+    remote.profile, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or the instance role) and that they may read
+    and write s3://{bucket}"""
+
+
+class RemoteBucketNotFound(ServiceError):
+    """bucket {bucket} does not exist at {endpoint}: create it (aws s3 mb s3://{bucket}) or fix the
+    remote url (--remote or remote.url in bdr.yaml)"""
+
+
+class ObjectArchived(ServiceError):
+    """{key} is in the {storage_class} storage class and cannot be read until it is restored: run
+    `bdr s3 thaw {ref} --remote {url}` (or `aws s3api restore-object --bucket {bucket} --key {key}
+    --restore-request Days=7`), wait until the restore finishes (hours for GLACIER, up to 48 h for
+    DEEP_ARCHIVE; run the thaw again to see its state), then run this command again"""
+
+
+class PlaintextOffsite(UsageError):
+    """refusing to send an unencrypted backup off-site to {url}: configure a key (encryption.key_file in
+    bdr.yaml or $BDR_KEY), or accept plaintext explicitly with --allow-plaintext or remote.allow_plaintext:
+    true"""
+
+
+# --- git (bdr lint --changed-since, bdr drill --changed-since) ---------------------------------
+
+
+class NotAGitRepository(UsageError):
+    """{path} is not inside a git checkout: --changed-since compares commits, run it from the checkout"""
+
+
+class UnknownGitRef(UsageError):
+    """git ref {ref!r} is not known in {repo}: fetch it first (git fetch origin <branch>; in CI check out with
+    fetch-depth: 0)"""

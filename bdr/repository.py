@@ -22,6 +22,7 @@ import os
 import secrets
 import socket
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +56,7 @@ LOCK_KEY = "locks/repository.lock"
 VERIFY_NAME = "verify.json"
 ARCHIVE_NAME = "data.tar.zst"
 TAR_NAME = "data.tar"
+LOAD_WORKERS = 8
 
 
 class ObjectCipher(Protocol):
@@ -377,8 +379,8 @@ class Repository:
         for source in self.storage.children(""):
             if source == "locks":
                 continue
-            for set_id in self.storage.children(source):
-                if not self.storage.exists(f"{source}/{set_id}/{MANIFEST_NAME}"):
+            for set_id, names in self._set_index(source).items():
+                if MANIFEST_NAME not in names:
                     logger.warning("removing incomplete backup set %s", set_id)
                     self.storage.delete_prefix(f"{source}/{set_id}")
                     swept.append(set_id)
@@ -392,35 +394,49 @@ class Repository:
         for source in self.storage.children(""):
             if source == "locks":
                 continue
-            for set_id in self.storage.children(source):
-                if not self.storage.exists(f"{source}/{set_id}/{MANIFEST_NAME}"):
-                    out.append(set_id)
+            out += [set_id for set_id, names in self._set_index(source).items() if MANIFEST_NAME not in names]
         return out
 
-    def _load(self, source: str, set_id: str) -> BackupSet | None:
+    def _set_index(self, source: str) -> dict[str, set[str]]:
+        """The sets under ``source`` and the names of their objects, from two listings.
+
+        Two listings for all the sets instead of a request per set: what keeps ``bdr list``
+        and taking the lock fast on S3, where every request is a round trip.
+        """
+        index: dict[str, set[str]] = {set_id: set() for set_id in self.storage.children(source)}
+        for key in self.storage.list(source):
+            parts = key.split("/", 2)
+            if len(parts) == 3:
+                index.setdefault(parts[1], set()).add(parts[2])
+        return index
+
+    def _load(self, source: str, set_id: str, verified: bool = True) -> BackupSet | None:
+        """The set, or None without a manifest; ``verified=False``: it has no verify.json, don't look."""
         try:
             raw = self.storage.read_bytes(f"{source}/{set_id}/{MANIFEST_NAME}")
         except BackupNotFound:
             return None
         manifest = Manifest.from_json(raw, name=f"{set_id}/{MANIFEST_NAME}")
         verification = None
-        with contextlib.suppress(BackupNotFound, ValueError, TypeError):
-            data = json.loads(self.storage.read_bytes(f"{source}/{set_id}/{VERIFY_NAME}"))
-            verification = Verification(**data)
+        if verified:
+            with contextlib.suppress(BackupNotFound, ValueError, TypeError):
+                data = json.loads(self.storage.read_bytes(f"{source}/{set_id}/{VERIFY_NAME}"))
+                verification = Verification(**data)
         return BackupSet(manifest, self.url, self.storage.location, verification)
 
     def sets(self, source: str | None = None, include_safety: bool = True) -> list[BackupSet]:
         """Complete sets, newest first."""
-        found: list[BackupSet] = []
         sources = [source] if source else [s for s in self.storage.children("") if s != "locks"]
-        for src in sources:
-            for set_id in self.storage.children(src):
-                backup = self._load(src, set_id)
-                if backup is None:
-                    continue
-                if not include_safety and "safety" in backup.tags:
-                    continue
-                found.append(backup)
+        complete = [
+            (src, set_id, VERIFY_NAME in names)
+            for src in sources
+            for set_id, names in self._set_index(src).items()
+            if MANIFEST_NAME in names
+        ]
+        # manifests are fetched a few at a time: on S3 each read is a round trip
+        with ThreadPoolExecutor(max_workers=LOAD_WORKERS) as pool:
+            loaded = list(pool.map(lambda c: self._load(*c), complete))
+        found = [b for b in loaded if b is not None and (include_safety or "safety" not in b.tags)]
         found.sort(key=lambda b: b.manifest.finished_at, reverse=True)
         return found
 
@@ -459,6 +475,11 @@ class Repository:
                 )
             return cipher.decrypting(stream, name)
         return stream
+
+    def object_keys(self, backup: BackupSet) -> list[str]:
+        """Storage keys of a set's objects, manifest included (e.g. to thaw them from an archive tier)."""
+        prefix = f"{backup.source}/{backup.id}"
+        return [f"{prefix}/{obj.name}" for obj in backup.manifest.objects] + [f"{prefix}/{MANIFEST_NAME}"]
 
     def check_objects(self, backup: BackupSet) -> list[str]:
         """Re-hash every stored object against the manifest; returns the problems found."""

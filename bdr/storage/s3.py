@@ -1,0 +1,594 @@
+"""A repository in an S3 bucket (``s3://bucket/prefix``): the off-site copy of the 3-2-1 rule.
+
+Objects are uploaded as they are produced, never staged in full in memory or on disk: a
+sink buffers one *part* (``remote.part_size_mib``, 16 MiB by default) and sends it as a
+part of a multipart upload, with its sha256 (``x-amz-checksum-sha256``, which S3 checks on
+receipt). Nothing is visible until :meth:`S3Sink.commit` completes the upload; an abort or
+any error aborts it, so no orphaned parts are left behind (and the bucket lifecycle's
+abort rule, see :mod:`bdr.s3_lifecycle`, discards those of a killed process). An object
+smaller than one part is sent with a single PutObject.
+
+Reads stream the object and resume with a ranged GET (pinned to the object's ETag) when the
+connection drops mid-way. Locks use a conditional put (``If-None-Match: *``), which S3 has
+honoured since 2024; on a store that answers ``NotImplemented`` it falls back to
+check-then-put, which two writers starting in the same instant can both pass.
+
+The credentials need ``s3:ListBucket``, ``s3:GetObject``, ``s3:PutObject``,
+``s3:PutObjectTagging`` (objects are tagged for the lifecycle), ``s3:DeleteObject``,
+``s3:ListBucketMultipartUploads``, ``s3:AbortMultipartUpload``, ``s3:RestoreObject`` and,
+for ``bdr s3 lifecycle``, ``s3:GetLifecycleConfiguration`` / ``s3:PutLifecycleConfiguration``
+(plus ``kms:GenerateDataKey`` and ``kms:Decrypt`` with ``sse: aws:kms``).
+
+Credentials come only from the AWS chain (``AWS_PROFILE`` or ``remote.profile``,
+``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, an instance or task role), never from
+argv or bdr.yaml, and botocore's request logging (which would carry session tokens) is
+kept off even under ``--debug``. Every botocore error is translated here into a typed
+:mod:`bdr.errors` error: wrong credentials, a missing bucket, an unreachable endpoint and
+an archived (GLACIER) object each get one line saying what to do.
+
+Options (``open_storage(url, settings=config.remote)``, or keywords overriding them)::
+
+    endpoint_url   S3-compatible endpoint (MinIO, moto); $AWS_ENDPOINT_URL_S3 works too
+    region         bucket region
+    profile        ~/.aws/config profile
+    sse            AES256 | aws:kms (with kms_key_id)
+    storage_class  class of data objects at upload (STANDARD_IA ...); manifests stay STANDARD
+    part_size_mib  multipart part size (5..5120)
+    max_attempts   attempts per request (standard retry mode)
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import dataclasses
+import hashlib
+import io
+import logging
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from urllib.parse import quote, urlparse
+
+import boto3
+import botocore.exceptions as boto_errors
+from botocore.config import Config as BotoConfig
+
+from bdr import __version__
+from bdr.config import RemoteSettings
+from bdr.errors import (
+    BackupNotFound,
+    BdrError,
+    ConfigError,
+    CorruptArchive,
+    ObjectArchived,
+    PlaintextOffsite,
+    RemoteAccessDenied,
+    RemoteBucketNotFound,
+    ServiceError,
+    ServiceUnavailable,
+    StorageError,
+    UsageError,
+)
+from bdr.s3_lifecycle import ARCHIVE_CLASSES, TIER_TAG, Tier, object_tier, set_of
+from bdr.storage import register_scheme
+from bdr.storage.base import WrittenObject
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from bdr.repository import ObjectCipher
+
+logger = logging.getLogger(__name__)
+
+# botocore logs request headers (session tokens, signatures) at DEBUG: keep it out of --debug output.
+for _name in ("botocore", "boto3", "s3transfer", "urllib3.connectionpool"):
+    logging.getLogger(_name).setLevel(logging.INFO)
+
+MIB = 1024 * 1024
+MIN_PART_SIZE = 5 * MIB
+"""S3's smallest part (except the last one)."""
+MAX_PARTS = 10_000
+DELETE_BATCH = 1000
+READ_RETRIES = 3
+
+DENIED_CODES = frozenset({
+    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+    "TokenRefreshRequired", "InvalidClientTokenId", "AllAccessDisabled", "AccountProblem", "403", "Forbidden",
+})
+MISSING_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+TAKEN_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _error_code(exc: boto_errors.ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def require_encryption(settings: RemoteSettings, cipher: ObjectCipher | None, *, allow_plaintext: bool = False,
+                       url: str | None = None) -> None:
+    """Refuse an off-site backup without a cipher unless plaintext is allowed.
+
+    ``allow_plaintext`` is the ``--allow-plaintext`` flag; ``remote.allow_plaintext: true`` in
+    bdr.yaml allows it too. Raises :class:`~bdr.errors.PlaintextOffsite`.
+    """
+    where = url or settings.url or "the off-site repository"
+    if cipher is None and not (allow_plaintext or settings.allow_plaintext):
+        raise PlaintextOffsite(url=where)
+    if cipher is None:
+        logger.warning("sending an unencrypted backup off-site to %s (plaintext allowed)", where)
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` → (``bucket``, ``some/prefix``)."""
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise UsageError(detail=f"invalid S3 url {url!r}: use s3://bucket/prefix")
+    if parsed.query or parsed.fragment or "@" in parsed.netloc:
+        raise UsageError(detail=f"invalid S3 url {url!r}: no credentials, query or fragment; use s3://bucket/prefix")
+    prefix = parsed.path.strip("/")
+    if any(part in (".", "..") for part in prefix.split("/")):
+        raise UsageError(detail=f"invalid S3 url {url!r}: '.' and '..' are not allowed in the prefix")
+    return parsed.netloc, prefix
+
+
+class S3Storage:
+    """Objects under a prefix of an S3 bucket."""
+
+    location = "s3"
+
+    def __init__(self, bucket: str, prefix: str = "", settings: RemoteSettings | None = None) -> None:
+        self.settings = settings or RemoteSettings()
+        self.settings.validate("remote settings")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.part_size = self.settings.part_size_mib * MIB
+        self.client: S3Client = self._make_client()
+        self.endpoint = str(self.client.meta.endpoint_url)
+        self._conditional_put = True
+
+    def _make_client(self) -> S3Client:
+        settings = self.settings
+        try:
+            session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
+        except boto_errors.ProfileNotFound as exc:
+            name = settings.profile or os.environ.get("AWS_PROFILE")
+            raise ConfigError(path="remote.profile" if settings.profile else "$AWS_PROFILE",
+                              detail=f"AWS profile {name!r} not found in ~/.aws/config or ~/.aws/credentials; "
+                              "fix the name or unset it to use the environment's credentials") from exc
+        config = BotoConfig(
+            retries={"max_attempts": settings.max_attempts, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+            tcp_keepalive=True,
+            user_agent_extra=f"bdr/{__version__}",
+            s3={"addressing_style": "path"} if settings.endpoint_url else None,
+        )
+        return session.client("s3", endpoint_url=settings.endpoint_url, config=config)
+
+    # --- keys and errors ---------------------------------------------------------------------------
+
+    def _key(self, key: str) -> str:
+        parts = key.split("/")
+        if key.startswith("/") or any(p in (".", "..") for p in parts):
+            raise StorageError(detail=f"invalid object key {key!r}")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _relative(self, full: str) -> str:
+        return full[len(self.prefix) + 1:] if self.prefix else full
+
+    def translate(self, exc: Exception, operation: str, key: str | None = None) -> BdrError:
+        """The bdr error for a botocore failure of ``operation`` on ``key``."""
+        where = f"{self.url}/{key}" if key else self.url
+        if isinstance(exc, boto_errors.ClientError):
+            code = _error_code(exc)
+            message = str(exc.response.get("Error", {}).get("Message", "")) or code
+            if code in DENIED_CODES:
+                return RemoteAccessDenied(bucket=self.bucket, code=code)
+            if code == "NoSuchBucket":
+                return RemoteBucketNotFound(bucket=self.bucket, endpoint=self.endpoint)
+            if code in MISSING_KEY_CODES and key is not None:
+                return BackupNotFound(ref=key, repo=self.url)
+            if code == "InvalidObjectState" and key is not None:
+                storage_class = str(exc.response.get("Error", {}).get("StorageClass", "") or "archive")
+                return ObjectArchived(key=self._key(key), storage_class=storage_class, ref=set_of(key),
+                                      url=self.url, bucket=self.bucket)
+            return ServiceError(detail=f"S3 {operation} of {where} failed: {code}: {message}")
+        if isinstance(exc, (boto_errors.NoCredentialsError, boto_errors.PartialCredentialsError,
+                            boto_errors.CredentialRetrievalError)):
+            return RemoteAccessDenied(bucket=self.bucket, code=f"no usable credentials: {exc}")
+        if isinstance(exc, boto_errors.FlexibleChecksumError):
+            return CorruptArchive(name=where, detail="S3 returned bytes that do not match its stored checksum")
+        if isinstance(exc, (boto_errors.ConnectionError, boto_errors.HTTPClientError)):
+            return ServiceUnavailable(service="S3", address=self.endpoint, detail=str(exc))
+        if isinstance(exc, BdrError):
+            return exc
+        return ServiceError(detail=f"S3 {operation} of {where} failed: {type(exc).__name__}: {exc}")
+
+    def _put_args(self, key: str) -> dict[str, Any]:
+        """Tag, storage class and server-side encryption of a new object."""
+        args: dict[str, Any] = {}
+        tier = object_tier(key)
+        if tier is not None:
+            args["Tagging"] = f"{TIER_TAG}={quote(str(tier))}"
+        if tier is Tier.DATA and self.settings.storage_class:
+            args["StorageClass"] = self.settings.storage_class
+        if self.settings.sse:
+            args["ServerSideEncryption"] = self.settings.sse
+            if self.settings.kms_key_id:
+                args["SSEKMSKeyId"] = self.settings.kms_key_id
+        return args
+
+    # --- the Storage protocol ----------------------------------------------------------------------
+
+    def open_write(self, key: str) -> S3Sink:
+        return S3Sink(self, key)
+
+    def open_read(self, key: str) -> BinaryIO:
+        return io.BufferedReader(S3ObjectStream(self, key), buffer_size=MIB)
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.open_read(key) as stream:
+            return stream.read()
+
+    def put_bytes(self, key: str, data: bytes) -> WrittenObject:
+        sink = self.open_write(key)
+        try:
+            sink.write(data)
+        except BaseException:
+            sink.abort()
+            raise
+        return sink.commit()
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        full = self._key(key)
+        args = self._put_args(key)
+        if self._conditional_put:
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=full, Body=data, IfNoneMatch="*",
+                                       ChecksumSHA256=_b64(hashlib.sha256(data).digest()), **args)
+                return True
+            except boto_errors.ClientError as exc:
+                code = _error_code(exc)
+                if code in TAKEN_CODES:
+                    return self._written_by_us(key, data)
+                if code not in ("NotImplemented", "501"):
+                    raise self.translate(exc, "conditional put", key) from exc
+                logger.warning("%s does not support conditional writes; locking with check-then-put", self.endpoint)
+                self._conditional_put = False
+            except Exception as exc:
+                raise self.translate(exc, "conditional put", key) from exc
+        if self.exists(key):
+            return False
+        self.put_bytes(key, data)
+        return True
+
+    def _written_by_us(self, key: str, data: bytes) -> bool:
+        """After a refused conditional put: is the object there our own (a retry whose first try landed)?"""
+        try:
+            return self.read_bytes(key) == data
+        except BackupNotFound:
+            return False
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except boto_errors.ClientError as exc:
+            if _error_code(exc) in MISSING_KEY_CODES:
+                return False
+            raise self.translate(exc, "HEAD", key) from exc
+        except Exception as exc:
+            raise self.translate(exc, "HEAD", key) from exc
+        return True
+
+    def _head(self, key: str) -> dict[str, Any]:
+        try:
+            return dict(self.client.head_object(Bucket=self.bucket, Key=self._key(key)))
+        except Exception as exc:
+            raise self.translate(exc, "HEAD", key) from exc
+
+    def size(self, key: str) -> int:
+        return int(self._head(key)["ContentLength"])
+
+    def _pages(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, **kwargs):
+                yield dict(page)
+        except Exception as exc:
+            raise self.translate(exc, "LIST") from exc
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        if not prefix:
+            full = f"{self.prefix}/" if self.prefix else ""
+            for page in self._pages(Prefix=full):
+                for item in page.get("Contents", ()):
+                    yield self._relative(item["Key"])
+            return
+        full = self._key(prefix.rstrip("/"))
+        for page in self._pages(Prefix=full):
+            for item in page.get("Contents", ()):
+                name = item["Key"]
+                if name == full or name.startswith(full + "/"):
+                    yield self._relative(name)
+
+    def children(self, prefix: str = "") -> builtins.list[str]:
+        base = self._key(prefix.rstrip("/")) + "/" if prefix else (f"{self.prefix}/" if self.prefix else "")
+        names: set[str] = set()
+        for page in self._pages(Prefix=base, Delimiter="/"):
+            names.update(p["Prefix"][len(base):].rstrip("/") for p in page.get("CommonPrefixes", ()))
+            names.update(item["Key"][len(base):] for item in page.get("Contents", ()))
+        names.discard("")
+        return sorted(names)
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            raise self.translate(exc, "DELETE", key) from exc
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every object under ``prefix`` (1000 per request) and abort its pending uploads."""
+        batch: builtins.list[str] = []
+        for key in self.list(prefix):
+            batch.append(self._key(key))
+            if len(batch) == DELETE_BATCH:
+                self._delete_batch(batch, prefix)
+                batch = []
+        if batch:
+            self._delete_batch(batch, prefix)
+        self.abort_uploads(prefix)
+
+    def _delete_batch(self, keys: builtins.list[str], prefix: str) -> None:
+        try:
+            response = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+            )
+        except Exception as exc:
+            raise self.translate(exc, "DELETE", prefix) from exc
+        errors = response.get("Errors", [])
+        if errors:
+            first = errors[0]
+            raise ServiceError(detail=f"S3 could not delete {len(errors)} object(s) under {self.url}/{prefix}, "
+                               f"e.g. {first.get('Key')}: {first.get('Code')} {first.get('Message', '')}")
+
+    def abort_uploads(self, prefix: str = "") -> int:
+        """Abort the multipart uploads pending under ``prefix`` (left by a killed backup); how many."""
+        full = self._key(prefix.rstrip("/")) + "/" if prefix else (f"{self.prefix}/" if self.prefix else "")
+        aborted = 0
+        try:
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+                for upload in page.get("Uploads", ()):
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                       UploadId=upload["UploadId"])
+                    aborted += 1
+        except Exception as exc:
+            raise self.translate(exc, "abort uploads", prefix or None) from exc
+        if aborted:
+            logger.warning("aborted %d pending multipart upload(s) under %s/%s", aborted, self.url, prefix)
+        return aborted
+
+    def free_space(self) -> int | None:
+        return None
+
+    # --- S3 only: lifecycle and archive tiers --------------------------------------------------------
+
+    def lifecycle_rules(self) -> builtins.list[dict[str, Any]]:
+        """The bucket's lifecycle rules (all of them, not only bdr's); empty when it has none."""
+        try:
+            response = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
+        except boto_errors.ClientError as exc:
+            if _error_code(exc) == "NoSuchLifecycleConfiguration":
+                return []
+            raise self.translate(exc, "GetBucketLifecycleConfiguration") from exc
+        except Exception as exc:
+            raise self.translate(exc, "GetBucketLifecycleConfiguration") from exc
+        return [dict(rule) for rule in response.get("Rules", [])]
+
+    def put_lifecycle_rules(self, rules: builtins.list[dict[str, Any]]) -> None:
+        try:
+            self.client.put_bucket_lifecycle_configuration(
+                Bucket=self.bucket, LifecycleConfiguration={"Rules": rules}  # type: ignore[typeddict-item]
+            )
+        except Exception as exc:
+            raise self.translate(exc, "PutBucketLifecycleConfiguration") from exc
+
+    def archive_state(self, key: str) -> tuple[str, str | None]:
+        """(storage class, ``x-amz-restore`` header or None) of an object."""
+        head = self._head(key)
+        return str(head.get("StorageClass") or "STANDARD"), head.get("Restore")
+
+    def request_restore(self, key: str, days: int = 7, tier: str = "Standard") -> None:
+        """Ask S3 to make a temporary readable copy of an archived object for ``days``."""
+        try:
+            self.client.restore_object(
+                Bucket=self.bucket, Key=self._key(key),
+                RestoreRequest={"Days": days, "GlacierJobParameters": {"Tier": tier}},  # type: ignore[typeddict-item]
+            )
+        except boto_errors.ClientError as exc:
+            if _error_code(exc) == "RestoreAlreadyInProgress":
+                return
+            raise self.translate(exc, "RestoreObject", key) from exc
+        except Exception as exc:
+            raise self.translate(exc, "RestoreObject", key) from exc
+
+
+class S3Sink:
+    """One object on its way up: buffered a part at a time, invisible until :meth:`commit`."""
+
+    def __init__(self, storage: S3Storage, key: str) -> None:
+        self._storage = storage
+        self._key = key
+        self._full = storage._key(key)
+        self._args = storage._put_args(key)
+        self._part_size = storage.part_size
+        self._buffer = bytearray()
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._part_digests: list[str] = []
+        self._closed = False
+
+    def write(self, data: bytes) -> int:
+        if self._closed:
+            raise StorageError(detail=f"write to {self._storage.url}/{self._key} after commit or abort")
+        self._digest.update(data)
+        self._size += len(data)
+        view = memoryview(data)
+        while view:
+            room = self._part_size - len(self._buffer)
+            self._buffer += view[:room]
+            view = view[room:]
+            if len(self._buffer) == self._part_size:
+                self._guarded(self._upload_part, self._buffer)
+                self._buffer = bytearray()
+        return len(data)
+
+    def _guarded(self, action: Any, *args: Any) -> Any:
+        """Run an S3 call; on failure abort the upload and raise the translated error."""
+        try:
+            return action(*args)
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, Exception):
+                raise self._storage.translate(exc, "upload", self._key) from exc
+            raise
+
+    def _upload_part(self, part: bytes | bytearray) -> None:
+        client, bucket = self._storage.client, self._storage.bucket
+        if self._upload_id is None:
+            response = client.create_multipart_upload(Bucket=bucket, Key=self._full, ChecksumAlgorithm="SHA256",
+                                                      **self._args)
+            self._upload_id = response["UploadId"]
+            logger.debug("multipart upload of %s started", self._full)
+        number = len(self._parts) + 1
+        if number > MAX_PARTS:
+            raise StorageError(detail=f"{self._key} needs more than {MAX_PARTS} parts; raise remote.part_size_mib")
+        digest = hashlib.sha256(part).digest()
+        response_part = client.upload_part(Bucket=bucket, Key=self._full, UploadId=self._upload_id,
+                                           PartNumber=number, Body=cast(bytes, part), ChecksumSHA256=_b64(digest))
+        self._parts.append({"PartNumber": number, "ETag": response_part["ETag"], "ChecksumSHA256": _b64(digest)})
+        self._part_digests.append(digest.hex())
+
+    def _complete(self) -> None:
+        if self._buffer:
+            self._upload_part(self._buffer)
+            self._buffer = bytearray()
+        self._storage.client.complete_multipart_upload(
+            Bucket=self._storage.bucket, Key=self._full, UploadId=str(self._upload_id),
+            MultipartUpload={"Parts": self._parts},  # type: ignore[typeddict-item]
+        )
+
+    def _put(self) -> None:
+        body = self._buffer
+        self._storage.client.put_object(Bucket=self._storage.bucket, Key=self._full, Body=cast(bytes, body),
+                                        ChecksumSHA256=_b64(hashlib.sha256(body).digest()), **self._args)
+        self._buffer = bytearray()
+
+    def commit(self) -> WrittenObject:
+        if self._closed:
+            raise StorageError(detail=f"commit of {self._storage.url}/{self._key} after commit or abort")
+        if self._upload_id is None:
+            self._guarded(self._put)
+            self._closed = True
+            return WrittenObject(key=self._key, size=self._size, sha256=self._digest.hexdigest())
+        self._guarded(self._complete)
+        self._closed = True
+        logger.debug("multipart upload of %s completed (%d parts)", self._full, len(self._parts))
+        return WrittenObject(key=self._key, size=self._size, sha256=self._digest.hexdigest(),
+                             parts=tuple(self._part_digests), part_size=self._part_size)
+
+    def abort(self) -> None:
+        """Discard the object: nothing of it stays in the bucket (idempotent)."""
+        self._closed = True
+        self._buffer = bytearray()
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is None:
+            return
+        try:
+            self._storage.client.abort_multipart_upload(Bucket=self._storage.bucket, Key=self._full,
+                                                        UploadId=upload_id)
+            logger.debug("multipart upload of %s aborted", self._full)
+        except Exception as exc:
+            logger.warning("could not abort the upload of %s (%s); the bucket's lifecycle rule will discard "
+                           "its parts", self._full, exc)
+
+
+class S3ObjectStream(io.RawIOBase):
+    """The bytes of one object, streamed; a dropped connection resumes where it stopped."""
+
+    def __init__(self, storage: S3Storage, key: str) -> None:
+        super().__init__()
+        self._storage = storage
+        self._key = key
+        self._position = 0
+        self._etag: str | None = None
+        self._body = self._open()
+
+    def _open(self) -> Any:
+        args: dict[str, Any] = {"Bucket": self._storage.bucket, "Key": self._storage._key(self._key)}
+        if self._etag is not None:
+            args.update(Range=f"bytes={self._position}-", IfMatch=self._etag)
+        try:
+            response = self._storage.client.get_object(**args)
+        except boto_errors.ClientError as exc:
+            if self._etag is not None and _error_code(exc) in TAKEN_CODES:
+                raise CorruptArchive(name=f"{self._storage.url}/{self._key}",
+                                     detail="the object was replaced while it was being read") from exc
+            raise self._storage.translate(exc, "GET", self._key) from exc
+        except Exception as exc:
+            raise self._storage.translate(exc, "GET", self._key) from exc
+        self._etag = response.get("ETag")
+        return response["Body"]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        for attempt in range(READ_RETRIES + 1):
+            try:
+                data = self._body.read(len(view))
+                break
+            except (boto_errors.ReadTimeoutError, boto_errors.ResponseStreamingError,
+                    boto_errors.IncompleteReadError, boto_errors.ConnectionClosedError) as exc:
+                if attempt == READ_RETRIES:
+                    raise self._storage.translate(exc, "GET", self._key) from exc
+                logger.warning("reading %s/%s broke at byte %d (%s); resuming", self._storage.url, self._key,
+                               self._position, exc)
+                self._body.close()
+                self._body = self._open()
+            except Exception as exc:
+                raise self._storage.translate(exc, "GET", self._key) from exc
+        view[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        body = getattr(self, "_body", None)
+        if body is not None and not self.closed:
+            body.close()
+        super().close()
+
+
+def open_s3(url: str, settings: RemoteSettings | None = None, **options: Any) -> S3Storage:
+    """The storage for ``s3://bucket/prefix``: ``settings`` (bdr.yaml's remote section) and keyword
+    overrides of its fields (``endpoint_url=...``, ``part_size_mib=...``)."""
+    bucket, prefix = parse_url(url)
+    base = settings or RemoteSettings()
+    known = {f.name for f in dataclasses.fields(RemoteSettings)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise UsageError(detail=f"unknown S3 option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return S3Storage(bucket, prefix, dataclasses.replace(base, **options) if options else base)
+
+
+register_scheme("s3", open_s3)
+
+__all__ = ["ARCHIVE_CLASSES", "S3ObjectStream", "S3Sink", "S3Storage", "open_s3", "parse_url", "require_encryption"]
