@@ -55,8 +55,15 @@ class RedisInstance:
     start_args: tuple[str, ...] = ()
     """Extra ``redis-server`` arguments (process runtime)."""
     container: str | None = None
+    """docker runtime: the service container (``agentic-redis``)."""
     volume: str | None = None
+    """docker runtime: the named volume holding the data (found from the container's mounts when not set)."""
     image: str | None = None
+    """docker runtime: image for new containers, and for helper containers when the container's own image has
+    no shell tools (default: ``redis:7-alpine`` when present, else ``bdr/redis:<version>``, built offline by
+    ``bdr images build redis``)."""
+    container_dir: str | None = None
+    """docker runtime: the data directory inside the container (default: where ``volume`` is mounted, else /data)."""
     method: str = "rdb"
     """Backup method: ``rdb`` (BGSAVE + copy of the data directory) or ``replication``."""
     save_timeout: float = 600.0
@@ -108,7 +115,13 @@ class QdrantInstance:
     """Points compared one by one after a snapshot restore and by ``bdr verify`` of a snapshot."""
     runtime: str = "process"
     container: str | None = None
+    """docker runtime: the service container (``agentic-qdrant``)."""
     volume: str | None = None
+    """docker runtime: the named volume of /qdrant/storage (found from the container's mounts when not set)."""
+    image: str | None = None
+    """docker runtime: image for new containers (default: a local ``qdrant/qdrant``)."""
+    container_dir: str | None = None
+    """docker runtime: the storage directory inside the container (default: /qdrant/storage)."""
     storage_dir: str | None = None
     """volume method on a server: the Qdrant storage directory (the service must be stopped)."""
     timeout: float = 300.0
@@ -245,13 +258,27 @@ class Targets:
     )
 
 
+RETENTION_KINDS = ("hourly", "daily", "weekly", "monthly", "yearly", "last", "within", "safety")
+"""Rule kinds :mod:`bdr.retention` knows: calendar periods (UTC), the newest N, an age, safety backups."""
+RETENTION_LOCATIONS = ("local", "s3")
+
+
 @dataclass(frozen=True, slots=True)
 class RetentionRule:
-    """One row of the retention table: keep ``count`` sets of ``kind`` for ``keep`` seconds."""
+    """One row of the retention table: which sets of ``kind`` to keep, for how long, at which locations.
+
+    A calendar rule (``hourly`` ... ``yearly``) keeps the newest set of each period of the
+    ``keep`` window (``daily`` for 30 d: the newest set of each of the last 30 UTC days, today
+    included); ``count`` limits it to that many periods that hold a set (restic's
+    ``--keep-daily N``). ``last`` keeps the ``count`` newest sets, ``within`` every set younger
+    than ``keep``, ``safety`` the safety backups taken before restores younger than ``keep`` (at
+    every location). :mod:`bdr.retention` documents the exact semantics.
+    """
 
     kind: str
     keep: float
     locations: tuple[str, ...]
+    count: int | None = None
 
 
 DEFAULT_RETENTION: tuple[RetentionRule, ...] = (
@@ -310,7 +337,13 @@ class Config:
     retention: tuple[RetentionRule, ...] = DEFAULT_RETENTION
     schedule: tuple[ScheduleEntry, ...] = DEFAULT_SCHEDULE
     max_backup_age: Mapping[str, float] = field(default_factory=lambda: {"default": 86400.0})
+    """Per source: how old the newest good backup may be before ``bdr status`` fails (and BackupTooOld fires)."""
+    max_verify_age: Mapping[str, float] = field(default_factory=lambda: {"default": 7 * 86400.0})
+    """Per source: how old the newest successful ``bdr verify`` may be (BackupVerificationStale)."""
     metrics_textfile: str | None = None
+    """node_exporter textfile-collector file bdr rewrites after each backup, verify and drill."""
+    metrics_state: str | None = None
+    """Where bdr remembers failures and drill results for its metrics (default: beside metrics_textfile)."""
     lint: LintSettings = field(default_factory=LintSettings)
 
     @property
@@ -348,6 +381,9 @@ class Config:
 
     def max_age(self, source: str) -> float:
         return self.max_backup_age.get(source, self.max_backup_age.get("default", 86400.0))
+
+    def max_verify(self, source: str) -> float:
+        return self.max_verify_age.get(source, self.max_verify_age.get("default", 7 * 86400.0))
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -406,6 +442,44 @@ def _instances(
     return instances, default
 
 
+def _retention(section: Any, path: str) -> tuple[RetentionRule, ...]:
+    """``retention:`` as rules: ``daily: {keep: 30d, locations: [local, s3], count: 30}``."""
+    if not isinstance(section or {}, Mapping):
+        raise ConfigError(path=path, detail="retention must be a mapping of kind: {keep, locations, count}")
+    rules = []
+    for kind, rule in (section or {}).items():
+        where = f"retention.{kind}"
+        if kind not in RETENTION_KINDS:
+            raise ConfigError(path=path, detail=f"unknown retention kind {kind!r} (known: {', '.join(RETENTION_KINDS)})")
+        rule = rule or {}
+        if not isinstance(rule, Mapping):
+            raise ConfigError(path=path, detail=f"{where} must be a mapping (keep, locations, count)")
+        unknown = sorted(set(rule) - {"keep", "locations", "count"})
+        if unknown:
+            raise ConfigError(path=path, detail=f"unknown key(s) in {where}: {', '.join(unknown)} "
+                                                "(known: count, keep, locations)")
+        try:
+            keep = parse_duration(rule.get("keep", 0))
+        except ValueError as exc:
+            raise ConfigError(path=path, detail=f"{where}.keep: {exc}") from exc
+        count = rule.get("count")
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
+            raise ConfigError(path=path, detail=f"{where}.count must be a whole number >= 1, got {count!r}")
+        if kind == "last" and count is None:
+            raise ConfigError(path=path, detail=f"{where} needs count: the number of newest sets to keep")
+        if keep <= 0 and (kind in ("within", "safety") or (kind != "last" and count is None)):
+            raise ConfigError(path=path, detail=f"{where} needs keep: a duration such as 30d")
+        locations = rule.get("locations", ("local",))
+        if isinstance(locations, str):
+            locations = (locations,)
+        bad = [loc for loc in locations if loc not in RETENTION_LOCATIONS]
+        if bad:
+            raise ConfigError(path=path, detail=f"{where}.locations: unknown location(s) {', '.join(map(str, bad))} "
+                                                f"(known: {', '.join(RETENTION_LOCATIONS)})")
+        rules.append(RetentionRule(str(kind), keep, tuple(locations), count))
+    return tuple(rules)
+
+
 def parse_config(data: Mapping[str, Any] | None, path: Path | None = None) -> Config:
     """Validate a parsed ``bdr.yaml`` and fill in the defaults."""
     label = str(path) if path else "embedded defaults"
@@ -445,15 +519,7 @@ def parse_config(data: Mapping[str, Any] | None, path: Path | None = None) -> Co
             rpo={**defaults.rpo, **_durations(section.get("rpo", {}), "targets.rpo", label)},
         )
     if "retention" in data:
-        rules = []
-        for kind, rule in (data["retention"] or {}).items():
-            rule = rule or {}
-            try:
-                keep = parse_duration(rule.get("keep", 0))
-            except ValueError as exc:
-                raise ConfigError(path=label, detail=f"retention.{kind}.keep: {exc}") from exc
-            rules.append(RetentionRule(str(kind), keep, tuple(rule.get("locations", ("local",)))))
-        kwargs["retention"] = tuple(rules)
+        kwargs["retention"] = _retention(data["retention"], label)
     if "schedule" in data:
         section = data["schedule"] or {}
         if not isinstance(section, Mapping):
@@ -464,8 +530,16 @@ def parse_config(data: Mapping[str, Any] | None, path: Path | None = None) -> Co
             "default": 86400.0,
             **_durations(data["max_backup_age"], "max_backup_age", label),
         }
-    if "metrics_textfile" in data:
-        kwargs["metrics_textfile"] = data["metrics_textfile"]
+    if "max_verify_age" in data:
+        kwargs["max_verify_age"] = {
+            "default": 7 * 86400.0,
+            **_durations(data["max_verify_age"], "max_verify_age", label),
+        }
+    for key in ("metrics_textfile", "metrics_state"):
+        if key in data:
+            if data[key] is not None and not isinstance(data[key], str):
+                raise ConfigError(path=label, detail=f"{key} must be a file path, got {data[key]!r}")
+            kwargs[key] = data[key]
     if "lint" in data:
         if not isinstance(data["lint"] or {}, Mapping):
             raise ConfigError(path=label, detail="lint must be a mapping (backup_duration, ignore, exclude)")

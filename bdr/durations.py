@@ -27,15 +27,16 @@ def format_duration(seconds: float) -> str:
     """A short human form: ``850ms``, ``12.3s``, ``4m05s``, ``2h10m``, ``3d4h``."""
     if seconds < 0:
         return "-" + format_duration(-seconds)
-    if seconds < 1:
+    if round(seconds * 1000) < 1000:
         return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
+    if round(seconds, 1) < 60:
         return f"{seconds:.1f}s"
-    if seconds < 3600:
-        minutes, secs = divmod(round(seconds), 60)
+    whole = round(seconds)  # round first: 3599.6 s is 1h00m, not 60m00s
+    if whole < 3600:
+        minutes, secs = divmod(whole, 60)
         return f"{minutes}m{secs:02d}s"
-    if seconds < 86400:
-        hours, rest = divmod(round(seconds), 3600)
+    if whole < 86400:
+        hours, rest = divmod(whole, 3600)
         return f"{hours}h{rest // 60:02d}m"
-    days, rest = divmod(round(seconds), 86400)
+    days, rest = divmod(whole, 86400)
     return f"{days}d{rest // 3600}h"

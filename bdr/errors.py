@@ -257,3 +257,53 @@ class NotAGitRepository(UsageError):
 class UnknownGitRef(UsageError):
     """git ref {ref!r} is not known in {repo}: fetch it first (git fetch origin <branch>; in CI check out with
     fetch-depth: 0)"""
+
+
+# --- containers (docker runtime, images) ---------------------------------------------------------
+
+
+class DockerUnavailable(ServiceError):
+    """cannot reach the Docker engine ({address}): {detail}; start it (`sudo systemctl start docker`, or
+    scripts/ensure-docker.sh start) or point DOCKER_HOST at it"""
+
+
+class ContainerNotFound(BdrError):
+    """no container named {name!r} on the Docker engine: check `container:` of {where} in bdr.yaml (`docker ps
+    -a` lists the containers)"""
+
+    exit_code = 4
+
+
+class VolumeNotFound(BdrError):
+    """no Docker volume named {name!r}: check `volume:` in bdr.yaml (`docker volume ls` lists the volumes)"""
+
+    exit_code = 4
+
+
+class VolumeInUse(ServiceError):
+    """volume {name!r} is used by running container(s) {containers}: stop them first, or let bdr stop them
+    for the copy and start them again after"""
+
+
+class ImageNotFound(BdrError):
+    """image {ref!r} is not on the Docker engine: {hint}"""
+
+    exit_code = 4
+
+
+class ImageBuildFailed(ServiceError):
+    """cannot build image {tag}: {detail}"""
+
+
+# --- drill reports -------------------------------------------------------------------------------
+
+
+class DrillResultNotFound(BdrError):
+    """drill result {path} not found: pass a drill-<timestamp>.json written by `bdr drill` (in reports/ by
+    default)"""
+
+    exit_code = 4
+
+
+class InvalidDrillResult(UsageError):
+    """{path} is not a drill result: {detail}; pass a drill-<timestamp>.json written by `bdr drill`"""

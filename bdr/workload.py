@@ -1,5 +1,8 @@
 """A small but realistic dataset of the agent backend, for the demo, tests and drills.
 
+Qdrant holds the embeddings: ``documents`` (the knowledge base, 384-d like MiniLM) and
+``memories`` (agent memories), with payloads a filter can select (``tenant``).
+
 What the backend keeps in Redis: user sessions (hashes with a TTL), RBAC roles and
 permissions (sets and hashes), response caches (strings with a TTL), user profiles
 (``user:<id>`` hashes) and conversation streams (``conversation:<id>``, with a consumer
@@ -11,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import random
+import warnings
 from dataclasses import dataclass
 
 import redis
+from qdrant_client import QdrantClient
 
 ROLES = {
     "admin": ["agents:*", "users:*", "billing:*", "audit:read"],
@@ -92,3 +97,31 @@ def load_redis_workload(
             client.xgroup_create(key, "agents", id="0")
         client.xreadgroup("agents", "worker-1", {key: ">"}, count=messages_per_conversation // 2)
     return WorkloadCounts(users, sessions, caches, conversations, conversations * messages_per_conversation)
+
+
+def load_qdrant_workload(client: QdrantClient, documents: int = 300, memories: int = 100, dim: int = 384,
+                         seed: int = 7, batch: int = 256) -> dict[str, int]:
+    """The backend's vector store: ``documents`` (embeddings of the knowledge base, with tenant and
+    source payloads and a keyword index on ``tenant``) and ``memories`` (per-user agent memories)."""
+    import numpy as np
+    from qdrant_client import models
+
+    rng = np.random.default_rng(seed)
+    tenants = ["acme", "globex", "initech", "umbrella"]
+    for name, count in (("documents", documents), ("memories", memories)):
+        if client.collection_exists(name):
+            client.delete_collection(name)
+        client.create_collection(name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE))
+        with warnings.catch_warnings():  # local mode: "payload indexes have no effect" (a server uses them)
+            warnings.simplefilter("ignore", UserWarning)
+            client.create_payload_index(name, "tenant", field_schema=models.PayloadSchemaType.KEYWORD)
+        for start in range(0, count, batch):
+            ids = list(range(start, min(count, start + batch)))
+            vectors = rng.random((len(ids), dim), dtype=np.float32)
+            client.upsert(name, points=[
+                models.PointStruct(id=i, vector=vectors[n].tolist(),
+                                   payload={"tenant": tenants[i % len(tenants)], "source": f"doc-{i}.md",
+                                            "user_id": i % 97, "chunk": i % 5})
+                for n, i in enumerate(ids)
+            ], wait=True)
+    return {"documents": documents, "memories": memories}

@@ -26,6 +26,8 @@ from bdr.manifest import to_iso
 from drills.evidence import DrillResult, Outcome, RunReport
 from drills.policy import Policy, load_policy
 from drills.recorder import Drill
+from drills.report import pytest_html_columns
+from drills.report.verdict import verdict_of
 from drills.stack import SCALES, Stack
 
 RESULT_KEY = pytest.StashKey[DrillResult]()
@@ -54,6 +56,8 @@ def pytest_configure(config: pytest.Config) -> None:
     reporter = DrillReporter(config)
     config.stash[REPORTER_KEY] = reporter
     config.pluginmanager.register(reporter, "bdr-drill-reporter")
+    if config.pluginmanager.hasplugin("html"):
+        config.pluginmanager.register(HtmlColumns(), "bdr-drill-html-columns")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -94,16 +98,7 @@ def drill_properties(result: DrillResult) -> list[tuple[str, str]]:
         for c in result.rpos
     ) or "-"
     return [("drill_scenario", result.scenario), ("drill_rto", rto_text), ("drill_rpo", rpo_text),
-            ("drill_verdict", verdict_of(result))]
-
-
-def verdict_of(result: DrillResult) -> str:
-    """``met``, ``BREACHED`` (a target missed), or the outcome (failed, error, skipped)."""
-    if result.outcome == Outcome.SKIPPED:
-        return "skipped"
-    if result.checks and not result.targets_met:
-        return "BREACHED"
-    return "met" if result.outcome == Outcome.PASSED else str(result.outcome)
+            ("drill_verdict", str(verdict_of(result)))]
 
 
 # --- fixtures ------------------------------------------------------------------------------
@@ -150,6 +145,16 @@ def drill(request: pytest.FixtureRequest, dr_policy: Policy) -> Iterator[Drill]:
     reporter = request.config.stash.get(REPORTER_KEY, None)
     if reporter is not None:
         reporter.results.append(result)
+
+
+class HtmlColumns:
+    """pytest-html's results table gains the scenario, RTO, RPO and verdict (only when pytest-html runs)."""
+
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
+        pytest_html_columns.table_header(cells)
+
+    def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
+        pytest_html_columns.table_row(report, cells)
 
 
 # --- the reporter --------------------------------------------------------------------------
@@ -216,6 +221,6 @@ class DrillReporter:
         for result in self.results:
             verdict = verdict_of(result).upper()
             parts = [c.describe() for c in result.checks]
-            terminalreporter.write_line(f"{verdict:<9} {result.scenario}: {'; '.join(parts) or result.failure}")
+            terminalreporter.write_line(f"{verdict:<9} {result.title}: {'; '.join(parts) or result.failure}")
         if self.paths is not None:
             terminalreporter.write_line(f"compliance report: {self.paths.html}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import secrets
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,13 +24,16 @@ from pathlib import Path
 
 import redis
 
-from bdr.config import Config, FilesSource, RedisInstance
+from bdr.config import Config, FilesSource, QdrantInstance, RedisInstance
+from bdr.engines.qdrant.client import Target, connect, target_of
 from bdr.runtime.process import RedisProcess, spawn_redis
-from bdr.workload import load_redis_workload
+from bdr.workload import load_qdrant_workload, load_redis_workload
 from drills.writer import AckWriter, Channel
 
 logger = logging.getLogger(__name__)
 
+DOCUMENT_DIM = 384
+DRILL_POINT_BASE = 10_000_000
 PRODUCTION_REDIS_ARGS = (
     "--appendfsync", "everysec", "--save", "900 1 300 10 60 10000", "--aof-load-truncated", "no",
     "--aof-timestamp-enabled", "yes",
@@ -112,13 +116,20 @@ class Stack:
         test = spawn_redis(root / "redis-test" / "data", name="test", appendonly=True, extra=PRODUCTION_REDIS_ARGS)
         config_dir = root / "config"
         write_config_dir(config_dir)
+        key = root / "backup.key"
+        key.write_text(secrets.token_hex(32) + "\n")
+        key.chmod(0o600)
         config = dataclasses.replace(
             base,
             path=None,
             repository=str(root / "backups"),
             redis={"production": production.instance, "test": test.instance},
             redis_default="production",
+            qdrant={"production": QdrantInstance(name="production", path=str(root / "qdrant")),
+                    "test": QdrantInstance(name="test", path=str(root / "qdrant-test"))},
+            qdrant_default="production",
             files=FilesSource(root=str(config_dir), paths=tuple(CONFIG_FILES), secrets=tuple(SECRET_FILES)),
+            encryption=dataclasses.replace(base.encryption, key_file=str(key)),
         )
         stack = cls(root, runtime, scale, production, test, config, config_dir)
         stack.extra["key_file"] = key_file
@@ -141,6 +152,61 @@ class Stack:
         users = self.scale.users
         load_redis_workload(self.redis.client(), users=users, sessions=users * 2, caches=users,
                             conversations=max(1, users // 10))
+        with connect(self.qdrant(), create=True) as client:
+            load_qdrant_workload(client, documents=self.scale.vectors)
+
+    def qdrant(self, name: str = "production") -> Target:
+        return target_of(self.config, name)
+
+    def qdrant_points(self, collection: str, name: str = "production") -> dict[object, object]:
+        """Every point of ``collection`` (id -> payload and vectors), for exact comparisons."""
+        points: dict[object, object] = {}
+        with connect(self.qdrant(name)) as client:
+            if not client.collection_exists(collection):
+                return points
+            offset = None
+            while True:
+                records, offset = client.scroll(collection, limit=1024, offset=offset, with_payload=True,
+                                                with_vectors=True)
+                for record in records:
+                    points[record.id] = (record.payload, record.vector)
+                if offset is None:
+                    return points
+
+    def vectors_channel(self) -> Channel:
+        """Embeddings written into ``documents``: one open client, let go of while bdr works."""
+        holder: dict[str, object] = {}
+
+        def client() -> object:
+            if "client" not in holder:
+                holder["client"] = connect(self.qdrant())
+                holder["open"] = holder["client"].__enter__()  # type: ignore[attr-defined]
+            return holder["open"]
+
+        def release() -> None:
+            manager = holder.pop("client", None)
+            holder.pop("open", None)
+            if manager is not None:
+                manager.__exit__(None, None, None)  # type: ignore[attr-defined]
+
+        def write(seq: int, at: float) -> None:
+            from qdrant_client import models
+
+            vector = [((seq * 7919 + i) % 97) / 97.0 for i in range(DOCUMENT_DIM)]
+            client().upsert(  # type: ignore[attr-defined]
+                "documents", points=[models.PointStruct(id=DRILL_POINT_BASE + seq, vector=vector,
+                                                        payload={"drill_seq": seq, "ts": at, "tenant": "drill"})],
+                wait=True,
+            )
+
+        def exists(seqs: Sequence[int]) -> list[bool]:
+            release()
+            with connect(self.qdrant()) as reader:
+                found = {p.id for p in reader.retrieve("documents", ids=[DRILL_POINT_BASE + s for s in seqs],
+                                                        with_payload=False, with_vectors=False)}
+            return [DRILL_POINT_BASE + s in found for s in seqs]
+
+        return Channel("vectors", write, exists, every=5, suspend=release, resume=None)
 
     def redis_channels(self) -> list[Channel]:
         client = self.redis.client(timeout=2.0, retries=0)
@@ -165,6 +231,9 @@ class Stack:
             Channel("sessions", write_session, exists("session:drill:")),  # type: ignore[arg-type]
             Channel("rbac", write_rbac, exists("rbac:grant:drill:")),  # type: ignore[arg-type]
         ]
+
+    def all_channels(self) -> list[Channel]:
+        return [*self.redis_channels(), self.vectors_channel()]
 
     def start_writer(self, channels: list[Channel] | None = None, interval: float = 0.02) -> AckWriter:
         self.writer = AckWriter(channels if channels is not None else self.redis_channels(), interval).start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from bdr.api.backups import BackupOutcome, backup
 from bdr.api.inputs import ResolvedInput, open_repository, resolve_input
 from bdr.api.listing import list_sets
+from bdr.api.repairs import repair
 from bdr.api.restores import restore
 from bdr.api.verification import VerifyReport, verify
 
@@ -20,6 +21,7 @@ __all__ = [
     "backup",
     "list_sets",
     "open_repository",
+    "repair",
     "resolve_input",
     "restore",
     "verify",

@@ -15,7 +15,7 @@ from bdr.errors import UsageError
 from bdr.manifest import MANIFEST_NAME
 from bdr.repository import BackupSet, Repository
 
-LEGACY_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.zst")
+LEGACY_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.zst", ".snapshot")
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,10 @@ COMMAND_MODULES = (
     "bdr.cli.demo_cmd",
     "bdr.cli.drill_cmd",
     "bdr.cli.s3_cmd",
+    "bdr.cli.images_cmd",
+    "bdr.cli.lint_cmd",
+    "bdr.cli.repair_cmd",
+    "bdr.cli.report_cmd",
 )
 
 

@@ -216,8 +216,13 @@ def write_backup(engine: Engine, request: BackupRequest, instance_name: str, met
             return writer.commit()
 
 
-def safety_backup(engine: Engine, request: RestoreRequest, instance_name: str) -> Manifest:
-    """Back up the target's current data as a set tagged ``safety`` before a restore replaces it."""
+def safety_backup(engine: Engine, request: RestoreRequest, instance_name: str,
+                  options: Mapping[str, Any] | None = None) -> Manifest:
+    """Back up the target's current data as a set tagged ``safety`` before a restore replaces it.
+
+    ``options`` are engine options that scope it to what the restore touches (e.g. the
+    Qdrant collections being replaced).
+    """
     backup_request = BackupRequest(
         config=request.config,
         repository=request.safety_repo,
@@ -225,5 +230,6 @@ def safety_backup(engine: Engine, request: RestoreRequest, instance_name: str) -
         cipher=request.cipher,
         tags=("safety",),
         compress=False,
+        options=dict(options or {}),
     )
     return write_backup(engine, backup_request, instance_name, method="safety")

@@ -11,10 +11,10 @@ to start.
 from __future__ import annotations
 
 import pytest
-from bdr.engines.redis.repair import apply_repair, inspect_damage
 
 from bdr import api
-from bdr.errors import BdrError, RepairImpossible
+from bdr.engines.redis.repair import Verdict
+from bdr.errors import BdrError
 from drills.recorder import Drill
 from drills.stack import Stack
 
@@ -44,12 +44,13 @@ def test_torn_aof_tail_is_repaired(stack: Stack, drill: Drill) -> None:
     _refuses_to_start(stack, drill)
 
     with drill.step("bdr repair redis", "redis-check-aof on a copy") as step:
-        report = inspect_damage(stack.config.redis_instance())
-        step["detail"] = report.summary
-        assert report.fixable, report.summary
+        report = api.repair(stack.config, "redis")
+        step["detail"] = report.advice()
+        assert report.verdict is Verdict.FIXABLE, report.advice()
     with drill.step("bdr repair redis --yes") as step:
-        applied = apply_repair(stack.config.redis_instance(), report)
-        step["detail"] = applied.summary
+        applied = api.repair(stack.config, "redis", apply=True)
+        step["detail"] = applied.advice()
+        assert applied.applied
     with drill.step("service answering"):
         if not stack.redis.running():
             stack.redis.start()
@@ -61,7 +62,7 @@ def test_torn_aof_tail_is_repaired(stack: Stack, drill: Drill) -> None:
     drill.rto("redis_local_restore", note="repair path")
     for data_type in ("sessions", "rbac"):
         drill.rpo(data_type, writer.newest_surviving(data_type, fault), note="torn tail truncated")
-    drill.evidence.update(repair=applied.summary, truncated_bytes=getattr(applied, "bytes_lost", None))
+    drill.evidence.update(repair=applied.to_dict())
     drill.assert_targets()
 
 
@@ -82,13 +83,10 @@ def test_damage_beyond_repair_is_restored_from_the_latest_backup(stack: Stack, d
     _refuses_to_start(stack, drill)
 
     with drill.step("bdr repair redis", "redis-check-aof/-rdb on a copy") as step:
-        with pytest.raises(RepairImpossible) as impossible:
-            report = inspect_damage(stack.config.redis_instance())
-            if report.fixable:  # pragma: no cover - the drill's fault is beyond repair by construction
-                pytest.fail(f"repair claimed it could fix a corrupt base file: {report.summary}")
-            raise RepairImpossible(detail=report.summary)
-        step["detail"] = impossible.value.message
-        assert "bdr restore redis" in impossible.value.message
+        report = api.repair(stack.config, "redis")
+        step["detail"] = report.advice()
+        assert report.verdict is Verdict.IMPOSSIBLE, report.advice()
+        assert "bdr restore redis latest" in report.advice()
     with drill.step("restore", "bdr restore redis latest") as step:
         result = api.restore(stack.config, "redis", "latest")
         step["detail"] = ", ".join(f"{s.name} {s.seconds:.2f}s" for s in result.steps)
@@ -101,5 +99,5 @@ def test_damage_beyond_repair_is_restored_from_the_latest_backup(stack: Stack, d
     for data_type in ("sessions", "rbac"):
         drill.rpo(data_type, writer.newest_surviving(data_type, fault), note="newest backup")
     drill.evidence.update(backup_id=outcome.manifest.id, safety_backup=result.safety_id,
-                          repair_verdict=impossible.value.message)
+                          repair_verdict=report.advice())
     drill.assert_targets()

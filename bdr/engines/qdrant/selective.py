@@ -1,0 +1,393 @@
+"""Selective restore: one collection of a set, optionally renamed, or only the points matching a filter.
+
+The selection (``RestoreRequest.selection``, from ``--collection/--as/--filter``):
+
+- ``collection``: the collection in the set (may be omitted when the set holds only one);
+- ``as``: the live collection to restore into (default: the same name); it is created with
+  the backup's config and payload indexes when it does not exist, and must have the same
+  vectors (names, kinds, sizes) when it does;
+- ``filter``: a Qdrant filter as JSON (``{"must": [{"key": "tenant", "match": {"value": "a"}}]}``),
+  validated with qdrant-client's models and evaluated by Qdrant itself: the collection is
+  loaded into a temporary in-memory embedded instance and scrolled with the filter.
+
+Points that already exist in the target (same id) are conflicts, handled by
+``request.conflict``: ``fail`` (the default: nothing is written, the error lists them),
+``skip`` (keep the live point) or ``replace`` (overwrite it). ``dry_run`` reports the counts
+and changes nothing. Other collections, and live points outside the selection, are never
+touched. Steps: ``fetch``, ``select``, ``safety backup`` (of the target collection, when it
+exists), ``replace``, ``verify`` (count and content of what was copied); a failure in the
+last two restores the target collection from the safety backup (or drops it if the restore
+created it).
+
+Logical sets, volume sets of the embedded engine (opened with qdrant-client) and snapshot
+sets (read offline with qdrant-edge, see :mod:`.edge`) can be restored selectively.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydantic
+from qdrant_client import QdrantClient, models
+
+from bdr.config import QdrantInstance
+from bdr.engines.base import Check, Engine, RestoreRequest, RestoreResult, safety_backup
+from bdr.engines.qdrant import logical
+from bdr.engines.qdrant import schema as _schema
+from bdr.engines.qdrant.client import META_FILE, Target, connect, qdrant_errors, target_of
+from bdr.engines.qdrant.method import RestorePlan
+from bdr.engines.qdrant.pointfile import Batch, ContentHash, Layout, PointId
+from bdr.engines.qdrant.restore import roll_back, scratch_near
+from bdr.engines.qdrant.schema import CollectionSchema
+from bdr.errors import RestoreError, RestoreRolledBack, SelectionConflict, UsageError
+from bdr.manifest import Manifest
+from bdr.repository import extract_set
+
+logger = logging.getLogger(__name__)
+
+KEYS = ("collection", "as", "filter")
+CONFLICT_MODES = ("skip", "replace", "fail")
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What to copy: ``source`` collection of the set, into live collection ``dest``, filtered."""
+
+    source: str
+    dest: str
+    filter: models.Filter | None
+    filter_json: Mapping[str, Any] | None
+
+    @classmethod
+    def parse(cls, selection: Mapping[str, Any], manifest: Manifest) -> Selection:
+        unknown = sorted(set(selection) - set(KEYS))
+        if unknown:
+            raise UsageError(detail=f"a Qdrant restore selects with --collection, --as and --filter, not "
+                             f"{', '.join(unknown)}")
+        available = list(logical.collection_facts(manifest))
+        source = selection.get("collection")
+        if not source:
+            if len(available) != 1:
+                raise UsageError(detail=f"backup {manifest.id} holds {len(available)} collections "
+                                 f"({', '.join(available) or 'none'}); choose one with --collection")
+            source = available[0]
+        if source not in available:
+            raise UsageError(detail=f"backup {manifest.id} has no collection {source!r}; it has: "
+                             f"{', '.join(available) or 'none'}")
+        raw = selection.get("filter")
+        parsed = None
+        if raw is not None:
+            if not isinstance(raw, Mapping):
+                raise UsageError(detail='--filter must be a JSON object such as {"must": [{"key": "tenant", '
+                                 '"match": {"value": "acme"}}]}')
+            try:
+                parsed = models.Filter.model_validate(dict(raw))
+            except pydantic.ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise UsageError(detail=f"--filter is not a valid Qdrant filter: {first['msg']} at {where or 'top'}"
+                                 ) from exc
+        return cls(str(source), str(selection.get("as") or source), parsed, dict(raw) if raw is not None else None)
+
+    def describe(self) -> str:
+        text = self.source if self.dest == self.source else f"{self.source} as {self.dest}"
+        return text + (" (filtered)" if self.filter is not None else "")
+
+
+# --- where the points come from ------------------------------------------------------------------
+
+
+class PointSource:
+    """A collection's points in a fetched set: a logical point file, an embedded volume copy (opened
+    with qdrant-client), or a server snapshot (read with qdrant-edge)."""
+
+    def __init__(self, manifest: Manifest, files: Path, collection: str, work: Path) -> None:
+        self.facts = logical.collection_facts(manifest)[collection]
+        self.collection = collection
+        self.schema = CollectionSchema.from_facts(self.facts)
+        self.layout = logical.layout_of(self.facts)
+        self._work = work
+        self._file: Path | None = None
+        self._target: Target | None = None
+        self._snapshot: Path | None = None
+        self._in_full = False
+        self._passes = 0
+        method = str(manifest.facts.get("method") or manifest.method)
+        if method == "logical":
+            self._file = files / self.facts["file"]
+        elif method == "volume" and manifest.facts.get("mode") == "embedded":
+            from bdr.engines.qdrant.volume import PREFIX
+
+            storage = files / PREFIX
+            self._target = Target(QdrantInstance(name="backup", path=str(storage)), str(storage))
+        elif method == "snapshot":
+            from bdr.engines.qdrant.snapshot import decompress_to
+
+            full = manifest.facts.get("full_snapshot")
+            work.mkdir(parents=True, exist_ok=True)
+            self._snapshot = work / "source.snapshot"
+            decompress_to(files / (full["file"] if full else self.facts["file"]), self._snapshot)
+            self._in_full = bool(full)
+        else:
+            raise UsageError(detail=f"backup {manifest.id} is a {method} backup of a Qdrant server's storage "
+                             "directory; selective restores need a logical, snapshot or embedded volume backup")
+
+    def batches(self) -> Iterator[Batch]:
+        if self._file is not None:
+            reader, handle = logical.open_points(self._file, self._file.name)
+            with handle:
+                yield from reader.batches()
+        elif self._snapshot is not None:
+            from bdr.engines.qdrant import edge
+
+            self._passes += 1
+            work = self._work / f"edge-{self._passes}"
+            try:
+                yield from edge.points(self._snapshot, self.layout, work,
+                                       collection=self.collection if self._in_full else None)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        else:
+            assert self._target is not None
+            with connect(self._target) as client:
+                yield from logical.scroll_batches(client, self._target, self.collection, self.layout, 1024)
+
+
+def ids_matching(source: PointSource, flt: models.Filter) -> set[PointId]:
+    """Ids of the source's points that match ``flt``, as Qdrant evaluates it (a temporary
+    in-memory embedded instance holding the collection)."""
+    from bdr.engines.qdrant.pointfile import canonical_id
+
+    client = QdrantClient(location=":memory:")
+    matched: set[PointId] = set()
+    try:
+        args, _ = _schema.create_args(source.schema)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            client.create_collection("selection", **args)
+            for batch in source.batches():
+                client.upsert("selection", points=batch.points(source.layout), wait=True)
+        offset: Any = None
+        while True:
+            try:
+                records, offset = client.scroll("selection", scroll_filter=flt, limit=1024, offset=offset,
+                                                with_payload=False, with_vectors=False)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise UsageError(detail=f"--filter cannot be evaluated: {exc}") from exc
+            matched.update(canonical_id(r.id) for r in records)
+            if offset is None:
+                return matched
+    finally:
+        client.close()
+
+
+# --- planning --------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SelectionPlan:
+    exists: bool
+    before: int
+    selected: int
+    conflicts: list[PointId]
+
+
+def _existing_ids(client: QdrantClient, target: Target, name: str, ids: list[PointId]) -> set[PointId]:
+    from bdr.engines.qdrant.pointfile import canonical_id
+
+    with qdrant_errors(target, f"read collection {name!r}"):
+        records = client.retrieve(name, ids=ids, with_payload=False, with_vectors=False)
+    return {canonical_id(r.id) for r in records}
+
+
+def _chosen(batch: Batch, matched: set[PointId] | None, skip: set[PointId] | None = None) -> Batch:
+    if matched is None and not skip:
+        return batch
+    keep = np.fromiter(((matched is None or p in matched) and not (skip and p in skip) for p in batch.ids),
+                       dtype=bool, count=len(batch))
+    return batch.select(keep)
+
+
+def plan_selection(target: Target, selection: Selection, source: PointSource,
+                   matched: set[PointId] | None) -> SelectionPlan:
+    """Count the selected points and find the ones that already exist in the target."""
+    if target.embedded and not (target.path / META_FILE).is_file():
+        selected = sum(len(_chosen(b, matched)) for b in source.batches())
+        return SelectionPlan(False, 0, selected, [])
+    with connect(target) as client:
+        with qdrant_errors(target, f"check collection {selection.dest!r}"):
+            exists = client.collection_exists(selection.dest)
+        if exists:
+            live_layout = _schema.describe(client, target, selection.dest).layout
+            if live_layout.key() != source.layout.key():
+                raise UsageError(detail=f"live collection {selection.dest!r} has other vectors than the backup's "
+                                 f"{selection.source!r}; restore it under another name with --as")
+        selected = 0
+        conflicts: list[PointId] = []
+        for batch in source.batches():
+            chosen = _chosen(batch, matched)
+            selected += len(chosen)
+            if exists and len(chosen):
+                found = _existing_ids(client, target, selection.dest, list(chosen.ids))
+                conflicts += [p for p in chosen.ids if p in found]
+        before = logical.count_points(client, target, selection.dest) if exists else 0
+    return SelectionPlan(exists, before, selected, conflicts)
+
+
+# --- the restore -----------------------------------------------------------------------------------
+
+
+def restore_selection(engine: Engine, request: RestoreRequest) -> RestoreResult:
+    if request.backup is None:
+        raise UsageError(detail="a selective Qdrant restore needs a bdr backup set")
+    if request.conflict not in CONFLICT_MODES:
+        raise UsageError(detail=f"--conflict must be one of {', '.join(CONFLICT_MODES)}")
+    manifest = request.backup.manifest
+    selection = Selection.parse(request.selection, manifest)
+    target = target_of(request.config, request.target)
+    log = request.log
+    ref = request.backup.id
+    result = RestoreResult(source="qdrant", ref=ref, target=target.name, steps=log.steps, dry_run=request.dry_run)
+    result.facts = {"collection": selection.source, "as": selection.dest, "filter": selection.filter_json,
+                    "conflict": request.conflict}
+    scratch = scratch_near(target)
+    try:
+        with log.step("fetch") as step:
+            extract_set(request.repository, request.backup, scratch / "incoming", request.cipher)
+            source = PointSource(manifest, scratch / "incoming", selection.source, scratch / "source")
+            step.detail = f"{len(manifest.files)} file(s) match the manifest"
+        with log.step("select") as step:
+            matched = ids_matching(source, selection.filter) if selection.filter is not None else None
+            plan = plan_selection(target, selection, source, matched)
+            step.detail = (f"{plan.selected} point(s) of {selection.describe()}; {len(plan.conflicts)} already in "
+                           f"{selection.dest}")
+        conflicts = len(plan.conflicts)
+        skip = request.conflict == "skip"
+        result.counts = {
+            "selected": plan.selected,
+            "copied": plan.selected - (conflicts if skip else 0),
+            "skipped": conflicts if skip else 0,
+            "conflicts": conflicts,
+        }
+        if conflicts and request.conflict == "fail":
+            error = SelectionConflict(count=conflicts, what="points", target=f"collection {selection.dest}",
+                                      examples=", ".join(str(p) for p in plan.conflicts[:5]))
+            if not request.dry_run:
+                raise error
+            result.counts["copied"] = 0
+            result.checks.append(Check("conflicts", False, f"would fail: {error.message}"))
+            log.skipped("safety backup", "dry run")
+            return result
+        if request.dry_run:
+            log.skipped("safety backup", "dry run")
+            result.checks.append(Check("dry run", True, (
+                f"would copy {result.counts['copied']} point(s) of {selection.describe()} into "
+                f"{'existing' if plan.exists else 'new'} collection {selection.dest} of {target.label()}"
+                + (f"; {conflicts} conflict(s) would be {'skipped' if skip else 'replaced'}" if conflicts else ""))))
+            return result
+        result.safety_id = _safety(engine, request, target, selection, plan)
+        try:
+            with log.step("replace") as step:
+                expected, written = _copy(target, selection, source, matched, set(plan.conflicts) if skip else None,
+                                          plan.exists)
+                step.detail = f"{len(written)} point(s) written into {selection.dest}"
+            with log.step("verify") as step:
+                checks = _verify(target, selection, source, plan, expected, written, request.conflict)
+                result.checks.extend(checks)
+                failed = [c for c in checks if not c.ok]
+                step.detail = f"{len(checks) - len(failed)}/{len(checks)} checks passed"
+                if failed:
+                    raise RestoreError(detail="; ".join(f"{c.name}: {c.detail}" for c in failed))
+        except (Exception, KeyboardInterrupt) as exc:  # Ctrl-C mid-replace rolls back too
+            failed_step = next((s.name for s in reversed(log.steps) if s.status == "failed"), "replace")
+            undo = RestorePlan([selection.dest], [selection.dest] if plan.exists else [])
+            try:
+                with log.step("rollback") as step:
+                    step.detail = roll_back(request, target, undo, result.safety_id, scratch / "rollback")
+            except Exception as again:
+                raise RestoreError(detail=f"selective restore of {ref} failed ({getattr(exc, 'message', exc)}) and "
+                                   f"so did the rollback ({getattr(again, 'message', again)}); the collection "
+                                   f"from before is kept in safety backup {result.safety_id}") from exc
+            raise RestoreRolledBack(ref=ref, step=failed_step, detail=getattr(exc, "message", str(exc)),
+                                    safety=result.safety_id or f"(none needed: {selection.dest} was new)") from exc
+        return result
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _safety(engine: Engine, request: RestoreRequest, target: Target, selection: Selection,
+            plan: SelectionPlan) -> str | None:
+    if not request.safety_backup:
+        request.log.skipped("safety backup", "disabled")
+        return None
+    if not plan.exists:
+        request.log.skipped("safety backup", f"nothing to protect: collection {selection.dest} does not exist")
+        return None
+    with request.log.step("safety backup") as step:
+        safety = safety_backup(engine, request, target.name, {"collections": [selection.dest]})
+        step.detail = safety.id
+    return safety.id
+
+
+def _copy(target: Target, selection: Selection, source: PointSource, matched: set[PointId] | None,
+          skip: set[PointId] | None, exists: bool) -> tuple[ContentHash, list[PointId]]:
+    """Upsert the chosen points; returns the content hash and ids of what was written."""
+    expected = ContentHash(source.layout)
+    written: list[PointId] = []
+
+    def chosen_batches() -> Iterator[Batch]:
+        for batch in source.batches():
+            chosen = _chosen(batch, matched, skip)
+            if len(chosen):
+                expected.update(chosen)
+                written.extend(chosen.ids)
+                yield chosen
+
+    with connect(target, create=True) as client:
+        if not exists:
+            _schema.create(client, target, selection.dest, source.schema)
+        logical.upsert_batches(client, target, selection.dest, source.layout, chosen_batches(),
+                               target.instance.parallel)
+    return expected, written
+
+
+def _verify(target: Target, selection: Selection, source: PointSource, plan: SelectionPlan, expected: ContentHash,
+            written: list[PointId], conflict: str) -> list[Check]:
+    replaced = len(plan.conflicts) if conflict == "replace" else 0
+    want = plan.before + len(written) - replaced
+    layout: Layout = source.layout
+    checks: list[Check] = []
+    with connect(target) as client:
+        live = logical.count_points(client, target, selection.dest)
+        checks.append(Check(f"{selection.dest}: points", live == want,
+                            f"live {live}, expected {want} ({plan.before} before + {len(written) - replaced} new)"))
+        content = ContentHash(layout)
+        comparison = logical.Comparison()
+        size = target.instance.batch_size
+        for start in range(0, len(written), size):
+            ids = written[start:start + size]
+            content.update(logical.retrieve_batch(client, target, selection.dest, ids, layout))
+        if content.hexdigest() == expected.hexdigest():
+            checks.append(Check(f"{selection.dest}: content", True,
+                                f"the {len(written)} copied point(s) read back with an equal content hash"))
+            return checks
+        skip = set(plan.conflicts) if conflict == "skip" else None
+        matched = None if selection.filter is None else set(written)
+        for batch in source.batches():
+            chosen = _chosen(batch, matched, skip)
+            if len(chosen):
+                logical.compare_batches(chosen, logical.retrieve_batch(client, target, selection.dest,
+                                                                       list(chosen.ids), layout), comparison)
+    detail = (f"all {comparison.compared} copied points equal; {comparison.renormalized} cosine vector(s) "
+              "re-normalized by the engine") if comparison.ok else (
+        f"{len(comparison.missing)} missing, {len(comparison.different)} different "
+        f"({'; '.join([str(p) for p in comparison.missing[:3]] + comparison.different[:3])})")
+    checks.append(Check(f"{selection.dest}: content", comparison.ok, detail))
+    return checks
