@@ -1,5 +1,9 @@
 """Benchmarks of the Redis engine, as ratios against a floor measured in the same run.
 
+Backup (``bdr backup redis``) against the floor ``BGSAVE`` + ``cp dump.rdb``; restore
+(``bdr restore redis``, all five steps, into an empty instance) against the floor of a cold
+``redis-server`` start loading the same RDB. Same data, same run.
+
 Selective restore (``bdr restore redis BACKUP --keys 'user:*'``): a backup holding ``--keys``
 matching keys (default 1,000,000: strings, hashes, lists, 10% with a TTL) plus non-matching
 ones is restored key by key into an empty Redis, three ways:
@@ -199,13 +203,110 @@ def bench_selective(keys: int, workdir: Path) -> None:
     print_table(f"selective restore of {expected} keys matching {PATTERN!r}", floor, [*ours, *migrate])
 
 
+def measure_backup_floor(source: RedisProcess, dest: Path) -> Measurement:
+    """BGSAVE, wait for it, copy dump.rdb: what the old backup-redis.sh did."""
+    client = source.client(timeout=600)
+    saves = int(client.info("persistence")["rdb_saves"])
+    started = time.perf_counter()
+    client.bgsave()
+    while int(client.info("persistence")["rdb_saves"]) == saves or client.info("persistence")["rdb_bgsave_in_progress"]:
+        time.sleep(0.01)
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source.data_path() / "dump.rdb", dest / "dump.rdb")
+    return Measurement("floor: BGSAVE + cp dump.rdb", client.dbsize(), time.perf_counter() - started)
+
+
+def measure_bdr_backup(config: Config, compress: bool) -> Measurement:
+    from bdr import api
+
+    started = time.perf_counter()
+    outcome = api.backup(config, "redis", compress=compress)
+    seconds = time.perf_counter() - started
+    keys = sum(int(v["keys"]) for v in outcome.manifest.facts["keyspace"].values())
+    return Measurement(f"bdr backup redis{' --compress' if compress else ''}", keys, seconds,
+                       f"{outcome.manifest.stored_size / 1e6:.0f} MB stored, digest "
+                       f"{'recorded' if outcome.manifest.facts['digest'] != 'unavailable' else 'skipped (size)'}")
+
+
+def measure_cold_start_floor(rdb: Path, workdir: Path) -> Measurement:
+    """A redis-server started on a data directory holding the RDB, until it has loaded."""
+    data = workdir / "cold" / "data"
+    data.mkdir(parents=True)
+    shutil.copyfile(rdb, data / "dump.rdb")
+    started = time.perf_counter()
+    server = spawn_redis(data, name="cold")
+    seconds = time.perf_counter() - started
+    keys = server.client().dbsize()
+    server.stop()
+    return Measurement("floor: cold redis-server start loading the RDB", keys, seconds)
+
+
+def measure_bdr_restore(config: Config, backup_id: str, target: RedisProcess) -> Measurement:
+    from bdr import api
+
+    target.client(timeout=600).flushall()  # an empty instance: its safety backup is cheap, as in a disaster
+    started = time.perf_counter()
+    result = api.restore(config, "redis", backup_id, target="target")
+    seconds = time.perf_counter() - started
+    steps = ", ".join(f"{s.name} {s.seconds:.2f}s" for s in result.steps)
+    keys = int(result.checks[1].detail.split()[1]) if len(result.checks) > 1 else 0
+    return Measurement("bdr restore redis (5 steps) into an empty instance", keys, seconds, steps)
+
+
+def median_of(runs: int, measure: Callable[[], Measurement]) -> Measurement:
+    """The run with the median time of ``runs`` runs (the machine has 2 busy cores)."""
+    results = sorted((measure() for _ in range(runs)), key=lambda m: m.seconds)
+    return results[len(results) // 2]
+
+
+def print_times(title: str, floor: Measurement, rows: list[Measurement]) -> None:
+    print(f"\n{title}")
+    print(f"{'method':<52} {'seconds':>9} {'x floor time':>13}")
+    for row in [floor, *rows]:
+        print(f"{row.name:<52} {row.seconds:>9.2f} {row.seconds / floor.seconds:>13.2f}")
+        if row.note:
+            print(f"    {row.note}")
+
+
+def bench_backup_restore(keys: int, workdir: Path, runs: int = 3) -> None:
+    import dataclasses
+
+    import bdr.api
+    import bdr.engines.redis  # noqa: F401  (imports are not what is measured)
+
+    source = spawn_redis(workdir / "bsource" / "data", name="production", extra=["--enable-debug-command", "yes"])
+    target = spawn_redis(workdir / "btarget" / "data", name="target")
+    try:
+        client = source.client(timeout=600)
+        client.execute_command("DEBUG", "POPULATE", keys, "key:", 64)
+        config = dataclasses.replace(Config(), repository=str(workdir / "brepo"),
+                                     redis={"production": source.instance, "target": target.instance})
+        backup_floor = median_of(runs, lambda: measure_backup_floor(source, workdir / "floor-backup"))
+        ours = [median_of(runs, lambda: measure_bdr_backup(config, compress=False))]
+        backup_id = Repository.open(workdir / "brepo").sets("redis")[0].id
+        ours.append(median_of(runs, lambda: measure_bdr_backup(config, compress=True)))
+        size = (workdir / "floor-backup" / "dump.rdb").stat().st_size / 1e6
+        print_times(f"backup of {keys} keys (RDB {size:.0f} MB), median of {runs}", backup_floor, ours)
+        restore_floor = median_of(runs, lambda: measure_cold_start_floor(workdir / "floor-backup" / "dump.rdb",
+                                                                         Path(tempfile.mkdtemp(dir=workdir))))
+        restored = median_of(runs, lambda: measure_bdr_restore(config, backup_id, target))
+        print_times(f"restore of {keys} keys, median of {runs}", restore_floor, [restored])
+    finally:
+        source.stop()
+        target.stop()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--keys", type=int, default=1_000_000, help="matching keys in the backup (default 1M)")
+    parser.add_argument("--keys", type=int, default=1_000_000, help="keys in the data set (default 1M)")
+    parser.add_argument("--only", choices=["backup", "selective"], help="run one part only")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bdr-bench-redis-"))
     try:
-        bench_selective(args.keys, workdir)
+        if args.only != "selective":
+            bench_backup_restore(args.keys, workdir)
+        if args.only != "backup":
+            bench_selective(args.keys, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

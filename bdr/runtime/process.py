@@ -191,7 +191,7 @@ class RedisProcess:
         pid = self.pid()
         with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
             try:
-                self.client(timeout=5.0).shutdown(nosave=True)
+                self.client(timeout=5.0, retries=0).shutdown(nosave=True)
             except redis.ResponseError:
                 if pid:
                     os.kill(pid, signal.SIGTERM)

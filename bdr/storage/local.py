@@ -9,7 +9,6 @@ Every object is written to a temporary name beside its final one, fsynced, renam
 from __future__ import annotations
 
 import builtins
-
 import contextlib
 import errno
 import hashlib

@@ -47,7 +47,7 @@ from bdr.waiting import wait_for
 
 logger = logging.getLogger(__name__)
 
-POLL = 0.05
+POLL = 0.01
 
 
 class BackupFailed(BdrError):
@@ -80,14 +80,24 @@ def _wait_no_child(client: redis.Redis, timeout: float) -> None:
                              detail="a BGSAVE or BGREWRITEAOF is still running")
 
 
-def snapshot(client: redis.Redis, name: str, timeout: float) -> dict[str, Any]:
+def wants_digest(client: redis.Redis, max_keys: int) -> bool:
+    """Whether DEBUG DIGEST is cheap enough here: it blocks the server for its whole run."""
+    if max_keys < 0:
+        return True
+    return max_keys > 0 and Keyspace.from_info(client.info("keyspace")).total_keys <= max_keys
+
+
+def snapshot(client: redis.Redis, name: str, timeout: float, with_digest: bool = True) -> dict[str, Any]:
     """Start a BGSAVE in one pipeline with the digest and key counts; wait for it; return facts."""
     deadline = time.monotonic() + timeout
     while True:
         _wait_no_child(client, max(1.0, deadline - time.monotonic()))
         pipe = client.pipeline(transaction=False)
         pipe.info("persistence")
-        pipe.execute_command("DEBUG", "DIGEST")
+        if with_digest:
+            pipe.execute_command("DEBUG", "DIGEST")
+        else:
+            pipe.echo(DIGEST_UNAVAILABLE)
         pipe.info("keyspace")
         pipe.bgsave()
         before, digest_reply, keyspace, started = pipe.execute(raise_on_error=False)
@@ -119,7 +129,7 @@ def snapshot(client: redis.Redis, name: str, timeout: float) -> dict[str, Any]:
             "directory not writable?",
         )
     return {
-        "digest": parse_digest(digest_reply),
+        "digest": parse_digest(digest_reply) if with_digest else DIGEST_UNAVAILABLE,
         "keyspace": Keyspace.from_info(keyspace).to_facts(),
         "rdb_saves": saves_before + 1,
     }
@@ -160,7 +170,8 @@ def backup_rdb(request: BackupRequest, writer: SetWriter, instance: RedisInstanc
         runtime = redis_runtime(instance)
         data_dir = Path(instance.data_dir) if instance.data_dir else runtime.data_path()
         facts = server_facts(client)
-        snap = snapshot(client, instance.name, instance.save_timeout)
+        snap = snapshot(client, instance.name, instance.save_timeout,
+                        with_digest=wants_digest(client, instance.digest_max_keys))
         rdb_path = data_dir / layout.dbfilename
         try:
             handle = rdb_path.open("rb")
@@ -335,7 +346,8 @@ def backup_replication(request: BackupRequest, writer: SetWriter, instance: Redi
     with redis_errors(instance, "serve a replication snapshot"):
         facts = server_facts(client)
         layout = PersistenceLayout.from_server(client)
-        before = digest(client)
+        with_digest = wants_digest(client, instance.digest_max_keys)
+        before = digest(client) if with_digest else DIGEST_UNAVAILABLE
         keyspace = Keyspace.from_info(client.info("keyspace"))
         delay = None
         with contextlib.suppress(redis.ResponseError):
@@ -348,7 +360,7 @@ def backup_replication(request: BackupRequest, writer: SetWriter, instance: Redi
             if delay is not None:
                 with contextlib.suppress(redis.RedisError):
                     client.config_set("repl-diskless-sync-delay", delay)
-        after = digest(client)
+        after = digest(client) if with_digest else DIGEST_UNAVAILABLE
         after_keyspace = Keyspace.from_info(client.info("keyspace"))
     # The transfer is not atomic with the facts: record them only when nothing changed meanwhile.
     unchanged = keyspace == after_keyspace and (before == after or DIGEST_UNAVAILABLE in (before, after))
