@@ -97,7 +97,8 @@ def test_deleted_points_matching_a_filter(stack: Stack, drill: Drill) -> None:
 
     drill.fault(f"{len(acme)} points of tenant 'acme' deleted by mistake")
     with connect(stack.qdrant()) as client:
-        client.delete("documents", points_selector=models.FilterSelector(filter=models.Filter.model_validate(ACME)), wait=True)
+        selector = models.FilterSelector(filter=models.Filter.model_validate(ACME))
+        client.delete("documents", points_selector=selector, wait=True)
     with drill.step("detected") as step:
         assert len(stack.qdrant_points("documents")) == len(before) - len(acme)
         step["detail"] = f"{len(acme)} points gone"
