@@ -21,7 +21,6 @@ from redis.retry import Retry
 from bdr.config import RedisInstance
 from bdr.errors import ServiceError, ServiceUnavailable
 
-
 _CONNECT_NOISE = re.compile(r"^Error \d+ connecting to \S+?\.\s*")
 
 

@@ -70,6 +70,8 @@ def drill_command(app: App, scenarios: tuple[str, ...], list_only: bool, changed
     paths = [p for p in (_installed(m) for m in modules) if p]
     args = [*paths, "-p", "no:cacheprovider", "--dr-runtime", runtime, "--dr-scale", scale, "--dr-reports",
             reports, "-o", "addopts=", "-q", *pytest_args]
+    if scale != "small":
+        args += ["-o", "timeout=7200"]  # the monthly (large) run loads a million keys per scenario
     if policy:
         args += ["--dr-policy", policy]
     elif app.config_path:

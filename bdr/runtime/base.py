@@ -11,9 +11,13 @@ from typing import Protocol, runtime_checkable
 class Runtime(Protocol):
     """A service instance that can be stopped, started and have its data replaced.
 
-    ``data_path`` is a host directory holding the instance's data files (for a container
-    runtime, the volume's mount point or a staging copy). ``replace_data`` swaps its
-    contents for those of another directory while the service is stopped.
+    ``data_path`` is a host directory holding the instance's data files, a live view: for
+    the docker runtime, the volume's ``Mountpoint`` on the engine's host, readable only when
+    bdr runs as root there (it raises a :class:`~bdr.errors.ServiceError` otherwise). A
+    container runtime also has ``export_data(dest, names=())``, which copies the data
+    directory (or some names in it) to a host directory through the engine, for any engine
+    and user: call it *after* ``BGSAVE`` finished, never before. ``replace_data`` swaps
+    the directory's contents for those of another directory while the service is stopped.
     """
 
     service: str

@@ -245,3 +245,20 @@ def test_manifest_lists_every_file_with_sha256(redis_aof: RedisProcess, make_con
     for entry in manifest.files:
         assert hashlib.sha256((set_dir / entry.path).read_bytes()).hexdigest() == entry.sha256
     assert {"redis_version", "rdb_version", "aof", "keyspace", "digest"} <= set(manifest.facts)
+
+
+def test_safety_backup_of_a_stopped_aof_instance_keeps_its_newest_writes(redis_aof: RedisProcess,
+                                                                        make_config) -> None:
+    """The files of a Redis that is down: its AOF is newer than its last dump.rdb and must win."""
+    config = make_config(redis_aof)
+    client = redis_aof.client()
+    client.set("a", "1")
+    backup = api.backup(config, "redis")
+    client.set("b", "2")  # only in the AOF: dump.rdb was written by the backup's BGSAVE, before this
+    redis_aof.kill()
+
+    result = api.restore(config, "redis", backup.manifest.id)
+    assert client.get("b") is None and result.safety_id is not None
+
+    api.restore(config, "redis", result.safety_id)
+    assert (client.get("a"), client.get("b")) == (b"1", b"2")

@@ -20,6 +20,7 @@ memory; the next restart loads that.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -55,29 +56,41 @@ def stage_dir(near: Path) -> Path:
 
 
 def layout_of(instance: RedisInstance, runtime: Runtime) -> PersistenceLayout:
-    """The target's persistence layout: asked from the server, or read from how it is started."""
+    """The target's persistence layout: asked from the server, or read from how it is started.
+
+    The directory is always the one *bdr* reaches (the runtime's data path: for a container,
+    the volume on the host), never the path inside a container.
+    """
     if runtime.running():
         with redis_errors(instance, "describe its persistence"):
             layout = PersistenceLayout.from_server(redis_client(instance, timeout=10.0))
         remember = getattr(runtime, "remember_launch", None)
         if remember is not None:
             remember()
-        if instance.data_dir:
-            return PersistenceLayout(Path(instance.data_dir), layout.dbfilename, layout.appendonly,
-                                     layout.appenddirname)
-        return layout
-    argv = list(getattr(runtime, "argv", []) or instance.start_args)
-    return PersistenceLayout.from_args(argv, instance.config_file, instance.data_dir or str(runtime.data_path()))
+    else:
+        argv = list(getattr(runtime, "argv", []) or instance.start_args)
+        layout = PersistenceLayout.from_args(argv, instance.config_file, instance.data_dir)
+    return dataclasses.replace(layout, dir=runtime.data_path())
 
 
-def plan_files(files: Path, layout: PersistenceLayout, source_dbfilename: str,
-               source_aofdir: str) -> tuple[Path, str]:
-    """Rename the backup's files to the target's names; returns (dir, how it must load: rdb|aof)."""
-    rdb = files / source_dbfilename
-    aof_dir = files / source_aofdir
+SNAPSHOT_METHODS = ("rdb", "replication")
+"""Methods whose RDB is the snapshot the manifest describes (and is newer than nothing else)."""
+
+
+def plan_files(files: Path, layout: PersistenceLayout, facts: dict[str, Any], method: str | None) -> tuple[Path, str]:
+    """Rename the backup's files to the target's names; returns (dir, how it must load: rdb|aof).
+
+    A set made by BGSAVE (or replication) loads from its RDB, the snapshot its digest describes;
+    its AOF copy is dropped so it can never shadow it. A copy of a stopped server's files (a
+    safety backup of a Redis that was down) or an old script's backup loads from its AOF when
+    it has one, as Redis itself would: that AOF may hold writes the older ``dump.rdb`` lacks.
+    """
+    rdb = files / facts.get("dbfilename", "dump.rdb")
+    aof_dir = files / facts.get("appenddirname", "appendonlydir")
     legacy_aof = files / "appendonly.aof"
-    if rdb.is_file():
-        if source_dbfilename != layout.dbfilename:
+    has_aof = aof_dir.is_dir() or legacy_aof.is_file()
+    if rdb.is_file() and (method in SNAPSHOT_METHODS or not has_aof):
+        if rdb.name != layout.dbfilename:
             rdb.rename(files / layout.dbfilename)
         # Load from the RDB: its digest is the one in the manifest. Drop the AOF copy so a stale
         # AOF can never shadow it.
@@ -86,7 +99,7 @@ def plan_files(files: Path, layout: PersistenceLayout, source_dbfilename: str,
         legacy_aof.unlink(missing_ok=True)
         return files, "rdb"
     if aof_dir.is_dir():
-        if source_aofdir != layout.appenddirname:
+        if aof_dir.name != layout.appenddirname:
             aof_dir.rename(files / layout.appenddirname)
         return files, "aof"
     if legacy_aof.is_file():
@@ -191,8 +204,7 @@ def restore_full(engine: Engine, request: RestoreRequest) -> RestoreResult:
         with log.step("fetch") as step:
             files, manifest = fetch(request, scratch / "incoming")
             facts = dict(manifest.facts) if manifest else {}
-            files, load_from = plan_files(files, layout, facts.get("dbfilename", "dump.rdb"),
-                                          facts.get("appenddirname", "appendonlydir"))
+            files, load_from = plan_files(files, layout, facts, manifest.method if manifest else None)
             step.detail = f"load from {load_from.upper()}"
         if request.dry_run:
             log.skipped("safety backup", "dry run")
@@ -252,9 +264,7 @@ def rollback(request: RestoreRequest, runtime: Runtime, instance: RedisInstance,
         safety = repo.get(safety_id)
         files = scratch / "rollback"
         extract_set(repo, safety, files, request.cipher)
-        facts = dict(safety.manifest.facts)
-        files, load_from = plan_files(files, layout, facts.get("dbfilename", "dump.rdb"),
-                                      facts.get("appenddirname", "appendonlydir"))
+        files, load_from = plan_files(files, layout, dict(safety.manifest.facts), safety.manifest.method)
         if runtime.running():
             runtime.stop()
         runtime.replace_data(files, clear=[layout.dbfilename, layout.appenddirname, "appendonly.aof"])
