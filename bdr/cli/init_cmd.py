@@ -1,4 +1,4 @@
-"""``bdr init``: write a commented example bdr.yaml to start from."""
+"""``bdr init``: write a commented example bdr.yaml to start from (or one filled in from compose)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 import click
+import yaml
 
 from bdr.cli.app import App, pass_app
 from bdr.errors import UsageError
@@ -17,18 +18,44 @@ def example_config() -> str:
     return resources.files("bdr").joinpath("data/bdr.example.yaml").read_text()
 
 
+def from_compose(compose: Path, app: App) -> str:
+    """The example with its ``redis:`` and ``qdrant:`` sections replaced by the compose file's services."""
+    from bdr.compose import instances_from_compose, read_compose
+
+    for warning in read_compose(compose).warnings:
+        app.warn(warning)
+    sections = instances_from_compose(compose)
+    if not sections:
+        raise UsageError(detail=f"{compose} has no Redis or Qdrant service; write the instances by hand")
+    lines = example_config().splitlines(keepends=True)
+    kept: list[str] = []
+    skipping = False
+    for line in lines:
+        top = line[:1] not in (" ", "#", "\n") and ":" in line
+        if top:
+            skipping = line.split(":", 1)[0] in sections
+        if not skipping:
+            kept.append(line)
+    generated = yaml.safe_dump(sections, sort_keys=False, default_flow_style=False)
+    header = f"# redis/qdrant instances read from {compose} by `bdr init --from-compose`: review them.\n"
+    return "".join(kept).rstrip() + "\n\n" + header + generated
+
+
 @click.command("init")
 @click.argument("path", default="bdr.yaml", type=click.Path(dir_okay=False))
+@click.option("--from-compose", "compose", type=click.Path(exists=True, dir_okay=False),
+              help="Fill the Redis and Qdrant instances in from a docker compose file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @pass_app
-def init_command(app: App, path: str, force: bool) -> None:
+def init_command(app: App, path: str, compose: str | None, force: bool) -> None:
     """Write a commented example policy file (default: ./bdr.yaml)."""
     target = Path(path)
     if target.exists() and not force:
         raise UsageError(detail=f"{target} exists; use --force to overwrite it")
+    text = from_compose(Path(compose), app) if compose else example_config()
     tmp = target.with_name(f".{target.name}.tmp")
     try:
-        tmp.write_text(example_config())
+        tmp.write_text(text)
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
