@@ -13,6 +13,8 @@ from bdr.api.listing import list_sets
 from bdr.api.repairs import repair
 from bdr.api.restores import restore
 from bdr.api.verification import VerifyReport, verify
+from bdr.retention import prune
+from bdr.status import status
 
 __all__ = [
     "BackupOutcome",
@@ -21,8 +23,10 @@ __all__ = [
     "backup",
     "list_sets",
     "open_repository",
+    "prune",
     "repair",
     "resolve_input",
     "restore",
+    "status",
     "verify",
 ]

@@ -30,6 +30,9 @@ COMMAND_MODULES = (
     "bdr.cli.lint_cmd",
     "bdr.cli.repair_cmd",
     "bdr.cli.report_cmd",
+    "bdr.cli.prune_cmd",
+    "bdr.cli.status_cmd",
+    "bdr.cli.metrics_cmd",
 )
 
 

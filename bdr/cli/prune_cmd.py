@@ -1,0 +1,62 @@
+"""``bdr prune``: apply the retention table of bdr.yaml to a repository, showing why each set stays."""
+
+from __future__ import annotations
+
+import click
+
+from bdr import api
+from bdr.cli.app import App, json_option, pass_app
+from bdr.cli.options import SOURCES, repository_options
+from bdr.retention import PruneResult, RetentionPolicy, prune
+
+
+def _print(app: App, result: PruneResult) -> None:
+    if not result.decisions:
+        app.line(f"no backup sets in {result.repository}: nothing to prune")
+        return
+    verb = "would delete" if result.dry_run else "delete"
+    rows = [
+        (d.id, d.backup.manifest.instance, d.backup.manifest.finished_at[:19].replace("T", " "),
+         "keep" if d.keep else ("[yellow]would delete[/]" if result.dry_run else "[red]delete[/]"),
+         "; ".join(d.reasons) if d.keep else d.note)
+        for d in result.decisions
+    ]
+    app.table(f"retention in {result.repository} ({result.location}): {'; '.join(result.rules)}",
+              ["id", "instance", "time (UTC)", "action", "why"], rows)
+    kept, doomed = len(result.to_keep), len(result.to_delete)
+    if result.dry_run:
+        app.line(f"dry run: {kept} set(s) kept, {doomed} {verb}; nothing was deleted")
+        return
+    app.line(f"{kept} set(s) kept, {len(result.deleted)} deleted")
+    for set_id in result.spared:
+        app.warn(f"{set_id} was not deleted: a restore started reading it")
+
+
+@click.command("prune")
+@click.option("--source", "-s", type=click.Choice(SOURCES), help="Only this source (default: all of them).")
+@click.option("--instance", "-i", metavar="NAME", help="Only this instance of the source.")
+@repository_options
+@click.option("--dry-run", "-n", is_flag=True, help="Show what would be kept and deleted; delete nothing.")
+@json_option
+@pass_app
+def prune_command(app: App, source: str | None, instance: str | None, destination: str | None,
+                  remote: str | None, dry_run: bool) -> None:
+    """Delete the backup sets no retention rule keeps (bdr.yaml `retention:`).
+
+    Per source and instance, a calendar rule keeps the newest set of each hour/day/ISO
+    week/month of its window, at the locations it names (local, s3). Never deleted: the
+    newest good set, the newest verified set, sets a restore is reading, members of a kept
+    whole-system set. Deletes under the repository lock.
+    """
+    repo = api.open_repository(app.config, destination, remote)
+    policy = RetentionPolicy.from_config(app.config)
+    with app.progress("deciding what to keep" if dry_run else "pruning"):
+        result = prune(repo, policy, source=source, instance=instance, dry_run=dry_run)
+    if app.json_output:
+        app.emit_json(result.to_dict())
+        return
+    _print(app, result)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(prune_command)

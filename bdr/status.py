@@ -1,0 +1,484 @@
+"""Backup health: is the newest backup of each source fresh enough, and does the 3-2-1 rule hold?
+
+``bdr status`` (and the ``backup_321_ok`` metric) look at every repository bdr knows:
+the configured local repository, each ``--destination`` (e.g. a second local disk), and
+the off-site one (``remote.url`` or ``--remote``). Sets are grouped per (source, instance);
+safety sets (taken before restores) are left out, and so are sets whose last ``bdr
+verify`` failed: only *good* sets count.
+
+Freshness
+    The newest good set of a group, in any repository, must be no older than
+    ``max_backup_age`` of its source (default 24 h). Older: *stale*; none: *missing*. Both
+    make ``bdr status`` exit 1 (:class:`~bdr.errors.CheckFailed`), like the runbook's old
+    "last backup age" check. Only *expected* groups are checked: the default instance of
+    every source in ``schedule:`` (or the source asked for); groups found only in a
+    repository are shown, not checked.
+
+Copies
+    A copy of the data of a group is a repository holding a good set of it no older than
+    ``max_backup_age``: a restore from it loses no more than the policy accepts. The live
+    data is a copy too. bdr's off-site backups are separate runs (hourly to local disk,
+    daily to S3), so the rule counts fresh backups, not only byte-identical ones; sets with
+    the same id or the same data checksum (sha256 over the manifest's files) in several
+    repositories are reported as the copies of that one backup.
+
+3-2-1 (as restic and Veeam define it)
+    At least 3 copies of the data counting the live one (so ≥ 2 fresh backups), on at least
+    2 different media, at least 1 off-site. Media are counted among the backup copies only:
+    bdr cannot know the medium of the live data, which may well be the disk the local
+    repository is on. A medium is a file system (``disk:<device>``: two directories on one
+    disk are one medium) or an object store bucket (``s3:<endpoint>/<bucket>``); off-site
+    means S3. A repository that cannot be read counts for nothing and is reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from bdr.config import Config
+from bdr.durations import format_duration
+from bdr.errors import BdrError, CheckFailed
+from bdr.manifest import Manifest, to_iso, utcnow
+from bdr.repository import BackupSet, Repository
+from bdr.retention import is_good, is_safety, policy_span
+
+logger = logging.getLogger(__name__)
+
+OFFSITE_LOCATIONS = ("s3",)
+SYSTEM_INSTANCE = "system"
+
+
+class Health(StrEnum):
+    OK = "ok"
+    STALE = "stale"
+    MISSING = "missing"
+    UNCHECKED = "unchecked"
+    """Found in a repository but not expected by the schedule: shown, not checked."""
+
+
+# --- repositories ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryView:
+    """One repository as status saw it: where it is, on which medium, and its complete sets."""
+
+    url: str
+    location: str
+    medium: str
+    offsite: bool
+    sets: tuple[BackupSet, ...] = ()
+    error: str | None = None
+
+    @property
+    def readable(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "location": self.location, "medium": self.medium, "offsite": self.offsite,
+                "sets": len(self.sets), "error": self.error}
+
+
+def medium_of(repo: Repository) -> str:
+    """``disk:<device>`` for a directory (its file system), ``s3:<endpoint>/<bucket>`` for a bucket."""
+    storage = repo.storage
+    root = getattr(storage, "root", None)
+    if isinstance(root, Path):
+        probe = root
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:
+            return f"disk:{os.stat(probe).st_dev}"
+        except OSError:
+            return f"disk:{probe}"
+    bucket = getattr(storage, "bucket", None)
+    if bucket:
+        return f"{storage.location}:{getattr(storage, 'endpoint', '')}/{bucket}"
+    return f"{storage.location}:{storage.url}"
+
+
+def inspect(repo: Repository) -> RepositoryView:
+    """List ``repo``; a repository that cannot be read becomes a view with its error, not an exception."""
+    location = repo.storage.location
+    offsite = location in OFFSITE_LOCATIONS
+    try:
+        medium = medium_of(repo)
+        sets = tuple(repo.sets())
+    except BdrError as exc:
+        logger.warning("cannot read repository %s: %s", repo.url, exc.message)
+        return RepositoryView(repo.url, location, f"{location}:{repo.url}", offsite, (), exc.message)
+    return RepositoryView(repo.url, location, medium, offsite, sets)
+
+
+def repository_locations(
+    config: Config, destinations: Sequence[str | Path] = (), remote: str | None = None,
+    include_configured: bool = True,
+) -> list[str]:
+    """Where to look: the configured local repository, each ``--destination``, the remote (flag or config)."""
+    locations: list[str] = []
+    if include_configured:
+        locations.append(str(config.repository_path().resolve()))
+    locations += [str(Path(d).resolve()) for d in destinations]
+    remote_url = remote or (config.remote.url if include_configured else None)
+    if remote_url:
+        locations.append(remote_url)
+    return list(dict.fromkeys(locations))
+
+
+def open_view(config: Config, location: str) -> RepositoryView:
+    """Open and list one repository; one that cannot be opened (no credentials, bad url) is reported."""
+    try:
+        if "://" in location:
+            repo = Repository.open(location, settings=config.remote)
+        else:
+            repo = Repository.open(Path(location))
+    except BdrError as exc:
+        kind = location.split("://", 1)[0] if "://" in location else "local"
+        logger.warning("cannot open repository %s: %s", location, exc.message)
+        return RepositoryView(location, kind, f"{kind}:{location}", kind in OFFSITE_LOCATIONS, (), exc.message)
+    return inspect(repo)
+
+
+def views_for(
+    config: Config, destinations: Sequence[str | Path] = (), remote: str | None = None,
+    include_configured: bool = True,
+) -> list[RepositoryView]:
+    return [open_view(config, loc) for loc in repository_locations(config, destinations, remote, include_configured)]
+
+
+# --- per group ---------------------------------------------------------------------------------
+
+
+def fingerprint(manifest: Manifest) -> str | None:
+    """The identity of a set's data: sha256 over its files (path, size, sha256); members for a system set."""
+    if manifest.files:
+        lines = sorted(f"{f.path}\0{f.size}\0{f.sha256}" for f in manifest.files)
+    elif manifest.children:
+        lines = sorted(manifest.children)
+    else:
+        return None
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """One repository's holding of a group: the newest good set there."""
+
+    repository: str
+    location: str
+    medium: str
+    offsite: bool
+    set_id: str
+    finished_at: str
+    age_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"repository": self.repository, "location": self.location, "medium": self.medium,
+                "offsite": self.offsite, "id": self.set_id, "finished_at": self.finished_at,
+                "age_seconds": round(self.age_seconds, 3)}
+
+
+@dataclass(frozen=True, slots=True)
+class SetSummary:
+    """A set and where the same backup (same id or same data checksum) is held."""
+
+    backup: BackupSet
+    age_seconds: float
+    copies: tuple[str, ...]
+    """Repository urls holding this backup."""
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.backup.manifest
+        verification = self.backup.verification
+        return {"id": m.id, "finished_at": m.finished_at, "age_seconds": round(self.age_seconds, 3),
+                "stored_bytes": m.stored_size, "verified_at": verification.at if verification else None,
+                "copies": list(self.copies)}
+
+
+@dataclass(frozen=True, slots=True)
+class Rule321:
+    """The 3-2-1 verdict for one group."""
+
+    copies: int
+    media: int
+    offsite: int
+    ok: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "copies": self.copies, "media": self.media, "offsite": self.offsite,
+                "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    """Freshness and copies of one (source, instance)."""
+
+    source: str
+    instance: str
+    expected: bool
+    max_age: float
+    newest: SetSummary | None
+    newest_verified: SetSummary | None
+    holdings: tuple[Copy, ...]
+    """The newest good set in each repository that holds the group, fresh or not."""
+    sets_by_location: Mapping[str, int]
+    rule_321: Rule321
+    health: Health
+
+    @property
+    def fresh(self) -> bool:
+        return self.health in (Health.OK, Health.UNCHECKED)
+
+    def problem(self) -> str | None:
+        """One line for the operator when the group fails its freshness check."""
+        if self.health is Health.MISSING:
+            return f"{self.source}/{self.instance}: no good backup in any repository"
+        if self.health is Health.STALE and self.newest is not None:
+            return (f"{self.source}/{self.instance}: newest backup {self.newest.backup.id} is "
+                    f"{format_duration(self.newest.age_seconds)} old, more than {policy_span(self.max_age)}")
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "instance": self.instance,
+            "expected": self.expected,
+            "health": str(self.health),
+            "max_age_seconds": self.max_age,
+            "newest": self.newest.to_dict() if self.newest else None,
+            "newest_verified": self.newest_verified.to_dict() if self.newest_verified else None,
+            "holdings": [c.to_dict() for c in self.holdings],
+            "sets_by_location": dict(self.sets_by_location),
+            "rule_321": self.rule_321.to_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """Every group's status across the repositories, at one instant."""
+
+    at: datetime
+    repositories: tuple[RepositoryView, ...]
+    sources: tuple[SourceStatus, ...]
+    problems: tuple[str, ...] = field(default=())
+
+    @property
+    def fresh(self) -> bool:
+        return all(s.fresh for s in self.sources)
+
+    @property
+    def rule_321_ok(self) -> bool:
+        return all(s.rule_321.ok for s in self.sources if s.expected)
+
+    def group(self, source: str, instance: str) -> SourceStatus | None:
+        return next((s for s in self.sources if (s.source, s.instance) == (source, instance)), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": to_iso(self.at),
+            "ok": self.fresh,
+            "rule_321_ok": self.rule_321_ok,
+            "problems": list(self.problems),
+            "repositories": [r.to_dict() for r in self.repositories],
+            "sources": [s.to_dict() for s in self.sources],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """A group that must have a fresh backup."""
+
+    source: str
+    instance: str
+    max_age: float
+
+
+def expected_groups(config: Config, source: str | None = None, instance: str | None = None) -> list[Expectation]:
+    """What must be fresh: the default instance of each scheduled source, and each ``source/instance`` key of
+    ``max_backup_age`` (or only ``source``/``instance`` when given)."""
+    if source:
+        name = instance or default_instance(config, source)
+        return [Expectation(source, name, max_age_for(config, source, name))]
+    groups = [(e.source, default_instance(config, e.source)) for e in config.schedule]
+    groups += [_split(key) for key in config.max_backup_age if "/" in key]
+    return [Expectation(s, i, max_age_for(config, s, i)) for s, i in dict.fromkeys(groups)]
+
+
+def _split(key: str) -> tuple[str, str]:
+    source, _, instance = key.partition("/")
+    return source, instance
+
+
+def max_age_for(config: Config, source: str, instance: str) -> float:
+    """``max_backup_age`` of ``source/instance``, else of ``source``, else the default."""
+    specific = config.max_backup_age.get(f"{source}/{instance}")
+    return specific if specific is not None else config.max_age(source)
+
+
+def default_instance(config: Config, source: str) -> str:
+    defaults = {"redis": config.redis_default, "qdrant": config.qdrant_default, "config": config.files.name,
+                "all": SYSTEM_INSTANCE}
+    return defaults.get(source, source)
+
+
+def _age(backup: BackupSet, now: datetime) -> float:
+    return max(0.0, (now - backup.created).total_seconds())
+
+
+def evaluate(
+    views: Sequence[RepositoryView],
+    expected: Sequence[Expectation],
+    now: datetime,
+    max_age: Mapping[str, float] | None = None,
+    *,
+    only: tuple[str | None, str | None] = (None, None),
+) -> StatusReport:
+    """The status of every expected group and every group found in ``views``. No I/O.
+
+    ``max_age`` maps a source to its limit for the groups found but not expected (default
+    24 h); ``only`` restricts the report to a source (and instance).
+    """
+    now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
+    limits = {"default": 86400.0, **(max_age or {})}
+    wanted = {(e.source, e.instance): e for e in expected}
+    found: dict[tuple[str, str], list[tuple[RepositoryView, BackupSet]]] = {}
+    for view in views:
+        for backup in view.sets:
+            if not is_safety(backup):
+                found.setdefault((backup.source, backup.manifest.instance), []).append((view, backup))
+    keys = sorted(set(wanted) | set(found))
+    source_only, instance_only = only
+    statuses = []
+    for key in keys:
+        if (source_only and key[0] != source_only) or (instance_only and key[1] != instance_only):
+            continue
+        expectation = wanted.get(key)
+        limit = expectation.max_age if expectation else limits.get(key[0], limits["default"])
+        statuses.append(_group_status(key, found.get(key, []), views, expectation is not None, limit, now))
+    problems = [p for s in statuses if (p := s.problem())]
+    problems += [f"repository {v.url} cannot be read: {v.error}" for v in views if v.error]
+    return StatusReport(now, tuple(views), tuple(statuses), tuple(problems))
+
+
+def _group_status(
+    key: tuple[str, str],
+    entries: Sequence[tuple[RepositoryView, BackupSet]],
+    views: Sequence[RepositoryView],
+    expected: bool,
+    limit: float,
+    now: datetime,
+) -> SourceStatus:
+    good = sorted(((v, b) for v, b in entries if is_good(b)), key=lambda e: (e[1].created, e[1].id), reverse=True)
+    holders = _same_backup_index(good)
+    newest = _summary(good[0][1], holders, now) if good else None
+    verified = next((b for _, b in good if b.verified), None)
+    holdings: dict[str, Copy] = {}
+    for view, backup in good:
+        if view.url not in holdings:
+            holdings[view.url] = Copy(view.url, view.location, view.medium, view.offsite, backup.id,
+                                      backup.manifest.finished_at, _age(backup, now))
+    by_location: dict[str, int] = {}
+    for view, _backup in entries:
+        by_location[view.location] = by_location.get(view.location, 0) + 1
+    if newest is None:
+        health = Health.MISSING if expected else Health.UNCHECKED
+    elif not expected:
+        health = Health.UNCHECKED
+    else:
+        health = Health.OK if newest.age_seconds <= limit else Health.STALE
+    fresh = [c for c in holdings.values() if c.age_seconds <= limit]
+    unreadable = [v.url for v in views if v.error]
+    return SourceStatus(
+        source=key[0], instance=key[1], expected=expected, max_age=limit, newest=newest,
+        newest_verified=_summary(verified, holders, now) if verified else None,
+        holdings=tuple(holdings.values()), sets_by_location=by_location,
+        rule_321=rule_321(fresh, limit, unreadable), health=health,
+    )
+
+
+def _same_backup_index(good: Sequence[tuple[RepositoryView, BackupSet]]) -> dict[str, set[str]]:
+    """Keys (``id:<id>``, ``data:<sha256>``) to the repositories holding that backup."""
+    index: dict[str, set[str]] = {}
+    for view, backup in good:
+        for key in _identity(backup):
+            index.setdefault(key, set()).add(view.url)
+    return index
+
+
+def _identity(backup: BackupSet) -> list[str]:
+    keys = [f"id:{backup.id}"]
+    data = fingerprint(backup.manifest)
+    if data:
+        keys.append(f"data:{data}")
+    return keys
+
+
+def _summary(backup: BackupSet, holders: Mapping[str, set[str]], now: datetime) -> SetSummary:
+    urls: set[str] = set()
+    for key in _identity(backup):
+        urls |= holders.get(key, set())
+    return SetSummary(backup, _age(backup, now), tuple(sorted(urls)))
+
+
+def rule_321(fresh: Iterable[Copy], limit: float, unreadable: Sequence[str] = ()) -> Rule321:
+    """3 copies counting the live data, on 2 media, 1 off-site, from the fresh holdings of a group."""
+    fresh = list(fresh)
+    copies = 1 + len(fresh)
+    media = len({c.medium for c in fresh})
+    offsite = sum(c.offsite for c in fresh)
+    ok = copies >= 3 and media >= 2 and offsite >= 1
+    if ok:
+        reason = f"{copies} copies (live data + {', '.join(c.location for c in fresh)}) on {media} media, " \
+                 f"{offsite} off-site"
+    else:
+        missing = []
+        window = policy_span(limit)
+        if copies < 3:
+            missing.append(f"{copies} of 3 copies (live data + {len(fresh)} backup(s) fresher than {window})")
+        if media < 2:
+            missing.append(f"{media} of 2 media" + (" (all backups on one file system)" if fresh else ""))
+        if offsite < 1:
+            missing.append(f"no off-site backup fresher than {window}")
+        if unreadable:
+            missing.append(f"cannot read {', '.join(unreadable)}")
+        reason = "; ".join(missing)
+    return Rule321(copies, media, offsite, ok, reason)
+
+
+# --- the command's entry point -------------------------------------------------------------------
+
+
+def status(
+    config: Config,
+    *,
+    destinations: Sequence[str | Path] = (),
+    remote: str | None = None,
+    source: str | None = None,
+    instance: str | None = None,
+    now: datetime | None = None,
+) -> StatusReport:
+    """Look at every repository and report freshness and 3-2-1 per group (see the module docstring)."""
+    views = views_for(config, destinations, remote)
+    limits = dict(config.max_backup_age)
+    return evaluate(views, expected_groups(config, source, instance), now or utcnow(), limits,
+                    only=(source, instance if source else None))
+
+
+def check(report: StatusReport, require_321: bool = False) -> None:
+    """Raise :class:`CheckFailed` when an expected backup is stale or missing (or 3-2-1 is broken)."""
+    problems = [p for s in report.sources if (p := s.problem())]
+    if require_321:
+        problems += [f"{s.source}/{s.instance}: 3-2-1 rule broken: {s.rule_321.reason}"
+                     for s in report.sources if s.expected and not s.rule_321.ok]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CheckFailed(detail=f"{problems[0]}{more}; run `bdr backup` or check the schedule")
