@@ -22,7 +22,7 @@ from typing import BinaryIO
 import zstandard
 
 from bdr.errors import CorruptArchive, UnsafeArchive
-from bdr.manifest import CHUNK, FileEntry
+from bdr.manifest import FileEntry, copy_hashed
 from bdr.storage.base import ObjectSink
 
 ZSTD_LEVEL = 3
@@ -186,17 +186,11 @@ def extract_archive(stream: BinaryIO, target: Path, name: str = "archive") -> li
             source = tar.extractfile(member)
             if source is None:
                 raise CorruptArchive(name=name, detail=f"cannot read member {member.name!r}")
-            digest = hashlib.sha256()
-            size = 0
-            with dest.open("wb") as out:
-                while chunk := source.read(CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
+            sha256, size = copy_hashed(source, dest)
             if size != member.size:
                 raise CorruptArchive(name=name, detail=f"member {member.name!r} is truncated")
             os.chmod(dest, member.mode & 0o777)
-            entries.append(FileEntry(path=rel, size=size, sha256=digest.hexdigest(), mode=member.mode & 0o7777))
+            entries.append(FileEntry(path=rel, size=size, sha256=sha256, mode=member.mode & 0o7777))
     except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
         raise CorruptArchive(name=name, detail=str(exc) or type(exc).__name__) from exc
     finally:

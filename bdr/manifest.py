@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from bdr import __version__
 from bdr.errors import CorruptArchive
@@ -55,6 +55,24 @@ def sha256_stream(stream: BinaryIO) -> tuple[str, int]:
     while chunk := stream.read(CHUNK):
         digest.update(chunk)
         size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def read_chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    """A stream's content in 1 MiB chunks."""
+    while chunk := stream.read(CHUNK):
+        yield chunk
+
+
+def copy_hashed(stream: IO[bytes], dest: Path) -> tuple[str, int]:
+    """Copy ``stream`` into the file ``dest``; the sha256 and size of what was copied."""
+    digest = hashlib.sha256()
+    size = 0
+    with dest.open("wb") as out:
+        for chunk in read_chunks(stream):
+            out.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
     return digest.hexdigest(), size
 
 

@@ -42,7 +42,9 @@ from bdr.manifest import (
     FileEntry,
     Manifest,
     StoredObject,
+    copy_hashed,
     from_iso,
+    read_chunks,
     to_iso,
     utcnow,
 )
@@ -196,26 +198,9 @@ class SetWriter:
 
     def add_file(self, source: Path, name: str, secret: bool = False) -> FileEntry:
         """Store one file as its own object (an uncompressed set)."""
-        import hashlib
-
-        sink = self._sink(name)
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            with source.open("rb") as handle:
-                while chunk := handle.read(CHUNK):
-                    sink.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-            written = sink.commit()
-        except BaseException:
-            sink.abort()
-            raise
-        self._record(name, written)
-        entry = FileEntry(path=name, size=size, sha256=digest.hexdigest(), mode=source.stat().st_mode & 0o7777,
-                          secret=secret)
-        self.files.append(entry)
-        return entry
+        with source.open("rb") as handle:
+            return self.add_stream(name, read_chunks(handle), secret=secret,
+                                   mode=os.fstat(handle.fileno()).st_mode & 0o7777)
 
     def add_archive(self, members: Sequence[ArchiveMember], compress: bool = True) -> list[FileEntry]:
         """Store files as one tar object (zstd-compressed when ``compress``)."""
@@ -243,7 +228,8 @@ class SetWriter:
             raise
         self._record(name, written)
 
-    def add_stream(self, name: str, chunks: Iterable[bytes], secret: bool = False) -> FileEntry:
+    def add_stream(self, name: str, chunks: Iterable[bytes], secret: bool = False,
+                   mode: int | None = None) -> FileEntry:
         """Store the bytes ``chunks`` yields as one file of the set (an engine's streamed export)."""
         import hashlib
 
@@ -261,8 +247,9 @@ class SetWriter:
             sink.abort()
             raise
         self._record(name, written)
-        entry = FileEntry(path=name, size=size, sha256=digest.hexdigest(), mode=0o600 if secret else 0o644,
-                          secret=secret)
+        if mode is None:
+            mode = 0o600 if secret else 0o644
+        entry = FileEntry(path=name, size=size, sha256=digest.hexdigest(), mode=mode, secret=secret)
         self.files.append(entry)
         return entry
 
@@ -549,7 +536,6 @@ def extract_set(
     Raises :class:`~bdr.errors.ChecksumMismatch` or :class:`~bdr.errors.CorruptArchive` on the
     first file that does not match; ``dest`` then holds a partial copy the caller discards.
     """
-    import hashlib
 
     from bdr.archive import extract_archive
     from bdr.errors import CorruptArchive
@@ -567,17 +553,11 @@ def extract_set(
                 continue  # an engine side object (read by the engine itself)
             target = dest / obj.name
             target.parent.mkdir(parents=True, exist_ok=True)
-            digest = hashlib.sha256()
-            size = 0
-            with target.open("wb") as out:
-                while chunk := stream.read(CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
+            sha256, size = copy_hashed(stream, target)
             entry = expected[obj.name]
             if entry.mode is not None:
                 os.chmod(target, entry.mode & 0o7777)
-            found.append(FileEntry(obj.name, size, digest.hexdigest(), entry.mode, entry.secret))
+            found.append(FileEntry(obj.name, size, sha256, entry.mode, entry.secret))
     seen = {f.path: f for f in found}
     for path, entry in expected.items():
         got = seen.get(path)
