@@ -83,6 +83,8 @@ class FileEntry:
     path: str
     size: int
     sha256: str
+    """Empty for a secret: its ciphertext is authenticated (AES-GCM) instead, and a plain hash of a
+    low-entropy secret would let anyone holding the manifest test guesses."""
     mode: int | None = None
     secret: bool = False
 
@@ -97,6 +99,8 @@ class StoredObject:
     parts: tuple[str, ...] = ()
     """Per-part checksums of a multipart upload (off-site storage)."""
     part_size: int | None = None
+    encrypted: bool = False
+    """Encrypted on its own in a set that is not (the secrets of a configuration set)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ is never listed as good and is swept by the next writer holding the lock.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -171,6 +172,7 @@ class SetWriter:
         self.facts: dict[str, Any] = {}
         self.children: list[str] = []
         self.compressed = False
+        self.key_id: str | None = None
         self.manifest: Manifest | None = None
         self._prefix = f"{source}/{self.id}"
 
@@ -181,11 +183,12 @@ class SetWriter:
         if exc_type is not None or self.manifest is None:
             self.abort()
 
-    def _sink(self, name: str) -> ObjectSink:
+    def _sink(self, name: str, cipher: ObjectCipher | None = None) -> ObjectSink:
         sink = self.repo.storage.open_write(f"{self._prefix}/{name}")
-        return self.cipher.encrypting(sink) if self.cipher else sink
+        cipher = cipher or self.cipher
+        return cipher.encrypting(sink) if cipher else sink
 
-    def _record(self, name: str, written: WrittenObject) -> None:
+    def _record(self, name: str, written: WrittenObject, encrypted: bool = False) -> None:
         self.objects.append(
             StoredObject(
                 name=name,
@@ -193,6 +196,7 @@ class SetWriter:
                 sha256=written.sha256,
                 parts=written.parts,
                 part_size=written.part_size,
+                encrypted=encrypted,
             )
         )
 
@@ -202,10 +206,16 @@ class SetWriter:
             return self.add_stream(name, read_chunks(handle), secret=secret,
                                    mode=os.fstat(handle.fileno()).st_mode & 0o7777)
 
-    def add_archive(self, members: Sequence[ArchiveMember], compress: bool = True) -> list[FileEntry]:
-        """Store files as one tar object (zstd-compressed when ``compress``)."""
-        name = ARCHIVE_NAME if compress else TAR_NAME
-        sink = self._sink(name)
+    def add_archive(self, members: Sequence[ArchiveMember], compress: bool = True, name: str | None = None,
+                    cipher: ObjectCipher | None = None) -> list[FileEntry]:
+        """Store files as one tar object (zstd-compressed when ``compress``).
+
+        ``cipher`` encrypts this object even when the set is not encrypted (secrets); the
+        manifest then lists its members without a plain sha256.
+        """
+        name = name or (ARCHIVE_NAME if compress else TAR_NAME)
+        own_cipher = cipher is not None and self.cipher is None
+        sink = self._sink(name, cipher)
         try:
             entries = write_archive(members, sink, compress=compress)
             written = sink.commit()
@@ -213,7 +223,10 @@ class SetWriter:
             sink.abort()
             raise
         self.compressed = compress
-        self._record(name, written)
+        self._record(name, written, encrypted=own_cipher)
+        if cipher is not None:
+            self.key_id = cipher.key_id
+            entries = [dataclasses.replace(e, sha256="") if e.secret else e for e in entries]
         self.files.extend(entries)
         return entries
 
@@ -266,7 +279,7 @@ class SetWriter:
             objects=tuple(self.objects),
             compressed=self.compressed,
             encrypted=self.cipher is not None,
-            key_id=self.cipher.key_id if self.cipher else None,
+            key_id=self.cipher.key_id if self.cipher else self.key_id,
             tags=self.tags,
             facts=dict(self.facts),
             children=tuple(self.children),
@@ -451,7 +464,8 @@ class Repository:
     def open_object(self, backup: BackupSet, name: str, cipher: ObjectCipher | None = None) -> BinaryIO:
         """A stream of one object's plaintext (decrypted when the set is encrypted)."""
         stream = self.storage.open_read(f"{backup.source}/{backup.id}/{name}")
-        if backup.manifest.encrypted:
+        own = next((o.encrypted for o in backup.manifest.objects if o.name == name), False)
+        if backup.manifest.encrypted or own:
             if cipher is None:
                 from bdr.errors import MissingKey
 
@@ -546,7 +560,7 @@ def extract_set(
     for obj in backup.manifest.objects:
         stream = repo.open_object(backup, obj.name, cipher)
         with stream:
-            if obj.name in (ARCHIVE_NAME, TAR_NAME):
+            if obj.name not in expected and obj.name.endswith((".tar.zst", ".tar")):
                 found.extend(extract_archive(stream, dest, name=f"{backup.id}/{obj.name}"))
                 continue
             if obj.name not in expected:
@@ -563,6 +577,6 @@ def extract_set(
         got = seen.get(path)
         if got is None:
             raise CorruptArchive(name=f"{backup.id}", detail=f"file {path!r} listed in the manifest is missing")
-        if got.size != entry.size or got.sha256 != entry.sha256:
+        if got.size != entry.size or (entry.sha256 and got.sha256 != entry.sha256):
             raise ChecksumMismatch(name=path, ref=backup.id, expected=entry.sha256[:16], actual=got.sha256[:16])
     return found

@@ -28,11 +28,10 @@ from drills.policy import Policy, load_policy
 from drills.recorder import Drill
 from drills.report import pytest_html_columns
 from drills.report.verdict import verdict_of
-from drills.stack import SCALES, Stack
+from drills.stack import RUNTIMES, SCALES, Stack, runtime_environment
 
 RESULT_KEY = pytest.StashKey[DrillResult]()
 REPORTER_KEY = pytest.StashKey["DrillReporter"]()
-RUNTIMES = ("process", "docker")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,7 +39,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--dr-policy", metavar="PATH", default=None,
                     help="bdr.yaml whose targets the drills are held to (default: ./bdr.yaml, else the "
                     "runbook's targets).")
-    group.addoption("--dr-runtime", choices=RUNTIMES, default="process",
+    group.addoption("--dr-runtime", choices=sorted(RUNTIMES), default="process",
                     help="Run the services as local processes or containers (default: process).")
     group.addoption("--dr-scale", choices=sorted(SCALES), default="small",
                     help="Workload size: small (CI), medium, large (monthly: ≥1M keys, 100k vectors).")
@@ -111,18 +110,22 @@ def dr_policy(pytestconfig: pytest.Config) -> Policy:
 
 
 @pytest.fixture
-def stack(request: pytest.FixtureRequest, tmp_path: Path, dr_policy: Policy) -> Iterator[Stack]:
-    """The agent backend's services with their workload loaded, on the chosen runtime."""
+def stack(request: pytest.FixtureRequest, tmp_path: Path, dr_policy: Policy, drill: Drill) -> Iterator[Stack]:
+    """The agent backend's services with their workload loaded, on the chosen runtime (skips when
+    that runtime cannot run here); removed afterwards, pass or fail. The runtime, images and
+    container ids go into the drill's evidence."""
     runtime = request.config.getoption("--dr-runtime")
     scale = SCALES[request.config.getoption("--dr-scale")]
-    if runtime == "docker":
-        pytest.skip("the docker runtime for drills is not available yet (process runtime only)")
     started = Stack.start(tmp_path / "stack", runtime, scale, dr_policy.config)
     try:
+        started.record(drill.evidence)
         started.load_workload()
         yield started
     finally:
-        started.stop()
+        try:
+            started.record(drill.evidence)
+        finally:
+            started.stop()
 
 
 @pytest.fixture
@@ -172,13 +175,15 @@ class DrillReporter:
     def environment(self, policy: Policy) -> dict[str, Any]:
         from drills.versions import service_versions
 
+        runtime = self.config.getoption("--dr-runtime")
         return {
             "bdr_version": __version__,
             "python": sys.version.split()[0],
             "platform": platform.platform(),
             "host": socket.gethostname(),
             "user": os.environ.get("USER", ""),
-            "runtime": self.config.getoption("--dr-runtime"),
+            "runtime": runtime,
+            **runtime_environment(runtime),
             "scale": self.config.getoption("--dr-scale"),
             "policy_file": policy.path,
             "policy_sha256": policy.sha256,

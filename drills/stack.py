@@ -1,9 +1,17 @@
 """The agent backend under test: Redis, Qdrant and a configuration directory, with a workload.
 
-:class:`Stack` starts the services on the chosen runtime (local processes by default),
-writes a ``bdr.yaml`` that points bdr at them (production and a separate ``test`` target
-for the monthly restore test), loads the workload for the chosen scale and hands out the
+:class:`Stack` starts the services on the chosen runtime, writes the bdr configuration that
+points bdr at them (production and a separate ``test`` target for the monthly restore
+test), loads the workload for the chosen scale and hands out the
 :class:`~drills.writer.AckWriter` channels for each data type.
+
+The runtime decides how Redis lives (:data:`RUNTIMES`, one :class:`Services` each):
+``process`` runs ``redis-server`` from the host's PATH with its data in a directory under
+the drill's tmp dir; ``docker`` runs it in containers with named volumes
+(:mod:`drills.containers`). Either way the configuration bdr gets is the one an operator's
+bdr.yaml would hold for that runtime, so every backup, restore and repair of a drill goes
+through the same runtime code as in production. Qdrant is embedded (qdrant-client local
+mode) on both.
 
 Redis runs as the runbook configures production (AOF, ``appendfsync everysec``, the
 ``save 900 1 / 300 10 / 60 10000`` rules) with ``aof-load-truncated no``, so that a torn
@@ -18,15 +26,19 @@ import dataclasses
 import logging
 import secrets
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import redis
 
+from bdr.clients import redis_client
 from bdr.config import Config, FilesSource, QdrantInstance, RedisInstance
-from bdr.engines.qdrant.client import Target, connect, target_of
-from bdr.runtime.process import RedisProcess, spawn_redis
+from bdr.engines.qdrant.client import Target, connect, embedded_version, target_of
+from bdr.errors import ContainerNotFound
+from bdr.runtime.base import Runtime
+from bdr.runtime.process import spawn_redis
 from bdr.workload import load_qdrant_workload, load_redis_workload
 from drills.writer import AckWriter, Channel
 
@@ -92,6 +104,156 @@ aof-use-rdb-preamble yes
 SECRET_FILES = {".env": "OPENAI_API_KEY=sk-drill-not-a-real-key\nREDIS_PASSWORD=drill-secret\n"}
 
 
+def service_name(name: str) -> str:
+    """``redis`` for the production instance, ``redis-<name>`` for the others (``redis-test``)."""
+    return "redis" if name == "production" else f"redis-{name}"
+
+
+@dataclass
+class RedisService:
+    """One Redis instance of the stack as the scenarios drive it, whichever runtime runs it.
+
+    ``runtime`` is its :class:`~bdr.runtime.base.Runtime` (a local process or a container)
+    and ``instance`` its entry in the configuration bdr gets; :meth:`client` hands out a
+    redis-py client (a container runtime's own ``client`` is its Docker client).
+    """
+
+    runtime: Runtime
+    instance: RedisInstance
+
+    @property
+    def name(self) -> str:
+        return self.instance.name
+
+    def client(self, db: int = 0, timeout: float = 30.0, retries: int = 2) -> redis.Redis:
+        return redis_client(self.instance, db=db, timeout=timeout, retries=retries)
+
+    def running(self) -> bool:
+        """Its process (or container) is up; False when the container itself is gone."""
+        try:
+            return self.runtime.running()
+        except ContainerNotFound:
+            return False
+
+    def start(self, timeout: float = 60.0, overrides: Sequence[str] = ()) -> None:
+        self.runtime.start(timeout=timeout, overrides=overrides)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self.runtime.stop(timeout=timeout)
+
+    def kill(self) -> None:
+        """The crash: SIGKILL to redis-server, or ``docker kill``."""
+        self.runtime.kill()
+
+    def data_path(self) -> Path:
+        """Its data directory on this host (for a container: the volume's mountpoint, read as root)."""
+        return self.runtime.data_path()
+
+    def describe(self) -> dict[str, str]:
+        try:
+            return self.runtime.describe()
+        except ContainerNotFound:
+            return {"runtime": self.instance.runtime, "container": str(self.instance.container), "state": "removed"}
+
+
+class Services(Protocol):
+    """How one runtime brings up the stack's Redis instances, destroys their data, and cleans up."""
+
+    runtime: str
+    qdrant_note: str
+    """Why Qdrant runs the way it does on this runtime (for the evidence)."""
+
+    def spawn_redis(self, name: str, args: Sequence[str]) -> RedisService:
+        """A new, running Redis instance ``name`` with AOF on and the server arguments ``args``."""
+        ...
+
+    def lose_redis(self, service: RedisService) -> str:
+        """Every file of the (killed) instance gone, as a lost volume; what was done."""
+        ...
+
+    def recreate_redis(self, service: RedisService) -> str:
+        """What the operator does before ``bdr restore`` on a rebuilt host; what was done."""
+        ...
+
+    def facts(self) -> dict[str, Any]:
+        """Runtime-wide facts for the evidence (image, engine version ...)."""
+        ...
+
+    def close(self, services: Sequence[RedisService]) -> None:
+        """Stop what was spawned and remove what the runtime created, whatever state it is in."""
+        ...
+
+
+class ServicesKind(Protocol):
+    def open(self, root: Path) -> Services:
+        """The runtime, ready to spawn (pytest.skip when it cannot run here)."""
+        ...
+
+    def environment(self) -> dict[str, Any]:
+        """Facts for the run's environment section (images, engine version)."""
+        ...
+
+
+@dataclass
+class ProcessServices:
+    """``redis-server`` processes from the host's PATH, data in directories under the drill's root."""
+
+    root: Path
+    runtime: str = "process"
+    qdrant_note: str = "embedded (qdrant-client local mode)"
+
+    @classmethod
+    def open(cls, root: Path) -> ProcessServices:
+        return cls(root)
+
+    @classmethod
+    def environment(cls) -> dict[str, Any]:
+        return {}
+
+    def spawn_redis(self, name: str, args: Sequence[str]) -> RedisService:
+        process = spawn_redis(self.root / service_name(name) / "data", name=name, appendonly=True, extra=args)
+        return RedisService(process, process.instance)
+
+    def lose_redis(self, service: RedisService) -> str:
+        path = service.data_path()
+        wipe(path)
+        return f"data directory {path} emptied"
+
+    def recreate_redis(self, service: RedisService) -> str:
+        return "nothing to recreate: redis-server runs from the host's binaries and its (empty) data directory is there"
+
+    def facts(self) -> dict[str, Any]:
+        return {}
+
+    def close(self, services: Sequence[RedisService]) -> None:
+        for server in services:
+            try:
+                server.stop()
+            except Exception:  # a drill may leave a server broken on purpose
+                logger.debug("could not stop %s cleanly; killing it", server.name)
+                with contextlib.suppress(Exception):
+                    server.kill()
+
+
+def _process_services() -> ServicesKind:
+    return ProcessServices
+
+
+def _docker_services() -> ServicesKind:
+    from drills.containers import ContainerServices
+
+    return ContainerServices
+
+
+RUNTIMES: dict[str, Callable[[], ServicesKind]] = {"process": _process_services, "docker": _docker_services}
+"""``--dr-runtime`` name -> its :class:`Services` (imported only when chosen)."""
+
+
+def runtime_environment(runtime: str) -> dict[str, Any]:
+    """What the run's environment records about ``runtime`` (images, engine version)."""
+    return RUNTIMES[runtime]().environment()
+
+
 @dataclass
 class Stack:
     """The services of one drill, and the bdr configuration that protects them."""
@@ -99,10 +261,11 @@ class Stack:
     root: Path
     runtime: str
     scale: Scale
-    redis: RedisProcess
-    redis_test: RedisProcess
+    redis: RedisService
+    redis_test: RedisService
     config: Config
     config_dir: Path
+    services: Services
     writer: AckWriter | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -111,14 +274,20 @@ class Stack:
     @classmethod
     def start(cls, root: Path, runtime: str, scale: Scale, base: Config, key_file: Path | None = None) -> Stack:
         root.mkdir(parents=True, exist_ok=True)
-        production = spawn_redis(root / "redis" / "data", name="production", appendonly=True,
-                                 extra=PRODUCTION_REDIS_ARGS)
-        test = spawn_redis(root / "redis-test" / "data", name="test", appendonly=True, extra=PRODUCTION_REDIS_ARGS)
-        config_dir = root / "config"
-        write_config_dir(config_dir)
-        key = root / "backup.key"
-        key.write_text(secrets.token_hex(32) + "\n")
-        key.chmod(0o600)
+        services = RUNTIMES[runtime]().open(root)
+        spawned: list[RedisService] = []
+        try:
+            spawned.append(services.spawn_redis("production", PRODUCTION_REDIS_ARGS))
+            spawned.append(services.spawn_redis("test", PRODUCTION_REDIS_ARGS))
+            production, test = spawned
+            config_dir = root / "config"
+            write_config_dir(config_dir)
+            key = root / "backup.key"
+            key.write_text(secrets.token_hex(32) + "\n")
+            key.chmod(0o600)
+        except BaseException:
+            services.close(spawned)
+            raise
         config = dataclasses.replace(
             base,
             path=None,
@@ -131,20 +300,51 @@ class Stack:
             files=FilesSource(root=str(config_dir), paths=tuple(CONFIG_FILES), secrets=tuple(SECRET_FILES)),
             encryption=dataclasses.replace(base.encryption, key_file=str(key)),
         )
-        stack = cls(root, runtime, scale, production, test, config, config_dir)
+        stack = cls(root, runtime, scale, production, test, config, config_dir, services)
         stack.extra["key_file"] = key_file
         return stack
 
     def stop(self) -> None:
-        if self.writer is not None:
-            self.writer.stop()
-        for server in (self.redis, self.redis_test):
-            try:
-                server.stop()
-            except Exception:  # a drill may leave a server broken on purpose
-                logger.debug("could not stop %s cleanly; killing it", server.name)
-                with contextlib.suppress(Exception):
-                    server.kill()
+        """Stop the writer and the services; on a container runtime, remove containers and volumes."""
+        try:
+            if self.writer is not None:
+                self.writer.stop()
+        finally:
+            self.services.close([self.redis, self.redis_test])
+
+    # --- faults and recovery that depend on the runtime ------------------------------------
+
+    def lose_redis(self) -> str:
+        """Production Redis's data is gone for good: its directory emptied, or its volume deleted."""
+        return self.services.lose_redis(self.redis)
+
+    def recreate_redis(self) -> str:
+        """Bring back an empty production Redis as a rebuilt host would (``docker compose up -d``)."""
+        return self.services.recreate_redis(self.redis)
+
+    # --- evidence -------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """The runtime, its images and each service's facts (container ids, pids, versions)."""
+        return {
+            "runtime": self.runtime,
+            **self.services.facts(),
+            "services": {
+                f"redis/{self.redis.name}": self.redis.describe(),
+                f"redis/{self.redis_test.name}": self.redis_test.describe(),
+                "qdrant/production": {"runtime": "embedded", "engine": embedded_version(),
+                                      "note": self.services.qdrant_note},
+            },
+        }
+
+    def record(self, evidence: dict[str, Any]) -> None:
+        """Put :meth:`describe` into a drill's evidence; called again at the end, it adds the services
+        as they ended when one is another one by then (a recreated container, a restarted process)."""
+        facts = self.describe()
+        if "services" not in evidence:
+            evidence.update(facts)
+        elif _identities(facts["services"]) != _identities(evidence["services"]):
+            evidence["services_at_end"] = facts["services"]
 
     # --- data -----------------------------------------------------------------------------
 
@@ -251,6 +451,14 @@ class Stack:
         return dict(zip(keys, pipe.execute(), strict=True))
 
 
+IDENTITY_FACTS = ("container_id", "image_id", "volume", "pid", "state")
+"""What makes a service another one (its version is missing merely when it is down)."""
+
+
+def _identities(services: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    return {name: {k: v for k, v in facts.items() if k in IDENTITY_FACTS} for name, facts in services.items()}
+
+
 def redis_match(key: bytes, pattern: str) -> bool:
     import fnmatch
 
@@ -267,10 +475,17 @@ def write_config_dir(root: Path) -> None:
 
 
 def wipe(path: Path) -> None:
-    """Delete a directory's contents (the 'all volumes deleted' disaster), keeping the directory."""
-    if path.is_dir():
-        shutil.rmtree(path)
+    """Delete a directory's contents (the 'all volumes deleted' disaster), keeping the directory.
+
+    The directory itself stays, with its owner and mode: a volume's mountpoint belongs to the
+    service's user (uid 999 for Redis), and a root-owned replacement would lock Redis out.
+    """
     path.mkdir(parents=True, exist_ok=True)
+    for item in path.iterdir():
+        if item.is_dir() and not item.is_symlink():
+            shutil.rmtree(item)
+        else:
+            item.unlink()
 
 
 def redis_ping(client: redis.Redis) -> bool:
@@ -280,4 +495,5 @@ def redis_ping(client: redis.Redis) -> bool:
         return False
 
 
-__all__ = ["SCALES", "RedisInstance", "Scale", "Stack", "wipe", "write_config_dir"]
+__all__ = ["RUNTIMES", "SCALES", "RedisInstance", "RedisService", "Scale", "Services", "Stack", "runtime_environment",
+           "wipe", "write_config_dir"]

@@ -52,7 +52,8 @@ def resolve_input(
         if (set_dir / MANIFEST_NAME).is_file():
             repo = Repository.open(set_dir.parent.parent)
             backup = repo.get(set_dir.name)
-        elif path.is_dir() or path.name.endswith(LEGACY_SUFFIXES):
+        elif path.is_dir() or path.name.endswith(LEGACY_SUFFIXES) or (source == "config" and path.is_file()):
+            # a config backup of the old runbook may be any file: env_*.backup, env_encrypted_*.enc
             return ResolvedInput(open_repository(config, destination), None, path.resolve())
         else:
             raise UsageError(detail=f"{ref} is neither a backup set nor a directory or .tar.gz of data files")

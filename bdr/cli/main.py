@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "bdr.cli.list_cmd",
     "bdr.cli.demo_cmd",
     "bdr.cli.drill_cmd",
+    "bdr.cli.key_cmd",
     "bdr.cli.s3_cmd",
     "bdr.cli.images_cmd",
     "bdr.cli.lint_cmd",

@@ -20,7 +20,7 @@ from drills.report.view import ScenarioView, elapsed
 
 SUITE = "bdr-drills"
 _ENVIRONMENT_PROPERTIES = ("bdr_version", "host", "runtime", "scale", "policy_file", "policy_sha256",
-                           "redis_server", "qdrant_client")
+                           "redis_server", "qdrant_client", "docker_engine", "redis_image", "redis_image_id")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 

@@ -40,12 +40,15 @@ def test_offsite_restore(stack: Stack, drill: Drill) -> None:
         fault = drill.fault("the host is lost: data, configuration and every local backup gone")
         writer.stop()
         stack.redis.kill()
-        for path in (stack.redis.data_path(), stack.qdrant().path, stack.config_dir):
+        lost = stack.lose_redis()
+        for path in (stack.qdrant().path, stack.config_dir):
             wipe(path)
         shutil.rmtree(config.repository_path(), ignore_errors=True)
         with drill.step("detected") as step:
             assert not stack.redis.running() and not config.repository_path().exists()
-            step["detail"] = "services down, no local backup"
+            step["detail"] = f"services down ({lost}), no local backup"
+        with drill.step("services recreated", "docker compose up -d, on a new host") as step:
+            step["detail"] = stack.recreate_redis()
         with drill.step("list off-site", f"bdr list --remote {url}") as step:
             sets = api.list_sets(config, "all", remote=url)
             assert sets and sets[0].id == outcome.manifest.id

@@ -151,3 +151,30 @@ def test_init_writes_an_example_that_the_other_commands_accept(tmp_path: Path) -
     assert bdr("init", str(target)).returncode == 2  # no silent overwrite
     listed = bdr("list", config=target)
     assert listed.returncode == 0 and "no backup sets yet" in listed.stdout
+
+
+def test_encrypted_backup_and_a_wrong_key(redis_rdb: RedisProcess, tmp_path: Path) -> None:
+    config = write_config(tmp_path, redis_rdb)
+    key, other = tmp_path / "backup.key", tmp_path / "other.key"
+    made = bdr("key", "generate", str(key))
+    assert made.returncode == 0 and "key id" in made.stdout
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert bdr("key", "generate", str(other)).returncode == 0
+    client = redis_rdb.client()
+    client.set("secret-session", "s3cr3t-token-value")
+
+    backup = bdr("backup", "redis", "--encrypt", "--key-file", str(key), "--json", config=config)
+    assert backup.returncode == 0, backup.stderr
+    assert json.loads(backup.stdout)["encrypted"] is True
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "repo").rglob("*") if p.is_file())
+    assert b"s3cr3t-token-value" not in stored
+
+    client.set("secret-session", "live")
+    wrong = bdr("restore", "redis", "latest", "--key-file", str(other), config=config)
+    assert wrong.returncode == 8 and "wrong key" in wrong.stderr
+    assert client.get("secret-session") == b"live"  # nothing was touched
+    missing = bdr("verify", "latest", config=config)
+    assert missing.returncode != 0 and "encrypted" in (missing.stdout + missing.stderr)
+    right = bdr("restore", "redis", "latest", "--key-file", str(key), config=config)
+    assert right.returncode == 0, right.stderr
+    assert client.get("secret-session") == b"s3cr3t-token-value"

@@ -544,15 +544,18 @@ def _stage_truncation(layout: PersistenceLayout, finding: Finding, staging: Path
     assert finding.valid_up_to is not None
     if finding.role is FileRole.AOF:
         shutil.copy2(layout.dir / LEGACY_AOF, staging / LEGACY_AOF)
+        _same_owner(layout.dir / LEGACY_AOF, staging / LEGACY_AOF)
         target, replaced = staging / LEGACY_AOF, LEGACY_AOF
     else:
         live_dir = layout.dir / layout.appenddirname
         staged_dir = staging / layout.appenddirname
         staged_dir.mkdir()
+        _same_owner(live_dir, staged_dir)
         broken = Path(finding.path).name
         for item in live_dir.iterdir():
             if item.name == broken:
                 shutil.copy2(item, staged_dir / item.name)  # a real copy: the fix truncates it
+                _same_owner(item, staged_dir / item.name)
             elif item.is_file():
                 _link_or_copy(item, staged_dir / item.name)  # never changed in place by Redis
         target, replaced = next(staged_dir.glob("*.manifest")), layout.appenddirname
@@ -564,6 +567,14 @@ def _stage_truncation(layout: PersistenceLayout, finding: Finding, staging: Path
     if code != 0:
         raise RepairImpossible(detail=f"{finding.path} is still damaged after the fix: {_last_line(output)}")
     return replaced
+
+
+def _same_owner(original: Path, copy: Path) -> None:
+    """Give a staged copy the owner of the original: Redis (uid 999 in a container, ``redis`` on a
+    host) must still write to what bdr, running as root, swapped in."""
+    stat = original.stat()
+    if os.geteuid() == 0 and (copy.stat().st_uid, copy.stat().st_gid) != (stat.st_uid, stat.st_gid):
+        os.chown(copy, stat.st_uid, stat.st_gid)
 
 
 def _damage(findings: Iterable[Finding]) -> set[tuple[str, Fix, int | None]]:
