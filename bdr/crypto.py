@@ -162,16 +162,21 @@ class EncryptingSink:
         self._index = 0
         inner.write(header)
 
-    def _seal(self, data: bytes, final: bool) -> None:
+    def _seal(self, data: bytes | memoryview, final: bool) -> None:
         sealed = self._aead.encrypt(_nonce(self._prefix, self._index, final), data, self._header)
-        self._inner.write(LENGTH.pack(len(sealed)) + sealed)
+        self._inner.write(LENGTH.pack(len(sealed)))
+        self._inner.write(sealed)
         self._index += 1
 
     def write(self, data: bytes) -> int:
         self._buffer += data
-        while len(self._buffer) > CHUNK_SIZE:  # keep at least one byte back for the final chunk
-            self._seal(bytes(self._buffer[:CHUNK_SIZE]), final=False)
-            del self._buffer[:CHUNK_SIZE]
+        if len(self._buffer) > CHUNK_SIZE:  # keep at least one byte back for the final chunk
+            start = 0
+            with memoryview(self._buffer) as view:
+                while len(self._buffer) - start > CHUNK_SIZE:
+                    self._seal(view[start:start + CHUNK_SIZE], final=False)
+                    start += CHUNK_SIZE
+            del self._buffer[:start]
         return len(data)
 
     def commit(self) -> WrittenObject:
