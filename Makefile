@@ -1,7 +1,7 @@
-# Convenience targets for people who have make; ./run.sh is the source of truth.
+# Convenience targets for people who have make; bash run.sh is the source of truth.
 .PHONY: setup demo test lint bench
-setup: ; ./run.sh setup
-demo: ; ./run.sh demo
-test: ; ./run.sh test
-lint: ; ./run.sh lint
-bench: ; ./run.sh bench
+setup: ; bash run.sh setup
+demo: ; bash run.sh demo
+test: ; bash run.sh test
+lint: ; bash run.sh lint
+bench: ; bash run.sh bench

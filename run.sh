@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The two commands of the README:
-#   ./run.sh demo   set up (Debian packages, .venv), then the main job on embedded defaults:
+#   bash run.sh demo   set up (Debian packages, .venv), then the main job on embedded defaults:
 #                   a backup/restore walk-through and the complete drill suite (HTML report path printed)
-#   ./run.sh test   set up and run the whole test suite (what CI runs)
-# plus: ./run.sh setup | lint | bench
+#   bash run.sh test   set up and run the whole test suite (what CI runs)
+# plus: bash run.sh setup | lint | bench
 set -euo pipefail
 cd "$(dirname "$0")"
 what=${1:-demo}
@@ -27,5 +27,5 @@ case "$what" in
     bash scripts/setup.sh
     for b in bench/*.py; do .venv/bin/python "$b" "$@"; done ;;
   *)
-    echo "usage: ./run.sh demo|test|setup|lint|bench" >&2; exit 2 ;;
+    echo "usage: bash run.sh demo|test|setup|lint|bench" >&2; exit 2 ;;
 esac

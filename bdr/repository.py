@@ -37,6 +37,7 @@ from bdr.errors import (
     RepositoryLocked,
     UsageError,
 )
+from bdr.host import pid_alive
 from bdr.manifest import (
     CHUNK,
     MANIFEST_NAME,
@@ -134,16 +135,6 @@ class LockInfo:
     def from_json(cls, raw: bytes) -> LockInfo:
         data = json.loads(raw)
         return cls(int(data["pid"]), str(data["host"]), str(data["since"]), str(data.get("operation", "?")))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class SetWriter:
@@ -321,7 +312,7 @@ class Repository:
         info = LockInfo(os.getpid(), socket.gethostname(), to_iso(utcnow()), operation)
         if not self.storage.create_exclusive(LOCK_KEY, info.to_json()):
             holder = self._lock_holder()
-            if holder and holder.host == socket.gethostname() and not _pid_alive(holder.pid):
+            if holder and holder.host == socket.gethostname() and not pid_alive(holder.pid):
                 logger.warning("removing stale lock of dead pid %d (%s)", holder.pid, holder.operation)
                 self.storage.delete(LOCK_KEY)
                 if self.storage.create_exclusive(LOCK_KEY, info.to_json()):
@@ -368,7 +359,7 @@ class Repository:
                 info = LockInfo.from_json(self.storage.read_bytes(f"locks/{name}"))
             except (BackupNotFound, ValueError, KeyError):
                 continue
-            if info.host == socket.gethostname() and not _pid_alive(info.pid):
+            if info.host == socket.gethostname() and not pid_alive(info.pid):
                 continue
             busy.add(info.operation.removeprefix("read "))
         return busy

@@ -47,7 +47,14 @@ from bdr.clients import redis_address
 from bdr.errors import BdrError, ImageBuildFailed, ImageNotFound
 from bdr.images import resolve_qdrant_image, resolve_redis_image
 from bdr.runtime.docker import RedisContainer, remove_volume, spawn_redis_container
-from bdr.runtime.docker_engine import LABELS_ENV, NetworkMode, docker_client, engine_available, remove_labelled
+from bdr.runtime.docker_engine import (
+    LABELS_ENV,
+    NetworkMode,
+    docker_client,
+    engine_available,
+    remove_labelled,
+    remove_orphans,
+)
 from drills.stack import RedisService, service_name
 
 logger = logging.getLogger(__name__)
@@ -79,33 +86,9 @@ def redis_image_or_skip(client: docker.DockerClient) -> str:
         raise
 
 
-def _alive(pid: str | None) -> bool:
-    if not pid or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_leftovers(client: docker.DockerClient) -> dict[str, int]:
     """Remove drill containers and volumes whose drill process is gone (a killed run's)."""
-    removed = {"containers": 0, "volumes": 0}
-    selector = f"{DRILL_LABEL}=1"
-    with contextlib.suppress(docker.errors.DockerException):
-        for container in client.containers.list(all=True, filters={"label": selector}):
-            if not _alive(container.labels.get(PID_LABEL)):
-                with contextlib.suppress(docker.errors.NotFound):
-                    container.remove(force=True, v=True)
-                    removed["containers"] += 1
-        for volume in client.volumes.list(filters={"label": selector}):
-            if not _alive((volume.attrs.get("Labels") or {}).get(PID_LABEL)):
-                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                    volume.remove(force=True)
-                    removed["volumes"] += 1
+    removed = remove_orphans(client, f"{DRILL_LABEL}=1", PID_LABEL)
     if any(removed.values()):
         logger.warning("removed leftovers of an earlier, killed drill run: %s", removed)
     return removed

@@ -12,19 +12,13 @@ import contextlib
 import dataclasses
 import os
 import secrets
-import socket
 from collections.abc import Iterator
 
 from bdr.config import Config
+from bdr.host import free_port
 
 MOTO_ENV = {"AWS_ACCESS_KEY_ID": "AKIABDRDRILL00000000", "AWS_SECRET_ACCESS_KEY": "bdr-drill-secret",
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -36,7 +30,7 @@ def offsite_repository(config: Config) -> Iterator[tuple[Config, str, str]]:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     saved = {k: os.environ.get(k) for k in MOTO_ENV}

@@ -21,7 +21,6 @@ Containers in tests use the host network (listening on 127.0.0.1) or a port publ
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
@@ -35,7 +34,7 @@ import docker.errors
 import pytest
 
 from bdr.images import UPSTREAM_REDIS_IMAGES, build_redis_image, find_local, resolve_qdrant_image
-from bdr.runtime.docker_engine import docker_client, engine_available, remove_labelled
+from bdr.runtime.docker_engine import docker_client, engine_available, remove_labelled, remove_orphans
 
 logger = logging.getLogger(__name__)
 
@@ -79,32 +78,9 @@ def docker_engine() -> Iterator[docker.DockerClient]:
     remove_labelled(client, f"{PID_LABEL}={os.getpid()}")
 
 
-def _alive(pid: str | None) -> bool:
-    if not pid or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_leftovers(client: docker.DockerClient) -> dict[str, int]:
     """Remove test objects (``bdr.test=1``) whose test process is gone; a concurrent run keeps its own."""
-    removed = {"containers": 0, "volumes": 0}
-    for container in client.containers.list(all=True, filters={"label": TEST_SELECTOR}):
-        if not _alive(container.labels.get(PID_LABEL)):
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True, v=True)
-                removed["containers"] += 1
-    for volume in client.volumes.list(filters={"label": TEST_SELECTOR}):
-        if not _alive((volume.attrs.get("Labels") or {}).get(PID_LABEL)):
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                volume.remove(force=True)
-                removed["volumes"] += 1
-    return removed
+    return remove_orphans(client, TEST_SELECTOR, PID_LABEL)
 
 
 @pytest.fixture

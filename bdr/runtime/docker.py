@@ -76,6 +76,7 @@ from bdr.errors import (
     VolumeInUse,
     VolumeNotFound,
 )
+from bdr.host import free_port
 from bdr.images import REDIS_GID, REDIS_UID, resolve_qdrant_image, resolve_redis_image
 from bdr.runtime import register_runtime
 from bdr.runtime.docker_engine import (
@@ -86,7 +87,6 @@ from bdr.runtime.docker_engine import (
     data_mount_of,
     docker_client,
     docker_errors,
-    free_port,
     get_container,
     helper,
     host_readable,

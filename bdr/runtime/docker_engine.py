@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import requests
 from docker.models.containers import Container
 
 from bdr.errors import ContainerNotFound, DockerUnavailable, ServiceError, ServiceTimeout, VolumeNotFound
+from bdr.host import pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +62,6 @@ class NetworkMode(StrEnum):
 
     BRIDGE = "bridge"
     HOST = "host"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def labels_for(role: Role, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -334,3 +327,23 @@ def host_readable(path: str) -> Path | None:
     if path and os.path.isdir(path) and os.access(path, os.R_OK | os.X_OK):
         return Path(path)
     return None
+
+
+def remove_orphans(client: docker.DockerClient, selector: str, pid_label: str) -> dict[str, int]:
+    """Remove containers and volumes matching ``selector`` whose creating process (``pid_label``) is gone.
+
+    What a killed test or drill run left behind; a run still going on keeps its own objects.
+    """
+    removed = {"containers": 0, "volumes": 0}
+    with contextlib.suppress(docker.errors.DockerException):
+        for container in client.containers.list(all=True, filters={"label": selector}):
+            if not pid_alive(container.labels.get(pid_label)):
+                with contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True, v=True)
+                    removed["containers"] += 1
+        for volume in client.volumes.list(filters={"label": selector}):
+            if not pid_alive((volume.attrs.get("Labels") or {}).get(pid_label)):
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    volume.remove(force=True)
+                    removed["volumes"] += 1
+    return removed

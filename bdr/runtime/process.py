@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,19 +26,13 @@ import redis
 from bdr.clients import redis_address, redis_client
 from bdr.config import RedisInstance
 from bdr.errors import ConfigError, ServiceError, ServiceTimeout, ServiceUnavailable
+from bdr.host import free_port
 from bdr.runtime import register_runtime
 from bdr.waiting import wait_for
 
 logger = logging.getLogger(__name__)
 
 REDIS_SERVER = "redis-server"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def redis_binary(name: str = REDIS_SERVER) -> str:

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from bdr.host import free_port
 from bdr.lint.persistence import resolve
 from bdr.lint.redis_conf import parse_redis_args, parse_redis_conf
-from bdr.runtime.process import free_port, redis_binary
+from bdr.runtime.process import redis_binary
 
 DATA = Path(__file__).parent.parent / "data" / "lint"
 

@@ -1,0 +1,26 @@
+"""Facts about this host that several layers need: a free loopback port, whether a pid lives."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pid_alive(pid: int | str | None) -> bool:
+    """Whether a process with this id exists on this host (a pid from a label may be a string)."""
+    if pid is None or (isinstance(pid, str) and not pid.isdigit()):
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
