@@ -31,7 +31,8 @@ class App:
     debug: bool = False
     quiet: bool = False
     _config: Config | None = field(default=None, repr=False)
-    out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+    out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True,
+                                                         width=None if sys.stdout.isatty() else 200))
     err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
 
     @property
@@ -51,6 +52,11 @@ class App:
         if not self.json_output and not self.quiet:
             self.out.print(text, style=style)
 
+    def note(self, text: str) -> None:
+        """A progress line on stderr (not in --json or --quiet mode)."""
+        if not self.json_output and not self.quiet:
+            self.err.print(text)
+
     def warn(self, text: str) -> None:
         if not self.json_output:
             self.err.print(f"[yellow]warning:[/] {text}")
@@ -59,8 +65,8 @@ class App:
         if self.json_output or self.quiet:
             return
         table = Table(title=title, title_justify="left", show_lines=False)
-        for column in columns:
-            table.add_column(column, overflow="fold")
+        for n, column in enumerate(columns):
+            table.add_column(column, overflow="fold", no_wrap=n == 0)
         for row in rows:
             table.add_row(*(str(cell) for cell in row))
         self.out.print(table)

@@ -31,11 +31,14 @@ def _size(n: int) -> str:
 @click.option("--allow-plaintext", is_flag=True, help="Allow an unencrypted off-site (--remote) copy.")
 @click.option("--redis-url", metavar="URL", help="Redis to back up (no password: use $REDIS_PASSWORD).")
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Label the set (repeatable).")
+@click.option("--collection", "collections", multiple=True, metavar="NAME",
+              help="qdrant: back up only this collection (repeatable; default all).")
 @json_option
 @pass_app
 def backup_command(app: App, source: str, instance: str | None, destination: str | None, remote: str | None,
                    compress: bool, keep: int | None, method: str | None, encrypt: bool, key_file: str | None,
-                   allow_plaintext: bool, redis_url: str | None, tags: tuple[str, ...]) -> None:
+                   allow_plaintext: bool, redis_url: str | None, tags: tuple[str, ...],
+                   collections: tuple[str, ...]) -> None:
     """Back up SOURCE (redis, qdrant, config or all) into the repository.
 
     \b
@@ -43,13 +46,12 @@ def backup_command(app: App, source: str, instance: str | None, destination: str
     Off-site:                          bdr backup redis --remote s3://bucket/redis
     """
     config = with_redis_url(app.config, redis_url, instance)
-    if not app.json_output:
-        app.err.print(f"Backing up [bold]{source}[/] ...")
+    app.note(f"Backing up [bold]{source}[/] ...")
     with app.progress(f"backing up {source}"):
         outcome = api.backup(
             config, source, instance=instance, destination=destination, remote=remote, compress=compress,
             keep=keep, method=method, encrypt=encrypt, key_file=key_file, allow_plaintext=allow_plaintext,
-            tags=tags, on_step=app.print_step,
+            tags=tags, options={"collections": list(collections)} if collections else None, on_step=app.print_step,
         )
     if app.json_output:
         app.emit_json(outcome.to_dict())

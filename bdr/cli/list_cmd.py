@@ -11,11 +11,17 @@ from bdr.cli.options import SOURCES, repository_options
 
 
 def _keys(facts: dict[str, object]) -> str:
+    """What the set holds, in the datastore's unit: Redis keys, Qdrant points, config files."""
     keyspace = facts.get("keyspace")
     if isinstance(keyspace, dict) and keyspace:
-        return str(sum(int(v["keys"]) for v in keyspace.values()))
-    points = facts.get("points")
-    return str(points) if points is not None else "-"
+        return f"{sum(int(v['keys']) for v in keyspace.values())} keys"
+    collections = facts.get("collections")
+    if isinstance(collections, dict) and collections:
+        points = sum(int(c.get("points", 0)) for c in collections.values() if isinstance(c, dict))
+        return f"{points} points"
+    if isinstance(facts.get("file_count"), int):
+        return f"{facts['file_count']} files"
+    return "-"
 
 
 @click.command("list")
@@ -35,7 +41,7 @@ def list_command(app: App, source: str | None, destination: str | None, remote: 
                 "data_bytes": s.manifest.data_size, "stored_bytes": s.manifest.stored_size,
                 "compressed": s.manifest.compressed, "encrypted": s.manifest.encrypted,
                 "verified": s.verified, "verified_at": s.verification.at if s.verification else None,
-                "tags": list(s.tags), "location": s.location, "keys": _keys(dict(s.manifest.facts)),
+                "tags": list(s.tags), "location": s.location, "holds": _keys(dict(s.manifest.facts)),
             }
             for s in sets
         ])
@@ -51,8 +57,7 @@ def list_command(app: App, source: str | None, destination: str | None, remote: 
         for s in sets
     ]
     app.table(f"backup sets in {sets[0].repository}",
-              ["id", "instance", "time (UTC)", "size", "keys", "compressed", "encrypted", "verified", "tags"],
-              rows)
+              ["id", "instance", "time (UTC)", "size", "holds", "zstd", "enc", "verified", "tags"], rows)
 
 
 def register(cli: click.Group) -> None:

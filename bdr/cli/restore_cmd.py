@@ -80,8 +80,7 @@ def restore_command(app: App, source: str, backup: str, target: str | None, dest
         what = "matching items of" if selection else "ALL data of"
         click.confirm(f"Restore {backup} over {what} {source} {where}? A safety backup is taken first",
                       abort=True, err=True)
-    if not app.json_output:
-        app.err.print(f"Restoring [bold]{source}[/] from {backup} into {where}{' (dry run)' if dry_run else ''}")
+    app.note(f"Restoring [bold]{source}[/] from {backup} into {where}{' (dry run)' if dry_run else ''}")
     result = api.restore(
         app.config, source, backup, target=target, destination=destination, remote=remote, selection=selection,
         conflict=conflict, dry_run=dry_run, key_file=key_file, on_step=app.print_step,
