@@ -21,6 +21,7 @@ Exit codes (documented in the README):
 9   storage: destination not writable, disk full
 10  restore failed and the live data was rolled back to the safety backup
 11  repair is not possible: restore from a backup instead
+12  restore failed and so did the rollback: the pre-restore data is in the named safety backup
 ==  =====================================================
 """
 
@@ -188,6 +189,12 @@ class RestoreError(BdrError):
 class RestoreRolledBack(RestoreError):
     """restore of {ref} failed at step {step!r} ({detail}); the live data was rolled back to safety backup
     {safety}"""
+
+
+class RollbackFailed(RestoreError):
+    """{detail}"""
+
+    exit_code = 12
 
 
 class RepairImpossible(BdrError):

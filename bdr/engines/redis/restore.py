@@ -34,7 +34,7 @@ from bdr.config import RedisInstance
 from bdr.engines.base import Check, Engine, RestoreRequest, RestoreResult, safety_backup
 from bdr.engines.redis.backup import NothingToBackUp
 from bdr.engines.redis.info import DIGEST_UNAVAILABLE, Keyspace, PersistenceLayout, digest
-from bdr.errors import BdrError, RestoreRolledBack, ServiceTimeout
+from bdr.errors import BdrError, CheckFailed, RestoreRolledBack, RollbackFailed, ServiceError, ServiceTimeout
 from bdr.manifest import Manifest
 from bdr.repository import Repository, extract_set
 from bdr.runtime import redis_runtime
@@ -104,10 +104,10 @@ def plan_files(files: Path, layout: PersistenceLayout, facts: dict[str, Any], me
         return files, "aof"
     if legacy_aof.is_file():
         return files, "aof"
-    raise RestoreError(detail="the backup holds neither an RDB file nor an AOF: nothing to restore")
+    raise NothingToRestore(detail="the backup holds neither an RDB file nor an AOF: nothing to restore")
 
 
-class RestoreError(BdrError):
+class NothingToRestore(BdrError):
     """{detail}"""
 
     exit_code = 4
@@ -134,7 +134,7 @@ def start_loaded(runtime: Runtime, instance: RedisInstance, layout: PersistenceL
                 raise ServiceTimeout(service=f"Redis {instance.name}", what="write its new AOF",
                                      seconds=timeout, detail="")
             if client.info("persistence").get("aof_last_bgrewrite_status") != "ok":
-                raise RestoreError(detail="Redis failed to write the AOF after loading the RDB; see its log")
+                raise ServiceError(detail="Redis failed to write the AOF after loading the RDB; see its log")
     elif load_from == "aof" and not layout.appendonly:
         runtime.start(timeout=timeout, overrides=["--appendonly", "yes"])
         with redis_errors(instance, "switch AOF back off"):
@@ -234,14 +234,14 @@ def restore_full(engine: Engine, request: RestoreRequest) -> RestoreResult:
                 failed = [c for c in checks if not c.ok]
                 step.detail = "; ".join(f"{c.name}: {c.detail}" for c in checks)
                 if failed:
-                    raise RestoreError(detail="; ".join(f"{c.name}: {c.detail}" for c in failed))
+                    raise CheckFailed(detail="; ".join(f"{c.name}: {c.detail}" for c in failed))
         except (BdrError, OSError, redis.RedisError) as exc:
             if result.safety_id is None:
                 raise
             try:
                 rollback(request, runtime, instance, layout, result.safety_id, scratch)
             except (BdrError, OSError, redis.RedisError) as again:
-                raise RestoreError(
+                raise RollbackFailed(
                     detail=f"restore of {ref} failed ({getattr(exc, 'message', exc)}) and so did the rollback "
                     f"({getattr(again, 'message', again)}); the data from before the restore is kept in "
                     f"safety backup {result.safety_id}"
