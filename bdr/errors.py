@@ -89,6 +89,10 @@ class BackupNotFound(RepositoryError):
     """backup {ref!r} not found in {repo}; run `bdr list` to see the backup sets"""
 
 
+class NothingToBackUp(RepositoryError):
+    """{detail}"""
+
+
 class IncompleteBackup(RepositoryError):
     """backup {ref!r} has no manifest: it is incomplete (interrupted or failed) and cannot be used"""
 

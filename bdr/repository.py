@@ -51,7 +51,7 @@ from bdr.manifest import (
     utcnow,
 )
 from bdr.storage import Storage, open_storage
-from bdr.storage.base import ObjectSink, WrittenObject
+from bdr.storage.base import ObjectSink, WrittenObject, write_all
 
 logger = logging.getLogger(__name__)
 
@@ -223,14 +223,7 @@ class SetWriter:
 
     def add_bytes(self, name: str, data: bytes) -> None:
         """Store a small object (an engine's side file, e.g. collection configs)."""
-        sink = self._sink(name)
-        try:
-            sink.write(data)
-            written = sink.commit()
-        except BaseException:
-            sink.abort()
-            raise
-        self._record(name, written)
+        self._record(name, write_all(self._sink(name), data))
 
     def add_stream(self, name: str, chunks: Iterable[bytes], secret: bool = False,
                    mode: int | None = None) -> FileEntry:

@@ -28,19 +28,13 @@ from pathlib import Path
 from bdr.archive import ArchiveMember, extract_archive
 from bdr.config import Config, FilesSource
 from bdr.engines.base import BackupRequest, Check, RestoreRequest, RestoreResult, safety_backup
-from bdr.errors import BdrError, MissingKey, RestoreRolledBack, UnsafeArchive
+from bdr.errors import BdrError, MissingKey, NothingToBackUp, RestoreRolledBack, UnsafeArchive
 from bdr.manifest import Manifest
 from bdr.repository import SetWriter, extract_set
 
 logger = logging.getLogger(__name__)
 
 SECRETS_OBJECT = "secrets.tar.zst"
-
-
-class NothingToBackUp(BdrError):
-    """{detail}"""
-
-    exit_code = 4
 
 
 def root_of(config: Config, selection_root: str | None = None) -> Path:

@@ -30,6 +30,16 @@ class ObjectSink(Protocol):
     def abort(self) -> None: ...
 
 
+def write_all(sink: ObjectSink, data: bytes) -> WrittenObject:
+    """Write ``data`` into ``sink`` and commit it; abort it (nothing visible) on any failure."""
+    try:
+        sink.write(data)
+    except BaseException:
+        sink.abort()
+        raise
+    return sink.commit()
+
+
 @runtime_checkable
 class Storage(Protocol):
     """Keyed objects. Keys use ``/`` separators and never start with ``/``."""

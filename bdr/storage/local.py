@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from bdr.errors import BackupNotFound, NoSpace, NotWritable, StorageError
-from bdr.storage.base import WrittenObject
+from bdr.storage.base import WrittenObject, write_all
 
 TMP_MARK = ".tmp-"
 
@@ -118,13 +118,7 @@ class LocalStorage:
             return handle.read()
 
     def put_bytes(self, key: str, data: bytes) -> WrittenObject:
-        sink = self.open_write(key)
-        try:
-            sink.write(data)
-        except BaseException:
-            sink.abort()
-            raise
-        return sink.commit()
+        return write_all(self.open_write(key), data)
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         path = self._path(key)

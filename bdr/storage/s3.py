@@ -72,7 +72,7 @@ from bdr.errors import (
 )
 from bdr.s3_lifecycle import ARCHIVE_CLASSES, TIER_TAG, Tier, object_tier, set_of
 from bdr.storage import register_scheme
-from bdr.storage.base import WrittenObject
+from bdr.storage.base import WrittenObject, write_all
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -236,13 +236,7 @@ class S3Storage:
             return stream.read()
 
     def put_bytes(self, key: str, data: bytes) -> WrittenObject:
-        sink = self.open_write(key)
-        try:
-            sink.write(data)
-        except BaseException:
-            sink.abort()
-            raise
-        return sink.commit()
+        return write_all(self.open_write(key), data)
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         full = self._key(key)

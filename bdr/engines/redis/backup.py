@@ -40,7 +40,7 @@ from bdr.engines.redis.info import (
     parse_digest,
     rdb_version,
 )
-from bdr.errors import BdrError, ServiceError, ServiceTimeout, ServiceUnavailable
+from bdr.errors import BdrError, NothingToBackUp, ServiceError, ServiceTimeout, ServiceUnavailable
 from bdr.repository import SetWriter
 from bdr.runtime import redis_runtime
 from bdr.waiting import wait_for
@@ -54,12 +54,6 @@ class BackupFailed(BdrError):
     """backup of Redis {name} failed: {detail}"""
 
     exit_code = 7
-
-
-class NothingToBackUp(BdrError):
-    """{detail}"""
-
-    exit_code = 4
 
 
 def _store(writer: SetWriter, files: list[tuple[Path, str]], compress: bool) -> None:

@@ -32,9 +32,16 @@ import redis
 from bdr.clients import redis_client, redis_errors
 from bdr.config import RedisInstance
 from bdr.engines.base import Check, Engine, RestoreRequest, RestoreResult, safety_backup
-from bdr.engines.redis.backup import NothingToBackUp
 from bdr.engines.redis.info import DIGEST_UNAVAILABLE, Keyspace, PersistenceLayout, digest
-from bdr.errors import BdrError, CheckFailed, RestoreRolledBack, RollbackFailed, ServiceError, ServiceTimeout
+from bdr.errors import (
+    BdrError,
+    CheckFailed,
+    NothingToBackUp,
+    RestoreRolledBack,
+    RollbackFailed,
+    ServiceError,
+    ServiceTimeout,
+)
 from bdr.manifest import Manifest
 from bdr.repository import Repository, extract_set
 from bdr.runtime import redis_runtime
