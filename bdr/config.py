@@ -11,6 +11,7 @@ holds it (``password_env``, ``password_file``).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -148,21 +149,62 @@ class QdrantInstance:
 
 @dataclass(frozen=True, slots=True)
 class FilesSource:
-    """Configuration files and secrets: paths relative to ``root``; ``secrets`` are always encrypted."""
+    """Configuration files and secrets: glob patterns relative to ``root``; ``secrets`` are always encrypted.
+
+    A pattern names files (``docker-compose*.yml``, ``**/*.conf``) or a directory, taken whole
+    (``monitoring/``). A file is a secret when its path or its name matches a ``secrets``
+    pattern (so ``.env`` also marks ``services/api/.env`` inside a backed-up directory).
+    ``exclude`` leaves matching paths or names out (``*.swp``, ``monitoring/data/``).
+    """
 
     name: str = "config"
     root: str = "."
     paths: tuple[str, ...] = ("docker-compose*.yml", "nginx.conf", "redis.conf", "monitoring/")
     secrets: tuple[str, ...] = (".env",)
+    exclude: tuple[str, ...] = ()
+
+    def validate(self, path: str) -> None:
+        """Raise :class:`ConfigError` naming the first invalid value (called when the file is loaded)."""
+        if not isinstance(self.root, str) or not self.root:
+            raise ConfigError(path=path, detail="files.root must be a directory path")
+        for key in ("paths", "secrets", "exclude"):
+            patterns = getattr(self, key)
+            if not isinstance(patterns, tuple) or not all(isinstance(p, str) and p for p in patterns):
+                raise ConfigError(path=path, detail=f"files.{key} must be a list of glob patterns, "
+                                  "e.g. [docker-compose*.yml, monitoring/]")
+            for pattern in patterns:
+                parts = pattern.replace("\\", "/").split("/")
+                if pattern.startswith(("/", "~")) or ".." in parts:
+                    raise ConfigError(path=path, detail=f"files.{key}: {pattern!r} must be relative to files.root "
+                                      "and stay inside it (no leading / or ~, no ..)")
 
 
 @dataclass(frozen=True, slots=True)
 class EncryptionSettings:
-    """Where the key comes from: a key file, an env var holding the key, or a passphrase env var."""
+    """Where the key comes from: a key file, an env var holding the key, or a passphrase env var.
+
+    Tried in that order (after ``--key-file``); the values name a file or a variable, never
+    hold the key itself.
+    """
 
     key_file: str | None = None
     key_env: str | None = "BDR_KEY"
     passphrase_env: str | None = "BDR_PASSPHRASE"
+
+    def validate(self, path: str) -> None:
+        """Raise :class:`ConfigError` for a value of the wrong kind, or a key pasted where a name belongs."""
+        if self.key_file is not None and (not isinstance(self.key_file, str) or not self.key_file):
+            raise ConfigError(path=path, detail="encryption.key_file must be the path of a key file "
+                              "(bdr key generate PATH)")
+        for key in ("key_env", "passphrase_env"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if (not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value)
+                    or re.fullmatch(r"[0-9A-Fa-f]{64}", value)):
+                raise ConfigError(path=path, detail=f"encryption.{key} must name an environment variable "
+                                  "(e.g. BDR_KEY), not hold a key or passphrase: remove the secret from "
+                                  "bdr.yaml and rotate it")
 
 
 SSE_MODES = ("AES256", "aws:kms")
@@ -510,8 +552,10 @@ def parse_config(data: Mapping[str, Any] | None, path: Path | None = None) -> Co
             kwargs[f"{kind}_default"] = chosen
     if "files" in data:
         kwargs["files"] = _build(FilesSource, data["files"] or {}, "files", label)
+        kwargs["files"].validate(label)
     if "encryption" in data:
         kwargs["encryption"] = _build(EncryptionSettings, data["encryption"] or {}, "encryption", label)
+        kwargs["encryption"].validate(label)
     if "remote" in data:
         kwargs["remote"] = _build(RemoteSettings, data["remote"] or {}, "remote", label)
         kwargs["remote"].validate(label)

@@ -318,3 +318,11 @@ class DrillResultNotFound(BdrError):
 
 class InvalidDrillResult(UsageError):
     """{path} is not a drill result: {detail}; pass a drill-<timestamp>.json written by `bdr drill`"""
+
+
+# --- the old runbook's openssl files ------------------------------------------------------------
+
+
+class WrongPassphrase(WrongKey):
+    """cannot decrypt {name}: wrong passphrase (tried openssl enc's sha256, md5 and -pbkdf2 key derivations);
+    check the passphrase in {where}"""

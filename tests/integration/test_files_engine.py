@@ -84,11 +84,13 @@ def test_dry_run_shows_what_would_change_and_changes_nothing(tmp_path: Path, con
     result = api.restore(config, "config", "latest", dry_run=True)
 
     assert tree(config_dir) == before
-    assert result.counts == {"new": 1, "changed": 2, "unchanged": 5, "written": 3}
-    changes = "\n".join(result.facts["changes"])
-    assert "changed   redis.conf (+2 -1 lines)" in changes
-    assert "changed   .env\n" in changes + "\n" and "rotated" not in changes  # no diff of secrets
-    assert "new       nginx.conf" in changes
+    assert result.counts == {"new": 1, "changed": 2, "unchanged": 5, "left_alone": 0}
+    changes = {c["path"]: c for c in result.facts["changes"]}
+    assert changes["redis.conf"] == {"path": "redis.conf", "status": "changed", "secret": False,
+                                     "lines_added": 2, "lines_removed": 1}
+    assert changes[".env"] == {"path": ".env", "status": "changed", "secret": True}  # no diff of secrets
+    assert "rotated" not in str(result.to_dict())
+    assert changes["nginx.conf"]["status"] == "new"
 
     real = api.restore(config, "config", "latest")
     assert real.safety_id is not None and (config_dir / "local-only.txt").exists()
@@ -111,7 +113,7 @@ def test_a_path_outside_the_root_is_refused(tmp_path: Path, config_dir: Path) ->
 def test_secrets_need_a_key_and_the_right_one(tmp_path: Path, config_dir: Path) -> None:
     no_key = dataclasses.replace(make_config(tmp_path, config_dir),
                                  encryption=EncryptionSettings(key_file=None, key_env=None, passphrase_env=None))
-    with pytest.raises(MissingKey, match="secrets are always encrypted"):
+    with pytest.raises(MissingKey, match="secrets need a key.*never stores secrets in plaintext"):
         api.backup(no_key, "config")
     config = make_config(tmp_path, config_dir)
     api.backup(config, "config")
