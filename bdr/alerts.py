@@ -11,6 +11,8 @@ BackupVerificationFailed       critical    the last ``bdr verify`` failed
 BackupThreeTwoOneBroken        warning     3 copies / 2 media / 1 off-site does not hold, for 1 h
 BackupRepositoryUnreachable    warning     a repository could not be listed, for 15 min
 DrillTargetBreached            warning     the last drill missed an RTO or RPO objective
+RestoreInterrupted             critical    a restore was interrupted (bdr killed): the instance may be down or
+                                           half restored until ``bdr restore --resume`` or ``--abort``
 =============================  ==========  ======================================================
 
 A per-source (``qdrant: 26h``) or per-group (``redis/sessions: 1h``) limit in the policy
@@ -151,6 +153,17 @@ def alert_rules(config: Config) -> dict[str, Any]:
             "summary": "backup repository {{ $labels.repository }} cannot be read",
             "description": "bdr could not list {{ $labels.repository }} ({{ $labels.location }}): check the "
                            "mount, the credentials or the network.",
+        },
+    })
+    rules.append({
+        "alert": "RestoreInterrupted",
+        "expr": "backup_restore_interrupted == 1",
+        "labels": {"severity": "critical"},
+        "annotations": {
+            "summary": f"{WHO}: a restore was interrupted",
+            "description": f"A `bdr restore` of {WHO} was killed before it finished: the instance may be down or "
+                           f"half restored. Run `bdr status`, then `bdr restore {{{{ $labels.source }}}} --resume "
+                           f"--target {{{{ $labels.instance }}}}` (finish) or `--abort` (roll back).",
         },
     })
     rules.append({

@@ -6,10 +6,18 @@ through so the manifest can list it. Extraction is strict: regular files and
 directories only, no absolute paths, no ``..``, no links, devices or fifos; a violation
 raises :class:`~bdr.errors.UnsafeArchive` before anything is written for that member.
 Legacy ``.tar.gz`` files of the old shell scripts go through the same extractor.
+
+Failures: when the sink breaks (disk full, S3 gone), tarfile and zstd still hold buffered
+bytes they would flush on close or when garbage-collected. :func:`write_archive` lets the
+sink's error through as it is and turns the writer it gave them into a drain, so nothing
+reaches the broken sink after it failed and no second error hides the first. Extraction
+translates a failed write of the target directory (:func:`copy_to_file`) into
+:class:`~bdr.errors.NoSpace` / :class:`~bdr.errors.NotWritable` and removes the partial file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -17,28 +25,40 @@ import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import zstandard
 
 from bdr.errors import CorruptArchive, UnsafeArchive
-from bdr.manifest import FileEntry, copy_hashed
+from bdr.manifest import CHUNK, FileEntry
 from bdr.storage.base import ObjectSink
+from bdr.storage.local import translate_os_error
 
 ZSTD_LEVEL = 3
 
 
 class SinkWriter(io.RawIOBase):
-    """A write-only file object over an :class:`ObjectSink` (what tarfile and zstd expect)."""
+    """A write-only file object over an :class:`ObjectSink` (what tarfile and zstd expect).
+
+    After :meth:`drain` it swallows what it is given: the sink failed and is being aborted,
+    and tarfile's or zstd's leftover buffers must not reach it (``tarfile`` flushes its
+    buffer even from ``__del__``).
+    """
 
     def __init__(self, sink: ObjectSink) -> None:
         self._sink = sink
+        self._draining = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._draining:
+            return len(data)
         return self._sink.write(bytes(data))
+
+    def drain(self) -> None:
+        self._draining = True
 
 
 class HashingReader(io.RawIOBase):
@@ -77,43 +97,51 @@ class ArchiveMember:
 
 
 def write_archive(members: Iterable[ArchiveMember], sink: ObjectSink, compress: bool = True) -> list[FileEntry]:
-    """Stream ``members`` as a tar (zstd-compressed when ``compress``) into ``sink``; don't commit it."""
+    """Stream ``members`` as a tar (zstd-compressed when ``compress``) into ``sink``; don't commit it.
+
+    On any failure the error propagates unchanged and nothing more is written to ``sink``;
+    the caller aborts it.
+    """
     raw = SinkWriter(sink)
-    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1) if compress else None
-    target: BinaryIO = (
-        compressor.stream_writer(raw, closefd=False) if compressor else raw  # type: ignore[assignment,arg-type]
-    )
-    entries: list[FileEntry] = []
-    with tarfile.open(fileobj=target, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    try:
+        compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1) if compress else None
+        target: BinaryIO = (
+            compressor.stream_writer(raw, closefd=False) if compressor else raw  # type: ignore[assignment,arg-type]
+        )
+        entries: list[FileEntry] = []
+        tar = tarfile.open(fileobj=target, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115  (not closed on failure: see drain)
         for member in members:
-            if member.source.is_dir():
-                info = tar.gettarinfo(str(member.source), arcname=member.name)
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                tar.addfile(info)
-                continue
-            with member.source.open("rb") as handle:
-                # fstat of the open file: the member may be a /proc/self/fd link held open
-                info = tar.gettarinfo(arcname=member.name, fileobj=handle)
-                if not info.isfile():
-                    continue
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                reader = HashingReader(handle)
-                tar.addfile(info, reader)  # type: ignore[arg-type]
-            entries.append(
-                FileEntry(
-                    path=member.name,
-                    size=reader.size,
-                    sha256=reader.digest.hexdigest(),
-                    mode=info.mode,
-                    secret=member.secret,
-                )
-            )
-    if compressor is not None:
-        target.flush()
-        target.close()
+            entry = _add(tar, member)
+            if entry is not None:
+                entries.append(entry)
+        tar.close()  # the end-of-archive blocks
+        if compressor is not None:
+            target.close()  # the end of the zstd frame (closefd=False: the sink stays open)
+    except BaseException:
+        raw.drain()
+        raise
     return entries
+
+
+def _add(tar: tarfile.TarFile, member: ArchiveMember) -> FileEntry | None:
+    """Put one member into ``tar``; its entry for the manifest (None for a directory or a non-file)."""
+    if member.source.is_dir():
+        info = tar.gettarinfo(str(member.source), arcname=member.name)
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        tar.addfile(info)
+        return None
+    with member.source.open("rb") as handle:
+        # fstat of the open file: the member may be a /proc/self/fd link held open
+        info = tar.gettarinfo(arcname=member.name, fileobj=handle)
+        if not info.isfile():
+            return None
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        reader = HashingReader(handle)
+        tar.addfile(info, reader)  # type: ignore[arg-type]
+    return FileEntry(path=member.name, size=reader.size, sha256=reader.digest.hexdigest(), mode=info.mode,
+                     secret=member.secret)
 
 
 def check_member(member: tarfile.TarInfo) -> str:
@@ -167,9 +195,55 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
+def copy_to_file(stream: IO[bytes], dest: Path) -> tuple[str, int]:
+    """Copy ``stream`` into the new file ``dest``; the sha256 and size of what was copied.
+
+    A failed write (disk full, read-only, permission) is the typed storage error naming
+    ``dest``'s directory, and the partial file is removed; errors of ``stream`` pass unchanged.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        out = dest.open("wb")
+    except OSError as exc:
+        raise translate_os_error(exc, dest.parent) from exc
+    try:
+        with out:
+            while chunk := stream.read(CHUNK):
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise translate_os_error(exc, dest.parent) from exc
+                digest.update(chunk)
+                size += len(chunk)
+            try:
+                out.flush()
+            except OSError as exc:
+                raise translate_os_error(exc, dest.parent) from exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            dest.unlink(missing_ok=True)
+        raise
+    return digest.hexdigest(), size
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise translate_os_error(exc, path.parent) from exc
+
+
+def _chmod(path: Path, mode: int) -> None:
+    try:
+        os.chmod(path, mode)
+    except OSError as exc:
+        raise translate_os_error(exc, path) from exc
+
+
 def extract_archive(stream: BinaryIO, target: Path, name: str = "archive") -> list[FileEntry]:
     """Extract a tar stream into ``target`` safely; returns the files with their sha256."""
-    target.mkdir(parents=True, exist_ok=True)
+    _make_dir(target)
     entries: list[FileEntry] = []
     tar = open_tar_stream(stream, name)
     try:
@@ -179,17 +253,17 @@ def extract_archive(stream: BinaryIO, target: Path, name: str = "archive") -> li
                 continue
             dest = target / rel
             if member.isdir():
-                dest.mkdir(parents=True, exist_ok=True)
-                os.chmod(dest, (member.mode & 0o777) | 0o700)
+                _make_dir(dest)
+                _chmod(dest, (member.mode & 0o777) | 0o700)
                 continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            _make_dir(dest.parent)
             source = tar.extractfile(member)
             if source is None:
                 raise CorruptArchive(name=name, detail=f"cannot read member {member.name!r}")
-            sha256, size = copy_hashed(source, dest)
+            sha256, size = copy_to_file(source, dest)
             if size != member.size:
                 raise CorruptArchive(name=name, detail=f"member {member.name!r} is truncated")
-            os.chmod(dest, member.mode & 0o777)
+            _chmod(dest, member.mode & 0o777)
             entries.append(FileEntry(path=rel, size=size, sha256=sha256, mode=member.mode & 0o7777))
     except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
         raise CorruptArchive(name=name, detail=str(exc) or type(exc).__name__) from exc

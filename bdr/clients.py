@@ -9,6 +9,7 @@ redis-py traceback.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +22,9 @@ from redis.retry import Retry
 from bdr.config import RedisInstance
 from bdr.errors import ServiceError, ServiceUnavailable
 
-_CONNECT_NOISE = re.compile(r"^Error \d+ connecting to \S+?\.\s*")
+_CONNECT_NOISE = re.compile(r"^Error -?\d+ connecting to (?:\S+:\d+|\S+?)\.(?:\s+|$)")
+"""redis-py's ``Error 111 connecting to 127.0.0.1:6379. Connection refused.``: the prefix before the reason
+(the address ends at the port, or at the first ``.`` followed by a space for a unix socket path)."""
 
 
 def redis_address(url: str) -> tuple[str, int, int]:
@@ -70,14 +73,34 @@ def redis_errors(instance: RedisInstance | str, action: str = "talk to") -> Iter
     try:
         yield
     except redis.AuthenticationError as exc:
-        raise ServiceError(
-            detail=f"Redis at {host}:{port} refused the credentials ({exc}); check username and "
-            "password_env/password_file in bdr.yaml"
-        ) from exc
+        raise ServiceError(detail=_auth_detail(instance, host, port, exc)) from exc
     except redis.ConnectionError as exc:
         detail = _CONNECT_NOISE.sub("", str(exc)).strip(" .") or "connection failed"
         raise ServiceUnavailable(service="Redis", address=f"{host}:{port}", detail=detail.lower()) from exc
     except redis.TimeoutError as exc:
         raise ServiceUnavailable(service="Redis", address=f"{host}:{port}", detail=f"timed out ({exc})") from exc
     except redis.ResponseError as exc:
+        if _refused_auth(str(exc)):
+            raise ServiceError(detail=_auth_detail(instance, host, port, exc)) from exc
         raise ServiceError(detail=f"Redis at {host}:{port} refused to {action}: {exc}") from exc
+
+
+AUTH_REFUSALS = ("NOAUTH", "WRONGPASS", "Authentication required", "invalid username-password",
+                 "without any password configured", "client already authenticated")
+
+
+def _refused_auth(message: str) -> bool:
+    return any(text in message for text in AUTH_REFUSALS)
+
+
+def _auth_detail(instance: RedisInstance | str, host: str, port: int, exc: Exception) -> str:
+    """What to fix when Redis refuses bdr's credentials: name a password variable that is not set."""
+    if isinstance(instance, RedisInstance) and not instance.password_file and instance.password_env \
+            and not os.environ.get(instance.password_env):
+        return (f"Redis at {host}:{port} requires a password: ${instance.password_env} (password_env of "
+                f"redis.{instance.name} in bdr.yaml) is not set")
+    if isinstance(instance, RedisInstance) and not instance.password_env and not instance.password_file:
+        return (f"Redis at {host}:{port} requires a password: set password_env or password_file of "
+                f"redis.{instance.name} in bdr.yaml")
+    return (f"Redis at {host}:{port} refused the credentials ({exc}); check username and "
+            "password_env/password_file in bdr.yaml")

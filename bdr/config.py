@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -37,6 +38,11 @@ class TlsSettings:
     verify: bool = True
 
 
+COMMAND_NAMES = ("start", "stop", "status")
+"""The commands of ``runtime: command``."""
+SECRET_OPTIONS = ("requirepass", "masterauth", "tls-key-file-pass", "tls-client-key-file-pass")
+
+
 @dataclass(frozen=True, slots=True)
 class RedisInstance:
     """One Redis instance bdr backs up or restores into (``production``, ``test`` ...)."""
@@ -48,13 +54,27 @@ class RedisInstance:
     password_file: str | None = None
     tls: TlsSettings = field(default_factory=TlsSettings)
     runtime: str = "process"
-    """How bdr stops and starts the instance for a restore: ``process``, ``docker``."""
+    """How bdr stops and starts the instance for a restore: ``process`` (bdr starts it again the way it was
+    launched), ``systemd`` (``unit``), ``command`` (``commands``: supervisord, s6, k8s ...), ``docker``."""
     data_dir: str | None = None
-    """Where the data files live; asked from the server (``CONFIG GET dir``) when not set."""
+    """Where the data files live on this host; asked from the server (``CONFIG GET dir``) when not set."""
     config_file: str | None = None
-    """redis.conf to start the instance with (process runtime)."""
+    """process runtime: redis.conf to start the instance with when bdr never saw it run (a running one is
+    started again the way it was launched); systemd/command: the config file as bdr reads it, for the
+    settings of a stopped server."""
     start_args: tuple[str, ...] = ()
-    """Extra ``redis-server`` arguments (process runtime)."""
+    """process runtime: extra ``redis-server`` arguments, after ``config_file`` (never a password)."""
+    unit: str | None = None
+    """systemd runtime: the unit that runs Redis (``redis-server.service``)."""
+    systemctl: tuple[str, ...] = ("systemctl",)
+    """systemd runtime: the systemctl argv prefix (``[systemctl, --user]``, ``[sudo, systemctl]``,
+    ``[systemctl, -M, machine]``, ``[docker, exec, <container>, systemctl]``)."""
+    commands: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """command runtime: ``start``, ``stop`` (required) and ``status`` (exit 0 = running) argv, e.g.
+    ``supervisorctl -c /etc/supervisor/supervisord.conf stop redis``."""
+    log_file: str | None = None
+    """process runtime: where stdout/stderr of a server bdr starts go (one file per instance, appended; default
+    /var/log/bdr/redis-<name>.log as root, ~/.local/state/bdr/redis-<name>.log otherwise)."""
     container: str | None = None
     """docker runtime: the service container (``agentic-redis``)."""
     volume: str | None = None
@@ -72,6 +92,53 @@ class RedisInstance:
     whole run (about 3 s per million keys); bigger instances are verified by key counts.
     0: never, -1: always."""
     save_timeout: float = 600.0
+
+    def validate(self, path: str) -> None:
+        """Raise :class:`ConfigError` naming the first invalid runtime setting (called when the file is loaded)."""
+        from bdr.runtime import runtime_names
+
+        where = f"redis.{self.name}"
+        known = runtime_names("redis")
+        if self.runtime not in known:
+            raise ConfigError(path=path, detail=f"{where}.runtime: unknown runtime {self.runtime!r} "
+                              f"(known: {', '.join(known)})")
+        if self.runtime == "systemd":
+            if not isinstance(self.unit, str) or not re.fullmatch(r"[A-Za-z0-9:_.@\\-]+", self.unit):
+                raise ConfigError(path=path, detail=f"{where}: runtime systemd needs unit: the unit that runs "
+                                  "Redis (e.g. redis-server.service)")
+        elif self.unit is not None:
+            raise ConfigError(path=path, detail=f"{where}.unit is for runtime: systemd (runtime is {self.runtime})")
+        if not self.systemctl or not all(isinstance(a, str) and a for a in self.systemctl):
+            raise ConfigError(path=path, detail=f"{where}.systemctl must be an argv prefix, e.g. [systemctl, --user]")
+        if self.systemctl != ("systemctl",) and self.runtime != "systemd":
+            raise ConfigError(path=path, detail=f"{where}.systemctl is for runtime: systemd")
+        if self.runtime == "command":
+            unknown = sorted(set(self.commands) - set(COMMAND_NAMES))
+            if unknown:
+                raise ConfigError(path=path, detail=f"{where}.commands: unknown command(s) {', '.join(unknown)} "
+                                  f"(known: {', '.join(COMMAND_NAMES)})")
+            for name in ("start", "stop"):
+                if not self.commands.get(name):
+                    raise ConfigError(path=path, detail=f"{where}: runtime command needs commands.{name}, e.g. "
+                                      f"{{start: supervisorctl start redis, stop: supervisorctl stop redis, "
+                                      "status: supervisorctl status redis}")
+            for name, argv in self.commands.items():
+                if not argv or not all(isinstance(a, str) for a in argv):
+                    raise ConfigError(path=path, detail=f"{where}.commands.{name} must be an argv list or a "
+                                      "command line")
+        elif self.commands:
+            raise ConfigError(path=path, detail=f"{where}.commands is for runtime: command (runtime is {self.runtime})")
+        if not all(isinstance(a, str) for a in self.start_args):
+            raise ConfigError(path=path, detail=f"{where}.start_args must be a list of redis-server arguments")
+        secret = [a for a in self.start_args if a.lower().lstrip("-") in SECRET_OPTIONS and a.startswith("--")]
+        if secret:
+            raise ConfigError(path=path, detail=f"{where}.start_args must not hold {secret[0]}: a secret does not "
+                              "belong in bdr.yaml or an argv; put it in the config file, and bdr's password in "
+                              "password_env/password_file")
+        for key in ("config_file", "data_dir", "log_file"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(path=path, detail=f"{where}.{key} must be a path")
 
     def password(self) -> str | None:
         """The password from ``password_file`` or ``password_env``; never from the file itself."""
@@ -134,6 +201,15 @@ class QdrantInstance:
     @property
     def embedded(self) -> bool:
         return not self.url
+
+    def validate(self, path: str) -> None:
+        """Raise :class:`ConfigError` for an unknown runtime (called when the file is loaded)."""
+        from bdr.runtime import runtime_names
+
+        known = ["process", *runtime_names("qdrant")]
+        if self.runtime not in known:
+            raise ConfigError(path=path, detail=f"qdrant.{self.name}.runtime: unknown runtime {self.runtime!r} "
+                              f"(known: {', '.join(known)})")
 
     def api_key(self) -> str | None:
         """The API key from ``api_key_file`` or ``api_key_env``; never from bdr.yaml itself."""
@@ -242,8 +318,9 @@ class RemoteSettings:
     archive_class: str = "GLACIER"
     expire_after_days: int | None = 365
     """Lifecycle: delete backup sets after this many days (null: never; ``bdr prune`` usually first)."""
-    abort_uploads_after_days: int = 7
-    """Lifecycle: discard parts of multipart uploads left by a killed backup after this many days."""
+    abort_uploads_after_days: int = 1
+    """Lifecycle (``AbortIncompleteMultipartUpload``): discard the parts of multipart uploads a killed backup left
+    after this many days (bdr's own next run aborts those of dead runs sooner)."""
     part_size_mib: int = 16
     """Multipart upload part size: one part is buffered in memory at a time (5 MiB to 5 GiB)."""
     max_attempts: int = 5
@@ -482,12 +559,41 @@ def _instances(
         if name == "default":
             continue
         settings = dict(settings or {})
+        if cls is RedisInstance:
+            settings = _redis_runtime_settings(settings, f"{where}.{name}", path)
         if isinstance(settings.get("tls"), Mapping):
             settings["tls"] = _build(TlsSettings, settings["tls"], f"{where}.{name}.tls", path)
         elif isinstance(settings.get("tls"), bool):
             settings["tls"] = TlsSettings(enabled=settings["tls"])
-        instances[str(name)] = _build(cls, settings, f"{where}.{name}", path, name=str(name))
+        instance = _build(cls, settings, f"{where}.{name}", path, name=str(name))
+        instance.validate(path)
+        instances[str(name)] = instance
     return instances, default
+
+
+def _argv(value: Any, where: str, path: str) -> tuple[str, ...]:
+    """An argv from a list, or from a command line split like a shell would (never run by one)."""
+    if isinstance(value, str):
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as exc:
+            raise ConfigError(path=path, detail=f"{where}: {exc} in {value!r}") from exc
+    if isinstance(value, list | tuple) and all(isinstance(a, str | int | float) for a in value):
+        return tuple(str(a) for a in value)
+    raise ConfigError(path=path, detail=f"{where} must be a list of arguments or a command line, got {value!r}")
+
+
+def _redis_runtime_settings(settings: dict[str, Any], where: str, path: str) -> dict[str, Any]:
+    """``systemctl``, ``start_args`` and each of ``commands`` as argv tuples."""
+    for key in ("systemctl", "start_args"):
+        if key in settings and settings[key] is not None:
+            settings[key] = _argv(settings[key], f"{where}.{key}", path)
+    if "commands" in settings:
+        commands = settings["commands"] or {}
+        if not isinstance(commands, Mapping):
+            raise ConfigError(path=path, detail=f"{where}.commands must be a mapping of start/stop/status: command")
+        settings["commands"] = {str(k): _argv(v, f"{where}.commands.{k}", path) for k, v in commands.items()}
+    return settings
 
 
 def _retention(section: Any, path: str) -> tuple[RetentionRule, ...]:

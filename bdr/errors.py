@@ -19,9 +19,10 @@ Exit codes (documented in the README):
 7   service: Redis/Qdrant/S3 unreachable or refused the operation
 8   crypto: wrong or missing key, tampered ciphertext
 9   storage: destination not writable, disk full
-10  restore failed and the live data was rolled back to the safety backup
+10  restore failed and the live data was rolled back to what it was before (the safety backup)
 11  repair is not possible: restore from a backup instead
 12  restore failed and so did the rollback: the pre-restore data is in the named safety backup
+13  an interrupted restore must be finished (--resume) or rolled back (--abort) first
 ==  =====================================================
 """
 
@@ -93,6 +94,10 @@ class NothingToBackUp(RepositoryError):
     """{detail}"""
 
 
+class NothingToRestore(RepositoryError):
+    """{detail}; nothing was changed"""
+
+
 class IncompleteBackup(RepositoryError):
     """backup {ref!r} has no manifest: it is incomplete (interrupted or failed) and cannot be used"""
 
@@ -116,6 +121,11 @@ class IntegrityError(BdrError):
 class ChecksumMismatch(IntegrityError):
     """checksum mismatch in {name} of backup {ref}: expected sha256 {expected}, got {actual}; the backup is
     corrupt, restore an older one"""
+
+
+class DamagedBackup(IntegrityError):
+    """backup {ref} is damaged ({reason}); bdr will not use it: run `bdr verify {ref}` for the details, or use
+    another set (`bdr list` marks the damaged ones)"""
 
 
 class CorruptArchive(IntegrityError):
@@ -191,14 +201,42 @@ class RestoreError(BdrError):
 
 
 class RestoreRolledBack(RestoreError):
-    """restore of {ref} failed at step {step!r} ({detail}); the live data was rolled back to safety backup
-    {safety}"""
+    """restore of {ref} failed at step {step!r} ({detail}); rolled back: {undo}"""
 
 
 class RollbackFailed(RestoreError):
     """{detail}"""
 
     exit_code = 12
+
+
+class RestoreInterrupted(BdrError):
+    """{detail}"""
+
+    exit_code = 13
+
+
+class RestoreInProgress(BdrError):
+    """restore {id} of {source} {instance} is running (pid {pid} on {host}, step {step!r}); wait for it to finish"""
+
+    exit_code = 5
+
+
+class NothingToResume(BdrError):
+    """no interrupted restore of {source} {instance} is recorded: nothing to resume or abort (`bdr status` lists
+    interrupted restores)"""
+
+    exit_code = 4
+
+
+class WouldLoseWrites(BdrError):
+    """{detail}"""
+
+    exit_code = 1
+
+
+class PreflightFailed(ServiceError):
+    """refusing to restore {what}: it could not be started again after the stop, so nothing was touched: {detail}"""
 
 
 class RepairImpossible(BdrError):

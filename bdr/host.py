@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -24,3 +25,23 @@ def pid_alive(pid: int | str | None) -> bool:
     except PermissionError:  # it exists, owned by someone else
         return True
     return True
+
+
+def process_start_time(pid: int | None) -> int | None:
+    """When a process started, in clock ticks since boot (``/proc/PID/stat`` field 22), or None.
+
+    A pid and its start time name one process for good: a pid reused by a later process has
+    another start time.
+    """
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_bytes()
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may hold spaces: split after the last ')'
+    fields = stat[stat.rfind(b")") + 2:].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None

@@ -332,6 +332,8 @@ FAMILIES: dict[str, tuple[str, MetricType]] = {
     "backup_321_ok": ("1 when the 3-2-1 rule holds: 3 copies with the live data, 2 media, 1 off-site.",
                       MetricType.GAUGE),
     "backup_repository_up": ("1 when bdr could list the repository.", MetricType.GAUGE),
+    "backup_restore_interrupted": ("1 when a restore of the instance was interrupted (bdr killed) and must be "
+                                   "finished with --resume or rolled back with --abort.", MetricType.GAUGE),
     "drill_rto_seconds": ("Recovery time achieved by the last drill, per RTO target.", MetricType.GAUGE),
     "drill_rpo_seconds": ("Data loss window achieved by the last drill, per data type.", MetricType.GAUGE),
     "drill_target_seconds": ("The objective the last drill was measured against.", MetricType.GAUGE),
@@ -380,6 +382,7 @@ def collect(
     for view in views:
         families["backup_repository_up"].add(1.0 if view.readable else 0.0, repository=view.url,
                                              location=view.location)
+    _restore_metrics(families, config, report)
     for scenario, entry in sorted(state.drills.items()):
         try:
             drill = DrillMetrics.from_dict(entry)
@@ -388,6 +391,21 @@ def collect(
             continue
         _drill_metrics(families, drill)
     return list(families.values())
+
+
+def _restore_metrics(families: dict[str, MetricFamily], config: Config, report: StatusReport) -> None:
+    """1 for every interrupted restore, 0 for the other expected groups (so the alert has a series)."""
+    from bdr.journal import Journal
+
+    try:
+        interrupted = {(e.source, e.instance) for e in Journal.at(config.repository_path()).interrupted()}
+    except OSError as exc:
+        logger.warning("cannot read the restore journal: %s", exc)
+        interrupted = set()
+    groups = {(s.source, s.instance) for s in report.sources if s.expected} | interrupted
+    for source, instance in sorted(groups):
+        families["backup_restore_interrupted"].add(1.0 if (source, instance) in interrupted else 0.0,
+                                                   source=source, instance=instance)
 
 
 def _tracked(report: StatusReport, state: MetricsState) -> list[tuple[str, str]]:

@@ -2,50 +2,86 @@
 
 Layout over any :class:`~bdr.storage.Storage` (a directory or an S3 prefix)::
 
-    <source>/<set-id>/<objects...>      dump.rdb, appendonlydir/..., or data.tar.zst
-    <source>/<set-id>/manifest.json     written last: a set without it is incomplete
-    <source>/<set-id>/verify.json       the latest verification result (optional)
-    locks/repository.lock               who is writing (pid, host, since, operation)
-    locks/read-<set-id>-<pid>.json      a restore reading a set (prune keeps it)
+    <source>/<set-id>/<objects...>       dump.rdb, appendonlydir/..., or data.tar.zst
+    <source>/<set-id>/.bdr-writing.json  written first, removed after the manifest: who writes the set
+    <source>/<set-id>/manifest.json      written last: a set without it is incomplete
+    <source>/<set-id>/verify.json        the latest verification result (optional)
+    locks/repository.lock                who is writing (pid, host, since, operation)
+    locks/read-<set-id>-<pid>-<x>.json   a restore reading a set (prune keeps it)
+    journal/                             the restore journal (not sets)
 
-Writing is all-or-nothing: objects are written first, the manifest last; a failure or an
-interrupt deletes what was written; a set left by a process that was killed (no manifest)
-is never listed as good and is swept by the next writer holding the lock.
+Only the ``SOURCES`` directories hold sets; other top-level names (``locks``, ``journal``)
+are never scanned as sets.
+
+**Writing** is all-or-nothing: the writing marker first (pid, host, boot id, the process's
+start time, bdr version), then the objects, the manifest last, then the marker goes; a
+failure or an interrupt deletes what was written.
+
+**Good and damaged sets.** A set with a manifest that loads and whose digest (and MAC, when
+the key is at hand) matches is *good*: :meth:`Repository.sets` lists it. Anything else in a
+source directory is one of:
+
+- *damaged* (:meth:`Repository.damaged`, a :class:`DamagedSet` with the reason): an
+  unreadable or invalid manifest, a digest or MAC mismatch, a manifest naming another set,
+  or a set directory with no manifest and no writing marker (nothing proves bdr left it).
+  bdr never uses, sweeps or prunes a damaged set; ``latest`` skips it (and says so), an
+  explicit id raises :class:`DamagedBackup`. The operator decides.
+- *unfinished*: no manifest, and a writing marker. While its writer lives it is being
+  written; once the marker proves the writer dead (a pid of this host that is gone or
+  reused, another boot, or for another host a marker older than
+  :data:`REMOTE_WRITER_TIMEOUT`), it is a crashed run's leftover and the next writer
+  holding the lock sweeps it (:meth:`Repository.sweep_incomplete`), pending S3 multipart
+  uploads included. A complete set with a marker left behind (a crash between the two
+  writes) is complete: the sweep just removes the marker. An empty directory named like a
+  set id (nothing was written into it) is swept too.
+
+**Reading is checked before it is used**: :func:`extract_set` and
+:meth:`Repository.open_object` check the manifest's digest (and MAC with the key), and hash
+each stored object as it streams, failing with :class:`~bdr.errors.ChecksumMismatch` at its
+end, before the caller does anything live with it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import io
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 
-from bdr.archive import ArchiveMember, write_archive
+from bdr import __version__
+from bdr.archive import ArchiveMember, copy_to_file, write_archive
 from bdr.errors import (
     BackupNotFound,
+    BdrError,
     ChecksumMismatch,
+    CorruptArchive,
+    DamagedBackup,
     IncompleteBackup,
     RepositoryLocked,
     UsageError,
 )
-from bdr.host import pid_alive
+from bdr.host import pid_alive, process_start_time
 from bdr.manifest import (
     CHUNK,
     MANIFEST_NAME,
     FileEntry,
     Manifest,
     StoredObject,
-    copy_hashed,
     from_iso,
+    load_manifest,
+    manifest_problem,
     read_chunks,
     to_iso,
     utcnow,
@@ -58,13 +94,32 @@ logger = logging.getLogger(__name__)
 SOURCES = ("redis", "qdrant", "config", "all")
 LOCK_KEY = "locks/repository.lock"
 VERIFY_NAME = "verify.json"
+WRITING_MARKER = ".bdr-writing.json"
 ARCHIVE_NAME = "data.tar.zst"
 TAR_NAME = "data.tar"
 LOAD_WORKERS = 8
+REMOTE_WRITER_TIMEOUT = 7 * 86400.0
+"""How long the writing (or read) marker of a process on *another host* is taken for a live one.
+
+bdr cannot ask another host whether a pid lives, so it waits: 7 days is far longer than any
+backup or restore runs (the largest take hours) and short enough that a crashed off-site
+upload does not hold storage for long. Markers of this host are judged at once (pid, start
+time, boot id)."""
+SET_ID = re.compile(r"^(?P<source>[a-z]+)-(?P<time>\d{8}T\d{6}Z)-[0-9a-f]+$")
+
+NO_MANIFEST = ("no manifest: not left by a crashed bdr run; bdr leaves it alone; delete {path} yourself if it is "
+               "not needed")
+BAD_MARKER = ("no manifest, and its writing marker is unreadable; bdr leaves it alone; delete {path} yourself if "
+              "it is not needed")
+MISPLACED = "manifest names set {id!r} of {source}: copied or moved by hand"
 
 
 class ObjectCipher(Protocol):
-    """Encrypts objects on their way into the repository and decrypts them on the way out."""
+    """Encrypts objects on their way into the repository, decrypts them on the way out, and seals manifests.
+
+    ``digest`` / ``digest_matches`` are a keyed MAC (``hmac-sha256:<key id>:<ref>:<mac>``):
+    what a set written with this key records as its manifest's ``mac``.
+    """
 
     key_id: str
 
@@ -72,11 +127,127 @@ class ObjectCipher(Protocol):
 
     def decrypting(self, stream: BinaryIO, name: str) -> BinaryIO: ...
 
+    def digest(self, data: bytes) -> str: ...
+
+    def digest_matches(self, data: bytes, recorded: str, name: str = ...) -> bool: ...
+
 
 def new_set_id(source: str, moment: datetime | None = None) -> str:
     """``redis-20250124T020000Z-1a2b3c``: source, UTC time, and a short random suffix."""
     moment = moment or utcnow()
     return f"{source}-{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def set_id_time(set_id: str) -> datetime | None:
+    """When a set was started, from its id (None when the name is not a set id)."""
+    match = SET_ID.match(set_id)
+    if match is None:
+        return None
+    return datetime.strptime(match["time"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+# --- who is at work: the processes behind markers and locks -------------------------------------------
+
+
+def boot_id() -> str | None:
+    """This boot of this host (``/proc/sys/kernel/random/boot_id``): a pid of another boot is dead."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def process_gone(pid: int, host: str, since: str, start: int | None, boot: str | None,
+                 now: datetime | None = None) -> bool:
+    """Whether the process a marker names is certainly not running any more.
+
+    On this host: another boot, a dead pid, or a pid now held by a process that started at
+    another time (reused). On another host: a marker older than :data:`REMOTE_WRITER_TIMEOUT`.
+    """
+    if host != socket.gethostname():
+        try:
+            age = ((now or utcnow()) - from_iso(since)).total_seconds()
+        except ValueError:
+            return False
+        return age > REMOTE_WRITER_TIMEOUT
+    current_boot = boot_id()
+    if boot and current_boot and boot != current_boot:
+        return True
+    if not pid_alive(pid):
+        return True
+    if start is not None:
+        now_start = process_start_time(pid)
+        if now_start is not None and now_start != start:
+            return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    """Who holds the lock or reads a set: pid, host, since, what, and what tells a reused pid apart."""
+
+    pid: int
+    host: str
+    since: str
+    operation: str
+    process_start: int | None = None
+    boot_id: str | None = None
+
+    @classmethod
+    def here(cls, operation: str) -> LockInfo:
+        pid = os.getpid()
+        return cls(pid, socket.gethostname(), to_iso(utcnow()), operation, process_start_time(pid), boot_id())
+
+    def gone(self, now: datetime | None = None) -> bool:
+        return process_gone(self.pid, self.host, self.since, self.process_start, self.boot_id, now)
+
+    def to_json(self) -> bytes:
+        return json.dumps({"pid": self.pid, "host": self.host, "since": self.since, "operation": self.operation,
+                           "process_start": self.process_start, "boot_id": self.boot_id}).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> LockInfo:
+        data = json.loads(raw)
+        start = data.get("process_start")
+        return cls(int(data["pid"]), str(data["host"]), str(data["since"]), str(data.get("operation", "?")),
+                   int(start) if start is not None else None, data.get("boot_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class WriterMarker:
+    """``<source>/<set>/.bdr-writing.json``: the bdr process writing a set, written before any object."""
+
+    set_id: str
+    pid: int
+    host: str
+    started: str
+    bdr_version: str
+    process_start: int | None = None
+    """``/proc/PID/stat`` field 22 (clock ticks since boot): a reused pid has another."""
+    boot_id: str | None = None
+
+    @classmethod
+    def here(cls, set_id: str) -> WriterMarker:
+        pid = os.getpid()
+        return cls(set_id, pid, socket.gethostname(), to_iso(utcnow()), __version__, process_start_time(pid),
+                   boot_id())
+
+    def gone(self, now: datetime | None = None) -> bool:
+        return process_gone(self.pid, self.host, self.started, self.process_start, self.boot_id, now)
+
+    def to_json(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> WriterMarker:
+        data = json.loads(raw)
+        start = data.get("process_start")
+        return cls(str(data["set_id"]), int(data["pid"]), str(data["host"]), str(data["started"]),
+                   str(data.get("bdr_version", "?")), int(start) if start is not None else None,
+                   data.get("boot_id"))
+
+
+# --- records ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,25 +291,189 @@ class BackupSet:
 
 
 @dataclass(frozen=True, slots=True)
-class LockInfo:
-    pid: int
-    host: str
-    since: str
-    operation: str
+class DamagedSet:
+    """A set bdr will not use, sweep or prune, and why (see the module docstring)."""
 
-    def to_json(self) -> bytes:
-        return json.dumps(
-            {"pid": self.pid, "host": self.host, "since": self.since, "operation": self.operation}
-        ).encode()
+    id: str
+    source: str
+    repository: str
+    location: str
+    """``local`` or ``s3``, as :attr:`BackupSet.location`."""
+    path: str
+    """Where it is: a directory, or ``s3://bucket/prefix/<source>/<id>``."""
+    reason: str
+    manifest: Manifest | None = None
+    """The manifest as it reads, when it does (a digest or MAC mismatch): not to be trusted."""
 
-    @classmethod
-    def from_json(cls, raw: bytes) -> LockInfo:
-        data = json.loads(raw)
-        return cls(int(data["pid"]), str(data["host"]), str(data["since"]), str(data.get("operation", "?")))
+    @property
+    def created(self) -> datetime | None:
+        """When it finished by its manifest, else when it started by its id (None: neither is known)."""
+        if self.manifest is not None:
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                return self.manifest.finished
+        return set_id_time(self.id)
+
+    @property
+    def instance(self) -> str | None:
+        return self.manifest.instance if self.manifest is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "source": self.source, "instance": self.instance, "location": self.location,
+                "path": self.path, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class Unfinished:
+    """A set without a manifest whose writing marker names its writer: being written, or left by a crash."""
+
+    id: str
+    source: str
+    writer: WriterMarker | None
+    """None: an empty set directory (nothing was written into it yet)."""
+    gone: bool
+    """The writer is certainly dead: the set is a leftover the sweep removes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """Everything in a repository's source directories, from one scan."""
+
+    sets: tuple[BackupSet, ...] = ()
+    """Good sets, newest first."""
+    damaged: tuple[DamagedSet, ...] = ()
+    """Newest first (by what is known of their time)."""
+    unfinished: tuple[Unfinished, ...] = ()
+
+
+Entry = BackupSet | DamagedSet | Unfinished
+
+
+# --- checked reading ---------------------------------------------------------------------------------------
+
+
+class CheckedReader(io.RawIOBase):
+    """A stored object's bytes, hashed as they are read, checked against the manifest at their end.
+
+    At the end of the stream (or as soon as it runs longer than recorded) a size or sha256
+    that differs from :class:`~bdr.manifest.StoredObject` raises
+    :class:`~bdr.errors.ChecksumMismatch`, and keeps raising on every later read.
+    """
+
+    def __init__(self, raw: BinaryIO, obj: StoredObject, ref: str) -> None:
+        super().__init__()
+        self._raw = raw
+        self._obj = obj
+        self._ref = ref
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._failure: ChecksumMismatch | None = None
+        self.checked = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _fail(self, actual: str) -> ChecksumMismatch:
+        self._failure = ChecksumMismatch(name=self._obj.name, ref=self._ref, expected=self._obj.sha256[:16],
+                                         actual=actual)
+        return self._failure
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self._failure is not None:
+            raise self._failure
+        whole = size is None or size < 0
+        data = self._raw.read() if size is None or size < 0 else self._raw.read(size)
+        if data:
+            self._digest.update(data)
+            self._size += len(data)
+            if self._size > self._obj.size:
+                raise self._fail(f"more than the {self._obj.size} bytes recorded")
+        if whole or (not data and size != 0):
+            self.finish()
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def finish(self) -> None:
+        """Compare what was read with the manifest (once the whole object was read)."""
+        if self._failure is not None:
+            raise self._failure
+        if self.checked:
+            return
+        actual = self._digest.hexdigest()
+        if self._size != self._obj.size or actual != self._obj.sha256:
+            detail = actual[:16] if self._size == self._obj.size else f"{actual[:16]} ({self._size} bytes of " \
+                                                                        f"{self._obj.size}: truncated?)"
+            raise self._fail(detail)
+        self.checked = True
+
+    def drain(self) -> None:
+        """Read the rest of the object and check it."""
+        while self.read(CHUNK):
+            pass
+        self.finish()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class VerifiedStream(io.RawIOBase):
+    """The plaintext of a stored object; its stored bytes are checked when the plaintext ends.
+
+    Used as a context manager, a clean exit reads what the caller left (a tar's padding, the
+    end of a zstd frame) so the check always runs before the ``with`` block is left; an exit
+    by an exception just closes.
+    """
+
+    def __init__(self, plain: BinaryIO, checked: CheckedReader) -> None:
+        super().__init__()
+        self._plain = plain
+        self._checked = checked
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        whole = size is None or size < 0
+        data = self._plain.read() if size is None or size < 0 else self._plain.read(size)
+        if whole or (not data and size != 0):
+            self.verify()
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def verify(self) -> None:
+        """Read what is left and check the stored object (raises ChecksumMismatch)."""
+        while self._plain.read(CHUNK):
+            pass
+        self._checked.drain()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None and not self.closed:
+                self.verify()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._plain.close()
+            self._checked.close()
+        super().close()
+
+
+# --- writing -------------------------------------------------------------------------------------------------
 
 
 class SetWriter:
-    """Writes one backup set: objects first, manifest last; aborting deletes everything written."""
+    """Writes one backup set: marker, objects, manifest, then the marker goes; aborting deletes everything."""
 
     def __init__(
         self,
@@ -166,6 +501,9 @@ class SetWriter:
         self.key_id: str | None = None
         self.manifest: Manifest | None = None
         self._prefix = f"{source}/{self.id}"
+        self._marked = False
+        self._object_cipher: ObjectCipher | None = None
+        """The cipher of objects encrypted on their own (secrets): it seals the manifest of a plain set."""
 
     def __enter__(self) -> SetWriter:
         return self
@@ -174,7 +512,14 @@ class SetWriter:
         if exc_type is not None or self.manifest is None:
             self.abort()
 
+    def _mark(self) -> None:
+        """Write the writing marker before the first object: the proof a crashed bdr left this set."""
+        if not self._marked:
+            self.repo.storage.put_bytes(f"{self._prefix}/{WRITING_MARKER}", WriterMarker.here(self.id).to_json())
+            self._marked = True
+
     def _sink(self, name: str, cipher: ObjectCipher | None = None) -> ObjectSink:
+        self._mark()
         sink = self.repo.storage.open_write(f"{self._prefix}/{name}")
         cipher = cipher or self.cipher
         return cipher.encrypting(sink) if cipher else sink
@@ -202,7 +547,8 @@ class SetWriter:
         """Store files as one tar object (zstd-compressed when ``compress``).
 
         ``cipher`` encrypts this object even when the set is not encrypted (secrets); the
-        manifest then lists its members without a plain sha256.
+        manifest then lists its members without a plain sha256, and is sealed with a MAC
+        under that key.
         """
         name = name or (ARCHIVE_NAME if compress else TAR_NAME)
         own_cipher = cipher is not None and self.cipher is None
@@ -217,6 +563,7 @@ class SetWriter:
         self._record(name, written, encrypted=own_cipher)
         if cipher is not None:
             self.key_id = cipher.key_id
+            self._object_cipher = cipher
             entries = [dataclasses.replace(e, sha256="") if e.secret else e for e in entries]
         self.files.extend(entries)
         return entries
@@ -228,8 +575,6 @@ class SetWriter:
     def add_stream(self, name: str, chunks: Iterable[bytes], secret: bool = False,
                    mode: int | None = None) -> FileEntry:
         """Store the bytes ``chunks`` yields as one file of the set (an engine's streamed export)."""
-        import hashlib
-
         sink = self._sink(name)
         digest = hashlib.sha256()
         size = 0
@@ -251,7 +596,7 @@ class SetWriter:
         return entry
 
     def commit(self) -> Manifest:
-        """Write the manifest: from now on the set exists."""
+        """Write the manifest (sealed with its digest, and a MAC when written with a key): the set exists."""
         manifest = Manifest(
             id=self.id,
             source=self.source,
@@ -267,9 +612,14 @@ class SetWriter:
             tags=self.tags,
             facts=dict(self.facts),
             children=tuple(self.children),
-        )
+        ).seal(self.cipher or self._object_cipher)
         self.repo.storage.put_bytes(f"{self._prefix}/{MANIFEST_NAME}", manifest.to_json())
         self.manifest = manifest
+        if self._marked:
+            try:
+                self.repo.storage.delete(f"{self._prefix}/{WRITING_MARKER}")
+            except Exception as exc:  # the set is complete; the next sweep removes the marker
+                logger.warning("backup set %s: could not remove its writing marker: %s", self.id, exc)
         logger.info("backup set %s committed (%d objects)", self.id, len(self.objects))
         return manifest
 
@@ -282,30 +632,46 @@ class SetWriter:
             self.repo.storage.delete_prefix(self._prefix)
 
 
+# --- the repository -----------------------------------------------------------------------------------------
+
+
 @dataclass
 class Repository:
     """Backup sets over a storage."""
 
     storage: Storage
-    _cache: dict[str, BackupSet] = field(default_factory=dict, repr=False)
+    cipher: ObjectCipher | None = None
+    """The key at hand: when set, manifests' MACs are checked as sets are loaded."""
+    skipped: list[DamagedSet] = field(default_factory=list)
+    """The damaged sets the last ``get("latest")`` passed over (for the CLI to show)."""
 
     @classmethod
-    def open(cls, location: str | Path, **options: Any) -> Repository:
-        return cls(open_storage(location, **options))
+    def open(cls, location: str | Path, cipher: ObjectCipher | None = None, **options: Any) -> Repository:
+        return cls(open_storage(location, **options), cipher)
 
     @property
     def url(self) -> str:
         return self.storage.url
 
+    def _path(self, source: str, set_id: str) -> str:
+        return f"{self.url.rstrip('/')}/{source}/{set_id}"
+
+    def _sources(self, source: str | None = None) -> list[str]:
+        """The source directories to scan: only ``SOURCES`` (``locks``, ``journal`` are not sets)."""
+        if source is not None:
+            return [source] if source in SOURCES else []
+        present = set(self.storage.children(""))
+        return [s for s in SOURCES if s in present]
+
     # --- locking -----------------------------------------------------------------------
 
     @contextlib.contextmanager
     def lock(self, operation: str) -> Iterator[LockInfo]:
-        """Exclusive lock for writers (backup, prune, delete); sweeps sets left incomplete by a crash."""
-        info = LockInfo(os.getpid(), socket.gethostname(), to_iso(utcnow()), operation)
+        """Exclusive lock for writers (backup, prune, delete); sweeps what crashed bdr runs left."""
+        info = LockInfo.here(operation)
         if not self.storage.create_exclusive(LOCK_KEY, info.to_json()):
             holder = self._lock_holder()
-            if holder and holder.host == socket.gethostname() and not pid_alive(holder.pid):
+            if holder and holder.host == socket.gethostname() and holder.gone():
                 logger.warning("removing stale lock of dead pid %d (%s)", holder.pid, holder.operation)
                 self.storage.delete(LOCK_KEY)
                 if self.storage.create_exclusive(LOCK_KEY, info.to_json()):
@@ -322,64 +688,92 @@ class Repository:
         try:
             self.sweep_incomplete()
             yield info
-        finally:
+        except BaseException:
+            try:
+                self.storage.delete(LOCK_KEY)
+            except BdrError as exc:  # never hide why the work failed; the next run removes a dead pid's lock
+                logger.warning("could not release the lock %s/%s: %s", self.url, LOCK_KEY, exc.message)
+            raise
+        else:
             self.storage.delete(LOCK_KEY)
 
     def _lock_holder(self) -> LockInfo | None:
         try:
             return LockInfo.from_json(self.storage.read_bytes(LOCK_KEY))
-        except (BackupNotFound, ValueError, KeyError):
+        except (BackupNotFound, ValueError, KeyError, TypeError):
             return None
 
     @contextlib.contextmanager
     def reading(self, set_id: str) -> Iterator[None]:
         """Mark a set as being read (by a restore) so prune leaves it alone."""
         key = f"locks/read-{set_id}-{os.getpid()}-{secrets.token_hex(2)}.json"
-        info = LockInfo(os.getpid(), socket.gethostname(), to_iso(utcnow()), f"read {set_id}")
-        self.storage.put_bytes(key, info.to_json())
+        self.storage.put_bytes(key, LockInfo.here(f"read {set_id}").to_json())
         try:
             yield
         finally:
             self.storage.delete(key)
 
-    def sets_being_read(self) -> set[str]:
-        """Ids of sets a live process is reading (stale markers of dead local pids are ignored)."""
-        busy: set[str] = set()
+    def _read_markers(self) -> Iterator[tuple[str, LockInfo]]:
         for name in self.storage.children("locks"):
             if not name.startswith("read-"):
                 continue
             try:
-                info = LockInfo.from_json(self.storage.read_bytes(f"locks/{name}"))
-            except (BackupNotFound, ValueError, KeyError):
+                yield f"locks/{name}", LockInfo.from_json(self.storage.read_bytes(f"locks/{name}"))
+            except (BackupNotFound, ValueError, KeyError, TypeError):
                 continue
-            if info.host == socket.gethostname() and not pid_alive(info.pid):
-                continue
-            busy.add(info.operation.removeprefix("read "))
-        return busy
+
+    def sets_being_read(self) -> set[str]:
+        """Ids of sets a live process is reading (markers of dead processes are ignored)."""
+        now = utcnow()
+        return {info.operation.removeprefix("read ") for _key, info in self._read_markers() if not info.gone(now)}
 
     def sweep_incomplete(self) -> list[str]:
-        """Delete sets with no manifest (left by a killed backup). Call only while holding the lock."""
-        swept = []
-        for source in self.storage.children(""):
-            if source == "locks":
-                continue
+        """Delete what crashed bdr runs left, and nothing else. Call only while holding the lock.
+
+        Removes sets without a manifest whose writing marker proves the writer dead (and
+        aborts their pending multipart uploads), the stale markers of complete sets, empty
+        set directories, and read markers of dead restores. A set without manifest and
+        without marker is damaged and left alone. Returns the ids of the sets removed.
+        """
+        now = utcnow()
+        swept: list[str] = []
+        for source in self._sources():
             for set_id, names in self._set_index(source).items():
-                if MANIFEST_NAME not in names:
-                    logger.warning("removing incomplete backup set %s", set_id)
-                    self.storage.delete_prefix(f"{source}/{set_id}")
-                    swept.append(set_id)
+                prefix = f"{source}/{set_id}"
+                if MANIFEST_NAME in names:
+                    if WRITING_MARKER in names:  # the writer died between the manifest and removing the marker
+                        logger.info("backup set %s is complete; removing its stale writing marker", set_id)
+                        self.storage.delete(f"{prefix}/{WRITING_MARKER}")
+                    continue
+                entry = self._unfinished(source, set_id, names, now)
+                if isinstance(entry, DamagedSet):
+                    logger.info("leaving backup set %s alone: %s", set_id, entry.reason)
+                    continue
+                if not entry.gone:
+                    continue
+                if entry.writer is not None:
+                    logger.warning("removing backup set %s left by a crashed bdr run (pid %d on %s, started %s)",
+                                   set_id, entry.writer.pid, entry.writer.host, entry.writer.started)
+                aborted = self.storage.abort_uploads(prefix)
+                if aborted:
+                    logger.info("aborted %d pending upload(s) of backup set %s", aborted, set_id)
+                self.storage.delete_prefix(prefix)
+                swept.append(set_id)
+        for key, info in self._read_markers():
+            if info.gone(now):
+                logger.info("removing the read marker of a dead restore (pid %d on %s, %s)", info.pid, info.host,
+                            info.operation)
+                self.storage.delete(key)
         return swept
 
     # --- reading -------------------------------------------------------------------------
 
     def incomplete(self) -> list[str]:
-        """Ids of sets without a manifest."""
+        """Ids of sets without a manifest (being written, left by a crash, or damaged that way)."""
         out = []
-        for source in self.storage.children(""):
-            if source == "locks":
-                continue
+        for source in self._sources():
             out += [set_id for set_id, names in self._set_index(source).items() if MANIFEST_NAME not in names]
-        return out
+        return sorted(out)
 
     def _set_index(self, source: str) -> dict[str, set[str]]:
         """The sets under ``source`` and the names of their objects, from two listings.
@@ -394,72 +788,154 @@ class Repository:
                 index.setdefault(parts[1], set()).add(parts[2])
         return index
 
-    def _load(self, source: str, set_id: str, verified: bool = True) -> BackupSet | None:
-        """The set, or None without a manifest; ``verified=False``: it has no verify.json, don't look."""
+    def _damaged(self, source: str, set_id: str, reason: str, manifest: Manifest | None = None) -> DamagedSet:
+        return DamagedSet(set_id, source, self.url, self.storage.location, self._path(source, set_id), reason,
+                          manifest)
+
+    def _unfinished(self, source: str, set_id: str, names: set[str], now: datetime | None = None,
+                    ) -> Unfinished | DamagedSet:
+        """A set without a manifest: what its writing marker says (damaged without one)."""
+        path = self._path(source, set_id)
+        match = SET_ID.match(set_id)
+        if not names and match is not None and match["source"] == source:
+            return Unfinished(set_id, source, None, gone=True)  # an empty set directory: nothing to lose
+        if WRITING_MARKER not in names:
+            return self._damaged(source, set_id, NO_MANIFEST.format(path=path))
+        try:
+            marker = WriterMarker.from_json(self.storage.read_bytes(f"{source}/{set_id}/{WRITING_MARKER}"))
+        except BackupNotFound:  # removed since the listing: its writer just committed or aborted
+            return Unfinished(set_id, source, None, gone=False)
+        except (ValueError, KeyError, TypeError):
+            return self._damaged(source, set_id, BAD_MARKER.format(path=path))
+        return Unfinished(set_id, source, marker, marker.gone(now))
+
+    def _entry(self, source: str, set_id: str, names: set[str] | None) -> Entry | None:
+        """What is at ``<source>/<set_id>`` (``names``: its objects, None when not listed yet); None: nothing."""
         try:
             raw = self.storage.read_bytes(f"{source}/{set_id}/{MANIFEST_NAME}")
         except BackupNotFound:
-            return None
-        manifest = Manifest.from_json(raw, name=f"{set_id}/{MANIFEST_NAME}")
+            if names is None:
+                names = {key.split("/", 2)[2] for key in self.storage.list(f"{source}/{set_id}")
+                         if key.count("/") >= 2}
+                if not names and set_id not in self.storage.children(source):
+                    return None
+            return self._unfinished(source, set_id, names)
+        loaded = load_manifest(raw)
+        manifest = loaded.manifest
+        if manifest is None or loaded.problem:
+            return self._damaged(source, set_id, loaded.problem or "unreadable manifest", manifest)
+        if manifest.id != set_id or manifest.source != source:
+            return self._damaged(source, set_id, MISPLACED.format(id=manifest.id, source=manifest.source), manifest)
+        problem = manifest_problem(manifest, self.cipher)
+        if problem:
+            return self._damaged(source, set_id, problem, manifest)
         verification = None
-        if verified:
+        if names is None or VERIFY_NAME in names:
             with contextlib.suppress(BackupNotFound, ValueError, TypeError):
                 data = json.loads(self.storage.read_bytes(f"{source}/{set_id}/{VERIFY_NAME}"))
                 verification = Verification(**data)
         return BackupSet(manifest, self.url, self.storage.location, verification)
 
-    def sets(self, source: str | None = None, include_safety: bool = True) -> list[BackupSet]:
-        """Complete sets, newest first."""
-        sources = [source] if source else [s for s in self.storage.children("") if s != "locks"]
-        complete = [
-            (src, set_id, VERIFY_NAME in names)
-            for src in sources
-            for set_id, names in self._set_index(src).items()
-            if MANIFEST_NAME in names
-        ]
+    def catalog(self, source: str | None = None) -> Catalog:
+        """Good, damaged and unfinished sets (of ``source``), from one scan; never raises for one bad set."""
+        listed = [(src, set_id, names) for src in self._sources(source)
+                  for set_id, names in self._set_index(src).items()]
         # manifests are fetched a few at a time: on S3 each read is a round trip
         with ThreadPoolExecutor(max_workers=LOAD_WORKERS) as pool:
-            loaded = list(pool.map(lambda c: self._load(*c), complete))
-        found = [b for b in loaded if b is not None and (include_safety or "safety" not in b.tags)]
-        found.sort(key=lambda b: b.manifest.finished_at, reverse=True)
-        return found
+            entries = list(pool.map(lambda item: self._entry(*item), listed))
+        good = sorted((e for e in entries if isinstance(e, BackupSet)), key=lambda b: b.manifest.finished_at,
+                      reverse=True)
+        damaged = sorted((e for e in entries if isinstance(e, DamagedSet)), key=_damaged_order, reverse=True)
+        unfinished = tuple(e for e in entries if isinstance(e, Unfinished))
+        for entry in damaged:
+            logger.debug("damaged backup set %s: %s", entry.id, entry.reason)
+        return Catalog(tuple(good), tuple(damaged), unfinished)
 
-    def get(self, ref: str, source: str | None = None) -> BackupSet:
-        """A set by id, unique id prefix, or ``latest`` (of ``source``)."""
+    def sets(self, source: str | None = None, include_safety: bool = True) -> list[BackupSet]:
+        """Good sets, newest first (damaged and unfinished ones are never listed here)."""
+        return [b for b in self.catalog(source).sets if include_safety or "safety" not in b.tags]
+
+    def damaged(self, source: str | None = None) -> list[DamagedSet]:
+        """Damaged sets, newest first: what bdr will not use, sweep or prune, with the reason."""
+        return list(self.catalog(source).damaged)
+
+    def find(self, ref: str, source: str | None = None) -> BackupSet | DamagedSet:
+        """A set by id, unique id prefix, or ``latest`` (of ``source``); a damaged one is returned, not raised.
+
+        ``latest`` is the newest good set that is not a safety backup; the damaged sets it
+        passed over are logged and kept in :attr:`skipped`.
+        """
         if ref == "latest":
-            candidates = self.sets(source, include_safety=False)
-            if not candidates:
+            catalog = self.catalog(source)
+            candidates = [b for b in catalog.sets if "safety" not in b.tags]
+            chosen = candidates[0] if candidates else None
+            self.skipped = [
+                d for d in catalog.damaged
+                if not (d.manifest is not None and "safety" in d.manifest.tags)
+                and (chosen is None or d.created is None or d.created >= chosen.manifest.started.replace(microsecond=0))
+            ]
+            for damaged in self.skipped:
+                logger.warning("skipped %s (damaged: %s)", damaged.id, damaged.reason)
+            if chosen is None:
                 raise BackupNotFound(ref=f"latest {source or ''}".strip(), repo=self.url)
-            return candidates[0]
+            return chosen
         src = ref.split("-", 1)[0]
         if src in SOURCES and "/" not in ref:
-            exact = self._load(src, ref)
-            if exact is not None:
+            exact = self._entry(src, ref, None)
+            if isinstance(exact, BackupSet | DamagedSet):
                 return exact
-            if self.storage.exists(f"{src}/{ref}") or ref in self.storage.children(src):
+            if isinstance(exact, Unfinished):
                 raise IncompleteBackup(ref=ref)
-        matches = [b for b in self.sets(source) if b.id.startswith(ref)]
+        catalog = self.catalog(source)
+        matches: list[BackupSet | DamagedSet] = [b for b in catalog.sets if b.id.startswith(ref)]
+        matches += [d for d in catalog.damaged if d.id.startswith(ref)]
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
             raise UsageError(detail=f"backup id prefix {ref!r} is ambiguous: {', '.join(m.id for m in matches[:5])}")
         raise BackupNotFound(ref=ref, repo=self.url)
 
-    def open_object(self, backup: BackupSet, name: str, cipher: ObjectCipher | None = None) -> BinaryIO:
-        """A stream of one object's plaintext (decrypted when the set is encrypted)."""
-        stream = self.storage.open_read(f"{backup.source}/{backup.id}/{name}")
-        own = next((o.encrypted for o in backup.manifest.objects if o.name == name), False)
-        if backup.manifest.encrypted or own:
-            if cipher is None:
-                from bdr.errors import MissingKey
+    def get(self, ref: str, source: str | None = None) -> BackupSet:
+        """A good set by id, unique id prefix, or ``latest``; :class:`DamagedBackup` for a damaged one."""
+        found = self.find(ref, source)
+        if isinstance(found, DamagedSet):
+            raise DamagedBackup(ref=found.id, reason=found.reason)
+        return found
 
-                stream.close()
-                raise MissingKey(
-                    detail=f"backup {backup.id} is encrypted (key id {backup.manifest.key_id}); "
-                    "give the key with --key-file or $BDR_KEY"
-                )
-            return cipher.decrypting(stream, name)
-        return stream
+    def check_manifest(self, backup: BackupSet, cipher: ObjectCipher | None = None) -> None:
+        """Raise :class:`DamagedBackup` unless the manifest's digest (and MAC, with a key) matches."""
+        problem = manifest_problem(backup.manifest, cipher or self.cipher)
+        if problem:
+            raise DamagedBackup(ref=backup.id, reason=problem)
+
+    def open_object(self, backup: BackupSet, name: str, cipher: ObjectCipher | None = None, *,
+                    check_manifest: bool = True) -> BinaryIO:
+        """A stream of one object's plaintext (decrypted when encrypted), checked as it is read.
+
+        The stored bytes are hashed on their way through: at the end of the object (or on a
+        clean exit of a ``with`` block) a size or sha256 other than the manifest's raises
+        :class:`~bdr.errors.ChecksumMismatch`. The manifest's digest (and MAC with ``cipher``)
+        is checked first unless ``check_manifest`` is false (the caller did).
+        """
+        if check_manifest:
+            self.check_manifest(backup, cipher)
+        try:
+            obj = backup.manifest.object(name)
+        except KeyError:
+            raise CorruptArchive(name=f"{backup.id}/{name}", detail="not an object of this set's manifest") from None
+        if (backup.manifest.encrypted or obj.encrypted) and cipher is None:
+            from bdr.errors import MissingKey
+
+            raise MissingKey(
+                detail=f"backup {backup.id} is encrypted (key id {backup.manifest.key_id}); "
+                "give the key with --key-file or $BDR_KEY"
+            )
+        checked = CheckedReader(self.storage.open_read(f"{backup.source}/{backup.id}/{name}"), obj, backup.id)
+        plain: BinaryIO = cast(BinaryIO, checked)
+        if backup.manifest.encrypted or obj.encrypted:
+            assert cipher is not None
+            plain = cipher.decrypting(plain, name)
+        return cast(BinaryIO, VerifiedStream(plain, checked))
 
     def object_keys(self, backup: BackupSet) -> list[str]:
         """Storage keys of a set's objects, manifest included (e.g. to thaw them from an archive tier)."""
@@ -468,8 +944,6 @@ class Repository:
 
     def check_objects(self, backup: BackupSet) -> list[str]:
         """Re-hash every stored object against the manifest; returns the problems found."""
-        import hashlib
-
         problems = []
         for obj in backup.manifest.objects:
             digest = hashlib.sha256()
@@ -517,6 +991,11 @@ class Repository:
         logger.info("deleted backup set %s", backup.id)
 
 
+def _damaged_order(damaged: DamagedSet) -> tuple[str, str]:
+    created = damaged.created
+    return (to_iso(created) if created is not None else "", damaged.id)
+
+
 def age_seconds(backup: BackupSet, now: datetime | None = None) -> float:
     return ((now or utcnow()) - backup.created).total_seconds()
 
@@ -525,33 +1004,35 @@ def parse_time(text: str) -> datetime:
     return from_iso(text)
 
 
-
 def extract_set(
-    repo: Repository, backup: BackupSet, dest: Path, cipher: ObjectCipher | None = None
+    repo: Repository, backup: BackupSet, dest: Path, cipher: ObjectCipher | None = None, *,
+    check_manifest: bool = True,
 ) -> list[FileEntry]:
-    """Copy a set's files into ``dest`` (decrypting and unpacking), each checked against the manifest.
+    """Copy a set's files into ``dest`` (decrypting and unpacking), all of it checked against the manifest.
 
+    First the manifest's digest (and MAC, with ``cipher``: :class:`DamagedBackup`), then every
+    stored object's size and sha256 as it streams (side objects too), then every file's.
     Raises :class:`~bdr.errors.ChecksumMismatch` or :class:`~bdr.errors.CorruptArchive` on the
-    first file that does not match; ``dest`` then holds a partial copy the caller discards.
+    first that does not match; ``dest`` then holds a partial copy the caller discards.
+    ``check_manifest=False``: the caller reports the manifest's state itself (``bdr verify``).
     """
-
     from bdr.archive import extract_archive
-    from bdr.errors import CorruptArchive
 
+    if check_manifest:
+        repo.check_manifest(backup, cipher)
     dest.mkdir(parents=True, exist_ok=True)
     expected = {f.path: f for f in backup.manifest.files}
     found: list[FileEntry] = []
     for obj in backup.manifest.objects:
-        stream = repo.open_object(backup, obj.name, cipher)
-        with stream:
+        with repo.open_object(backup, obj.name, cipher, check_manifest=False) as stream:
             if obj.name not in expected and obj.name.endswith((".tar.zst", ".tar")):
                 found.extend(extract_archive(stream, dest, name=f"{backup.id}/{obj.name}"))
                 continue
             if obj.name not in expected:
-                continue  # an engine side object (read by the engine itself)
+                continue  # an engine side object (read by the engine itself): checked on leaving the block
             target = dest / obj.name
             target.parent.mkdir(parents=True, exist_ok=True)
-            sha256, size = copy_hashed(stream, target)
+            sha256, size = copy_to_file(stream, target)
             entry = expected[obj.name]
             if entry.mode is not None:
                 os.chmod(target, entry.mode & 0o7777)

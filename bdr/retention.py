@@ -34,6 +34,12 @@ directory, the primary repository or a second disk) or ``s3`` (off-site). A set 
 when it is complete (it has a manifest; incomplete sets are never listed) and its last
 ``bdr verify`` did not fail; rules only keep good sets.
 
+*Damaged* sets (an unreadable manifest, a digest or MAC mismatch, a set directory bdr did not
+leave: :meth:`~bdr.repository.Repository.damaged`) are outside retention altogether: no
+rule counts them, and prune never deletes one; it lists them in
+:attr:`PruneResult.damaged` and warns, for the operator to decide. The members of a damaged
+system set whose manifest still reads are kept.
+
 Invariants, whatever the rules say: the newest good set and the newest verified set of
 each (source, instance), every set a restore is reading, and the members of a kept
 whole-system (``all``) set are never deleted. Sets are grouped per (source, instance), so
@@ -55,7 +61,7 @@ from bdr.config import DEFAULT_RETENTION, RETENTION_KINDS, RETENTION_LOCATIONS, 
 from bdr.durations import format_duration
 from bdr.errors import UsageError
 from bdr.manifest import to_iso, utcnow
-from bdr.repository import BackupSet, Repository
+from bdr.repository import BackupSet, Catalog, DamagedSet, Repository
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +69,7 @@ SAFETY_TAG = "safety"
 DEFAULT_SAFETY_KEEP = 7 * 86400.0
 NEWEST_GOOD = "newest good set"
 BEING_READ = "being read by a restore"
+DAMAGED_WARNING = "not pruning damaged backup set %s (%s): bdr never deletes a damaged set"
 
 
 class Action(StrEnum):
@@ -374,6 +381,8 @@ class PruneResult:
     spared: tuple[str, ...] = ()
     """Sets a restore started reading between deciding and deleting: left alone."""
     rules: tuple[str, ...] = field(default=())
+    damaged: tuple[DamagedSet, ...] = ()
+    """Damaged sets in scope: never deleted, for the operator to look at."""
 
     @property
     def to_keep(self) -> list[RetentionDecision]:
@@ -394,12 +403,31 @@ class PruneResult:
             "to_delete": len(self.to_delete),
             "deleted": list(self.deleted),
             "spared": list(self.spared),
+            "damaged": [d.to_dict() for d in self.damaged],
             "decisions": [d.to_dict() for d in self.decisions],
         }
 
 
 def _in_scope(backup: BackupSet, source: str | None, instance: str | None) -> bool:
     return (source is None or backup.source == source) and (instance is None or backup.manifest.instance == instance)
+
+
+def _damaged_in_scope(damaged: DamagedSet, source: str | None, instance: str | None) -> bool:
+    return (source is None or damaged.source == source) and (
+        instance is None or damaged.instance is None or damaged.instance == instance)
+
+
+def members_of_damaged(catalog: Catalog) -> dict[str, str]:
+    """Members of damaged system sets that still read: kept, as a kept system set's would be."""
+    return {child: f"member of damaged system set {d.id}" for d in catalog.damaged if d.manifest is not None
+            for child in d.manifest.children}
+
+
+def _plan(repo: Repository, catalog: Catalog, policy: RetentionPolicy, now: datetime, source: str | None,
+          instance: str | None) -> list[RetentionDecision]:
+    decisions = decide(catalog.sets, policy, now, being_read=repo.sets_being_read(),
+                       protected=members_of_damaged(catalog))
+    return [d for d in decisions if _in_scope(d.backup, source, instance)]
 
 
 def plan(
@@ -410,10 +438,8 @@ def plan(
     source: str | None = None,
     instance: str | None = None,
 ) -> list[RetentionDecision]:
-    """The decisions for the sets of ``repo`` (of ``source``/``instance`` when given); reads only."""
-    sets = repo.sets()
-    decisions = decide(sets, policy, now or utcnow(), being_read=repo.sets_being_read())
-    return [d for d in decisions if _in_scope(d.backup, source, instance)]
+    """The decisions for the good sets of ``repo`` (of ``source``/``instance`` when given); reads only."""
+    return _plan(repo, repo.catalog(), policy, now or utcnow(), source, instance)
 
 
 def apply(repo: Repository, decisions: Sequence[RetentionDecision]) -> tuple[list[str], list[str]]:
@@ -456,28 +482,37 @@ def prune(
     moment = _utc(now or utcnow())
     guard = contextlib.nullcontext() if dry_run else repo.lock("prune")
     with guard:
-        decisions = plan(repo, policy, moment, source=source, instance=instance)
+        catalog = repo.catalog()
+        decisions = _plan(repo, catalog, policy, moment, source, instance)
+        damaged = tuple(d for d in catalog.damaged if _damaged_in_scope(d, source, instance))
+        for entry in damaged:
+            logger.warning(DAMAGED_WARNING, entry.id, entry.reason)
         deleted: list[str] = []
         spared: list[str] = []
         if not dry_run:
             deleted, spared = apply(repo, decisions)
     return PruneResult(repo.url, location, moment, tuple(decisions), dry_run, tuple(deleted), tuple(spared),
-                       tuple(policy.describe(location)))
+                       tuple(policy.describe(location)), damaged)
 
 
 def keep_last(repo: Repository, source: str, instance: str, count: int, now: datetime | None = None) -> list[str]:
     """Delete all but the ``count`` newest sets of ``source``/``instance`` (``bdr backup --keep N``).
 
-    Safety sets and other instances are left alone; the invariants hold (the newest
-    verified set, sets being read, members of whole-system sets are kept). Returns the
-    deleted ids.
+    Safety sets, other instances and damaged sets are left alone (a warning is logged for
+    each damaged one); the invariants hold (the newest verified set, sets being read, members
+    of whole-system sets are kept). Returns the deleted ids.
     """
     if count < 1:
         raise UsageError(detail=f"--keep must be at least 1, got {count}")
     with repo.lock(f"prune {source} --keep {count}"):
-        scope = [b for b in repo.sets(source) if b.manifest.instance == instance and not is_safety(b)]
-        systems = repo.sets("all") if source != "all" else []
-        protected = {child: f"member of system set {s.id}" for s in systems for child in s.manifest.children}
+        catalog = repo.catalog(source)
+        scope = [b for b in catalog.sets if b.manifest.instance == instance and not is_safety(b)]
+        systems = repo.catalog("all") if source != "all" else catalog
+        protected = {child: f"member of system set {s.id}" for s in systems.sets for child in s.manifest.children}
+        protected = {**members_of_damaged(systems), **protected}
+        for entry in catalog.damaged:
+            if _damaged_in_scope(entry, source, instance):
+                logger.warning(DAMAGED_WARNING, entry.id, entry.reason)
         policy = RetentionPolicy.keep_last(count, (repo.storage.location,))
         decisions = decide(scope, policy, now or utcnow(), being_read=repo.sets_being_read(), protected=protected)
         deleted, _ = apply(repo, decisions)

@@ -5,7 +5,10 @@ An off-site set ages through the bucket's *lifecycle configuration*, derived fro
 a cold ``archive_class`` (GLACIER by default), after ``expire_after_days`` the set is
 deleted (``bdr prune`` normally removes it earlier; the rule is the backstop that keeps an
 abandoned bucket from growing forever), and parts of uploads abandoned by a killed backup
-are discarded after ``abort_uploads_after_days``.
+are discarded after ``abort_uploads_after_days`` (:data:`ABORT_UPLOADS_AFTER_DAYS`, one day:
+no backup runs that long, and the parts of a dead one are billed until they go). The next
+backup's sweep usually aborts them sooner (:meth:`bdr.storage.s3.S3Storage.abort_uploads`);
+the rule covers a repository nobody writes to any more, and uploads outside any set.
 
 The rules select objects by the repository prefix and by a ``bdr-tier`` tag that
 :mod:`bdr.storage.s3` puts on every object it writes:
@@ -49,6 +52,8 @@ ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 INDEX_NAMES = frozenset({MANIFEST_NAME, "verify.json"})
 LOCKS_DIR = "locks"
 RESTORE_TIERS = ("Expedited", "Standard", "Bulk")
+ABORT_UPLOADS_AFTER_DAYS = 1
+"""Default ``DaysAfterInitiation`` of the rule aborting multipart uploads a killed run left."""
 
 
 class Tier(enum.StrEnum):
@@ -83,7 +88,7 @@ class LifecyclePolicy:
     archive_after_days: int | None = 90
     archive_class: str = "GLACIER"
     expire_after_days: int | None = 365
-    abort_uploads_after_days: int = 7
+    abort_uploads_after_days: int = ABORT_UPLOADS_AFTER_DAYS
 
     @classmethod
     def from_settings(cls, settings: RemoteSettings, prefix: str) -> LifecyclePolicy:

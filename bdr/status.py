@@ -29,10 +29,17 @@ Copies
     repository is on. A medium is a file system (``disk:<device>``: two directories on one
     disk are one medium) or an object store bucket (``s3:<endpoint>/<bucket>``); off-site
     means S3. A repository that cannot be read counts for nothing and is reported.
+
+Damaged sets
+    A set bdr will not use (an unreadable manifest, a digest or MAC mismatch, a set
+    directory bdr did not leave; see :mod:`bdr.repository`) counts for nothing, like a
+    failed one, and is named among the report's problems ("damaged set ..."); it does not by
+    itself make ``bdr status`` exit 1 (the freshness of the good sets does).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -47,7 +54,7 @@ from bdr.config import Config
 from bdr.durations import format_duration
 from bdr.errors import BdrError, CheckFailed
 from bdr.manifest import Manifest, to_iso, utcnow
-from bdr.repository import BackupSet, Repository
+from bdr.repository import BackupSet, DamagedSet, Repository
 from bdr.retention import is_good, is_safety, policy_span
 
 logger = logging.getLogger(__name__)
@@ -77,14 +84,18 @@ class RepositoryView:
     offsite: bool
     sets: tuple[BackupSet, ...] = ()
     error: str | None = None
+    damaged: tuple[DamagedSet, ...] = ()
 
     @property
     def readable(self) -> bool:
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"url": self.url, "location": self.location, "medium": self.medium, "offsite": self.offsite,
-                "sets": len(self.sets), "error": self.error}
+        data: dict[str, Any] = {"url": self.url, "location": self.location, "medium": self.medium,
+                                "offsite": self.offsite, "sets": len(self.sets), "error": self.error}
+        if self.damaged:  # only then: the shape monitoring already parses stays as it was
+            data["damaged"] = [d.to_dict() for d in self.damaged]
+        return data
 
 
 def medium_of(repo: Repository) -> str:
@@ -111,11 +122,13 @@ def inspect(repo: Repository) -> RepositoryView:
     offsite = location in OFFSITE_LOCATIONS
     try:
         medium = medium_of(repo)
-        sets = tuple(repo.sets())
+        catalog = repo.catalog()
     except BdrError as exc:
         logger.warning("cannot read repository %s: %s", repo.url, exc.message)
         return RepositoryView(repo.url, location, f"{location}:{repo.url}", offsite, (), exc.message)
-    return RepositoryView(repo.url, location, medium, offsite, sets)
+    for damaged in catalog.damaged:
+        logger.warning("damaged backup set %s in %s: %s", damaged.id, repo.url, damaged.reason)
+    return RepositoryView(repo.url, location, medium, offsite, catalog.sets, damaged=catalog.damaged)
 
 
 def repository_locations(
@@ -270,6 +283,10 @@ class StatusReport:
     repositories: tuple[RepositoryView, ...]
     sources: tuple[SourceStatus, ...]
     problems: tuple[str, ...] = field(default=())
+    interrupted: tuple[str, ...] = field(default=())
+    """One line per restore that was interrupted (bdr killed) and waits for ``--resume`` or ``--abort``."""
+    settings_left: tuple[str, ...] = field(default=())
+    """Settings a killed bdr run left changed on a live server (the next run on it puts them back)."""
 
     @property
     def fresh(self) -> bool:
@@ -288,6 +305,8 @@ class StatusReport:
             "ok": self.fresh,
             "rule_321_ok": self.rule_321_ok,
             "problems": list(self.problems),
+            "interrupted_restores": list(self.interrupted),
+            "settings_left_changed": list(self.settings_left),
             "repositories": [r.to_dict() for r in self.repositories],
             "sources": [s.to_dict() for s in self.sources],
         }
@@ -366,6 +385,8 @@ def evaluate(
         statuses.append(_group_status(key, found.get(key, []), views, expectation is not None, limit, now))
     problems = [p for s in statuses if (p := s.problem())]
     problems += [f"repository {v.url} cannot be read: {v.error}" for v in views if v.error]
+    problems += [f"damaged set {d.id} in {v.url}: {d.reason}" for v in views for d in v.damaged
+                 if (not source_only or d.source == source_only)]
     return StatusReport(now, tuple(views), tuple(statuses), tuple(problems))
 
 
@@ -469,12 +490,42 @@ def status(
     """Look at every repository and report freshness and 3-2-1 per group (see the module docstring)."""
     views = views_for(config, destinations, remote)
     limits = dict(config.max_backup_age)
-    return evaluate(views, expected_groups(config, source, instance), now or utcnow(), limits,
-                    only=(source, instance if source else None))
+    report = evaluate(views, expected_groups(config, source, instance), now or utcnow(), limits,
+                      only=(source, instance if source else None))
+    interrupted, settings = restore_state(config)
+    return dataclasses.replace(report, interrupted=interrupted, settings_left=settings,
+                               problems=(*interrupted, *report.problems))
+
+
+def _settings_line(record: Mapping[str, Any]) -> str:
+    values = ", ".join(f"{k} {v!r}" for k, v in dict(record.get("previous") or {}).items())
+    return (f"Redis {record.get('instance')}: {values} to be put back (changed by bdr pid {record.get('pid')}, which "
+            "was killed; the next bdr run on that instance puts them back)")
+
+
+def restore_state(config: Config) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Interrupted restores and settings left changed by killed runs, from the local repository's journal."""
+    from bdr.engines.redis.live_settings import leftovers
+    from bdr.journal import Journal
+
+    journal = Journal.at(config.repository_path())
+    try:
+        interrupted = tuple(e.interrupted_message() for e in journal.interrupted())
+        settings = tuple(_settings_line(d) for d in leftovers(journal.root))
+    except OSError as exc:
+        logger.warning("cannot read the restore journal in %s: %s", journal.root, exc)
+        return (), ()
+    return interrupted, settings
 
 
 def check(report: StatusReport, require_321: bool = False) -> None:
-    """Raise :class:`CheckFailed` when an expected backup is stale or missing (or 3-2-1 is broken)."""
+    """Raise when a restore was interrupted (exit 13), or an expected backup is stale or missing (or 3-2-1
+    is broken: exit 1)."""
+    if report.interrupted:
+        from bdr.errors import RestoreInterrupted
+
+        more = f" (and {len(report.interrupted) - 1} more)" if len(report.interrupted) > 1 else ""
+        raise RestoreInterrupted(report.interrupted[0] + more)
     problems = [p for s in report.sources if (p := s.problem())]
     if require_321:
         problems += [f"{s.source}/{s.instance}: 3-2-1 rule broken: {s.rule_321.reason}"

@@ -115,7 +115,7 @@ class RedisService:
 
     ``runtime`` is its :class:`~bdr.runtime.base.Runtime` (a local process or a container)
     and ``instance`` its entry in the configuration bdr gets; :meth:`client` hands out a
-    redis-py client (a container runtime's own ``client`` is its Docker client).
+    redis-py client (as every Redis runtime's ``client`` does; a container's engine is ``engine``).
     """
 
     runtime: Runtime
@@ -136,7 +136,10 @@ class RedisService:
             return False
 
     def start(self, timeout: float = 60.0, overrides: Sequence[str] = ()) -> None:
-        self.runtime.start(timeout=timeout, overrides=overrides)
+        if overrides:  # deprecated: only the process and docker runtimes still take them
+            self.runtime.start(timeout=timeout, overrides=overrides)  # type: ignore[call-arg]
+        else:
+            self.runtime.start(timeout=timeout)
 
     def stop(self, timeout: float = 60.0) -> None:
         self.runtime.stop(timeout=timeout)

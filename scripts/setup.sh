@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(redis-server redis-tools zstd prometheus chromium docker.io python3-venv python3-pip git openssl
-              ca-certificates iproute2)
+              ca-certificates iproute2 gcc libc6-dev python3-dev supervisor)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -27,8 +27,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.bdr-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c "import bdr" 2>/dev/null; then
+# reinstalled when the project's build inputs change (dependencies, the C extension of the RDB digest)
+want=$(cat pyproject.toml setup.py bdr/engines/redis/rdb/_digest.c | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] \
+    || ! .venv/bin/python -c "import bdr, bdr.engines.redis.rdb._digest" 2>/dev/null; then
   echo "setup: installing bdr and its dependencies into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[dev]'

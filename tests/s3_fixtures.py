@@ -8,8 +8,14 @@ to real AWS (no profile files, no instance metadata lookups).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
+import select
+import socket
+import struct
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -119,3 +125,179 @@ def s3_bucket(moto_server: MotoServer, aws_env: None) -> Iterator[S3Bucket]:
         if objects:
             client.delete_objects(Bucket=name, Delete={"Objects": objects, "Quiet": True})  # type: ignore[typeddict-item]
     client.delete_bucket(Bucket=name)
+
+
+# --- a flaky network between bdr and S3 ---------------------------------------------------------------
+
+
+class FlakyProxy:
+    """A TCP proxy on 127.0.0.1 in front of moto that a test can cut and restore, mid-transfer.
+
+    ``cut("reset")`` resets every open connection and every new one; ``cut("refuse")`` resets
+    the open ones and closes the listening socket, so connecting is refused; ``cut("stall")``
+    stops forwarding while keeping the connections open (the client's read times out).
+    ``seconds`` restores it by itself; :meth:`cut_after` arms a cut for when ``up`` bytes
+    (requests) or ``down`` bytes (responses) have gone through, so it lands mid-transfer;
+    :meth:`lose_answer_to` lets one request whose bytes hold a marker through and resets its
+    connection instead of passing on the answer (S3 did it; the client never hears so).
+    """
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.removeprefix("http://").rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.mode = "forward"
+        self.connections = 0
+        self.cuts = 0
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self._trigger: tuple[str, int, str, float | None] | None = None
+        self._lose_marker: bytes | None = None
+        self.answers_lost = 0
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._listener: socket.socket | None = self._listen(0)
+        self.port = self._listener.getsockname()[1]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._accept, name="flaky-proxy", daemon=True).start()
+
+    @staticmethod
+    def _listen(port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(64)
+        sock.settimeout(0.05)
+        return sock
+
+    # --- what a test does -----------------------------------------------------------------------
+
+    def cut(self, mode: str = "reset", seconds: float | None = None) -> None:
+        """Break the network (``reset``, ``refuse`` or ``stall``); back by itself after ``seconds``."""
+        if mode not in ("reset", "refuse", "stall"):
+            raise ValueError(mode)
+        with self._lock:
+            self.mode = mode
+            self.cuts += 1
+            if mode == "refuse" and self._listener is not None:
+                self._listener.close()
+                self._listener = None
+        if seconds is not None:
+            timer = threading.Timer(seconds, self.restore)
+            timer.daemon = True
+            timer.start()
+
+    def cut_after(self, *, up: int | None = None, down: int | None = None, mode: str = "reset",
+                  seconds: float | None = None) -> None:
+        """Cut once ``up`` more request bytes (or ``down`` more response bytes) have gone through."""
+        with self._lock:
+            if up is not None:
+                self._trigger = ("up", self.bytes_up + up, mode, seconds)
+            elif down is not None:
+                self._trigger = ("down", self.bytes_down + down, mode, seconds)
+
+    def lose_answer_to(self, marker: bytes) -> None:
+        """Let the next request containing ``marker`` reach S3, then reset instead of answering."""
+        self._lose_marker = marker
+
+    def restore(self) -> None:
+        with self._lock:
+            if self._listener is None and not self._stopped:
+                self._listener = self._listen(self.port)
+            self.mode = "forward"
+
+    def close(self) -> None:
+        with self._lock:
+            self._stopped = True
+            self.mode = "reset"
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+
+    # --- the proxy ------------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        while not self._stopped:
+            listener = self._listener
+            if listener is None:
+                time.sleep(0.02)
+                continue
+            try:
+                client, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    @staticmethod
+    def _reset(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+    def _count(self, direction: str, size: int) -> None:
+        with self._lock:
+            if direction == "up":
+                self.bytes_up += size
+                total = self.bytes_up
+            else:
+                self.bytes_down += size
+                total = self.bytes_down
+            trigger = self._trigger
+            if trigger is None or trigger[0] != direction or total < trigger[1]:
+                return
+            self._trigger = None
+        self.cut(trigger[2], trigger[3])
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream: socket.socket | None = None
+        try:
+            while self.mode == "stall":
+                time.sleep(0.02)
+            if self.mode != "forward":
+                return
+            upstream = socket.create_connection(self.upstream)
+            peers = {client: (upstream, "up"), upstream: (client, "down")}
+            losing = False
+            while True:
+                while self.mode == "stall":
+                    time.sleep(0.02)
+                if self.mode != "forward":
+                    return
+                ready, _, _ = select.select(list(peers), [], [], 0.05)
+                for sock in ready:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    other, direction = peers[sock]
+                    self._count(direction, len(data))
+                    marker = self._lose_marker
+                    if direction == "up" and marker is not None and marker in data:
+                        self._lose_marker, losing = None, True
+                    if direction == "down" and losing:
+                        self.answers_lost += 1
+                        self._reset(client)
+                        return
+                    while self.mode == "stall":  # a stalled network delays bytes, it does not lose them
+                        time.sleep(0.02)
+                    if self.mode != "forward":
+                        return
+                    other.sendall(data)
+        except OSError:
+            return
+        finally:
+            if self.mode == "forward":
+                client.close()
+            else:
+                self._reset(client)
+            if upstream is not None:
+                upstream.close()
+
+
+@pytest.fixture
+def flaky_proxy(moto_server: MotoServer) -> Iterator[FlakyProxy]:
+    """A proxy in front of moto's server, to cut the network between bdr and S3."""
+    proxy = FlakyProxy(moto_server.endpoint)
+    try:
+        yield proxy
+    finally:
+        proxy.close()

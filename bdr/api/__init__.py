@@ -11,7 +11,7 @@ from bdr.api.backups import BackupOutcome, backup
 from bdr.api.inputs import ResolvedInput, open_repository, resolve_input
 from bdr.api.listing import list_sets
 from bdr.api.repairs import repair
-from bdr.api.restores import restore
+from bdr.api.restores import interrupted_restores, restore, resume
 from bdr.api.verification import VerifyReport, verify
 from bdr.retention import prune
 from bdr.status import status
@@ -21,12 +21,14 @@ __all__ = [
     "ResolvedInput",
     "VerifyReport",
     "backup",
+    "interrupted_restores",
     "list_sets",
     "open_repository",
     "prune",
     "repair",
     "resolve_input",
     "restore",
+    "resume",
     "status",
     "verify",
 ]

@@ -11,6 +11,7 @@ from typing import Any
 
 from bdr.api.inputs import open_repository
 from bdr.api.keys import cipher_for_backup
+from bdr.api.restores import refuse_if_interrupted
 from bdr.config import Config
 from bdr.engines import engine_for
 from bdr.engines.base import BackupRequest, Step, StepLog, write_backup
@@ -83,6 +84,7 @@ def backup(
     request = BackupRequest(config=config, repository=repo, instance=instance, method=method, compress=compress,
                             cipher=cipher, tags=tags, options=dict(options or {}), log=log)
     instance_name = _instance_name(config, source, instance)
+    refuse_if_interrupted(config, source, instance_name)
     begun = time.perf_counter()
     try:
         with log.step(f"backup {source}") as step:

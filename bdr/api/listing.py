@@ -1,12 +1,22 @@
-"""Listing backup sets."""
+"""Listing backup sets: the good ones, and the damaged ones bdr will not use (with the reason)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from bdr.api.inputs import open_repository
 from bdr.config import Config
-from bdr.repository import BackupSet
+from bdr.repository import BackupSet, DamagedSet
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What ``bdr list`` shows: good sets and damaged ones, each newest first."""
+
+    repository: str
+    sets: tuple[BackupSet, ...]
+    damaged: tuple[DamagedSet, ...]
 
 
 def list_sets(
@@ -16,5 +26,19 @@ def list_sets(
     remote: str | None = None,
     include_safety: bool = True,
 ) -> list[BackupSet]:
-    """Complete backup sets, newest first (incomplete ones are never listed)."""
-    return open_repository(config, destination, remote).sets(source, include_safety=include_safety)
+    """Good backup sets, newest first (incomplete and damaged ones are never listed here)."""
+    return list(list_repository(config, source, destination, remote, include_safety).sets)
+
+
+def list_repository(
+    config: Config,
+    source: str | None = None,
+    destination: str | Path | None = None,
+    remote: str | None = None,
+    include_safety: bool = True,
+) -> Listing:
+    """Good and damaged sets (of ``source``) from one scan of the repository."""
+    repo = open_repository(config, destination, remote)
+    catalog = repo.catalog(source)
+    sets = tuple(b for b in catalog.sets if include_safety or "safety" not in b.tags)
+    return Listing(repo.url, sets, catalog.damaged)

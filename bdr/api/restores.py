@@ -1,4 +1,8 @@
-"""``bdr restore``: a set (or a legacy backup) back into a live instance, all or a selection."""
+"""``bdr restore``: a set (or a legacy backup) back into a live instance, all or a selection.
+
+Every restore runs through the runbook (:mod:`bdr.engines.runbook`); :func:`resume` finishes
+or rolls back one that was interrupted (bdr killed, the host rebooted), from its journal.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from bdr.api.keys import cipher_for_reading
 from bdr.config import Config
 from bdr.engines import engine_for
 from bdr.engines.base import RestoreRequest, RestoreResult, Step, StepLog
+from bdr.engines.runbook import journal_of, pending_entry, resume_restore
+from bdr.journal import JournalEntry
 
 CONFLICT_MODES = ("skip", "replace", "fail")
 
@@ -62,4 +68,39 @@ def restore(
         resolved.repository.reading(resolved.backup.id) if resolved.backup else contextlib.nullcontext()
     )
     with reading:
-        return engine.restore(request)
+        result = engine.restore(request)
+    if resolved.skipped:
+        result.facts["skipped_damaged"] = [f"{d.id} (damaged: {d.reason})" for d in resolved.skipped]
+    return result
+
+
+def resume(
+    config: Config,
+    source: str,
+    *,
+    target: str | None = None,
+    abort: bool = False,
+    force: bool = False,
+    key_file: str | None = None,
+    on_step: Callable[[Step], None] | None = None,
+) -> RestoreResult:
+    """Finish (or with ``abort``, roll back) the interrupted restore of ``source`` into ``target``.
+
+    ``target`` may be None when only one restore of ``source`` was interrupted. No backup
+    argument and no ``data_dir`` in bdr.yaml are needed: the journal has everything.
+    """
+    engine = engine_for(source)
+    entry = pending_entry(config, source, target)
+    cipher = cipher_for_reading(config, key_file)
+    return resume_restore(engine, config, entry, abort=abort, log=StepLog(on_step=on_step), cipher=cipher,
+                          force=force)
+
+
+def interrupted_restores(config: Config) -> list[JournalEntry]:
+    """Restores whose bdr process is gone before they finished (``bdr status`` fails on them)."""
+    return journal_of(config).interrupted()
+
+
+def refuse_if_interrupted(config: Config, source: str, instance: str) -> None:
+    """Raise :class:`~bdr.errors.RestoreInterrupted` when a restore of this instance was interrupted."""
+    journal_of(config).check_clear(source, instance)

@@ -17,6 +17,7 @@ from pathlib import Path
 from bdr.api.backups import BackupOutcome, _instance_name
 from bdr.api.inputs import open_repository, resolve_input
 from bdr.api.keys import cipher_for_backup, cipher_for_reading
+from bdr.api.restores import refuse_if_interrupted
 from bdr.config import Config
 from bdr.engines import engine_for
 from bdr.engines.base import (
@@ -47,6 +48,8 @@ def backup_all(
     allow_plaintext: bool = False,
     on_step: Callable[[Step], None] | None = None,
 ) -> BackupOutcome:
+    for source in MEMBERS:
+        refuse_if_interrupted(config, source, _instance_name(config, source, None))
     repo = open_repository(config, destination, remote)
     cipher = cipher_for_backup(config, encrypt, remote, key_file, allow_plaintext)
     log = StepLog(on_step=on_step)

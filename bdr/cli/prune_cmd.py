@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 
 from bdr import api
 from bdr.cli.app import App, json_option, pass_app
@@ -10,7 +11,14 @@ from bdr.cli.options import SOURCES, repository_options
 from bdr.retention import PruneResult, RetentionPolicy, prune
 
 
+def _warn_damaged(app: App, result: PruneResult) -> None:
+    for damaged in result.damaged:
+        app.warn(f"not pruning {damaged.id}: it is damaged ({escape(damaged.reason)}); bdr never deletes a damaged "
+                 f"set: check it with `bdr verify {damaged.id}`")
+
+
 def _print(app: App, result: PruneResult) -> None:
+    _warn_damaged(app, result)
     if not result.decisions:
         app.line(f"no backup sets in {result.repository}: nothing to prune")
         return
@@ -46,7 +54,7 @@ def prune_command(app: App, source: str | None, instance: str | None, destinatio
     Per source and instance, a calendar rule keeps the newest set of each hour/day/ISO
     week/month of its window, at the locations it names (local, s3). Never deleted: the
     newest good set, the newest verified set, sets a restore is reading, members of a kept
-    whole-system set. Deletes under the repository lock.
+    whole-system set, and damaged sets (listed with a warning). Deletes under the repository lock.
     """
     repo = api.open_repository(app.config, destination, remote)
     policy = RetentionPolicy.from_config(app.config)

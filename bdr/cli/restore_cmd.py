@@ -12,6 +12,7 @@ from bdr import api
 from bdr.cli.app import App, json_option, pass_app
 from bdr.cli.options import SOURCES, key_option, repository_options
 from bdr.durations import format_duration
+from bdr.engines.base import RestoreResult
 from bdr.errors import CheckFailed, UsageError
 
 
@@ -42,7 +43,7 @@ def _selection(keys: str | None, db: int | None, collection: str | None, rename:
 
 @click.command("restore")
 @click.argument("source", type=click.Choice(SOURCES))
-@click.argument("backup", metavar="BACKUP")
+@click.argument("backup", metavar="BACKUP", required=False)
 @click.option("--target", "-t", metavar="NAME", help="Instance in bdr.yaml to restore into (default: production).")
 @repository_options
 @click.option("--keys", metavar="PATTERN", help="redis: restore only keys matching PATTERN (e.g. 'user:*').")
@@ -55,25 +56,50 @@ def _selection(keys: str | None, db: int | None, collection: str | None, rename:
 @click.option("--conflict", type=click.Choice(["skip", "replace", "fail"]), default="fail", show_default=True,
               help="Selective restore: what to do with items that exist in the target.")
 @click.option("--dry-run", is_flag=True, help="Show what would happen; change nothing.")
+@click.option("--resume", is_flag=True, help="Finish a restore that was interrupted (no BACKUP needed).")
+@click.option("--abort", is_flag=True, help="Roll back a restore that was interrupted (no BACKUP needed).")
+@click.option("--force", is_flag=True, help="With --abort: roll back even if the restored instance has taken "
+              "writes since it was started (they are lost).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a terminal.")
 @key_option
 @json_option
 @pass_app
-def restore_command(app: App, source: str, backup: str, target: str | None, destination: str | None,
+def restore_command(app: App, source: str, backup: str | None, target: str | None, destination: str | None,
                     remote: str | None, keys: str | None, db: int | None, collection: str | None,
                     rename: str | None, filter_json: str | None, paths: tuple[str, ...], to: str | None,
-                    conflict: str, dry_run: bool, yes: bool, key_file: str | None) -> None:
+                    conflict: str, dry_run: bool, resume: bool, abort: bool, force: bool, yes: bool,
+                    key_file: str | None) -> None:
     """Restore BACKUP (an id, 'latest', a set directory, or an old script's directory/.tar.gz).
 
     \b
-    A full restore runs: safety backup, stop, replace, start, verify; a failure in the last
-    three rolls back to the safety backup (exit 10).
+    Every restore runs: fetch, check (before anything live is touched), safety backup,
+    stop, replace, start, verify; a failure rolls back (exit 10; 12 if the rollback fails
+    too). Each step is journaled first: a restore that was killed is finished with
+    --resume or rolled back with --abort.
     \b
       bdr restore redis latest
       bdr restore redis redis-20250124T020000Z-1a2b3c --target test
       bdr restore redis latest --keys 'user:*' --conflict skip --dry-run
       bdr restore redis ./backups/redis/redis_backup_20250124_020000.tar.gz
+      bdr restore redis --resume          (or --abort) after an interrupted restore
     """
+    if resume or abort:
+        if resume and abort:
+            raise UsageError(detail="--resume finishes an interrupted restore, --abort rolls it back: choose one")
+        if backup is not None:
+            raise UsageError(detail=f"--{'resume' if resume else 'abort'} takes no BACKUP: the journal knows which "
+                             "set was being restored")
+        app.note(f"{'Resuming' if resume else 'Rolling back'} the interrupted restore of [bold]{source}[/]"
+                 f"{' into ' + target if target else ''}")
+        result = api.resume(app.config, source, target=target, abort=abort, force=force, key_file=key_file,
+                            on_step=app.print_step)
+        _report(app, source, result)
+        return
+    if force:
+        raise UsageError(detail="--force only applies with --abort")
+    if backup is None:
+        raise UsageError(detail="which backup? give an id, 'latest' or a path (or --resume/--abort for an "
+                         "interrupted restore)")
     selection = _selection(keys, db, collection, rename, filter_json, paths, to)
     where = target or "the default instance"
     if not (yes or dry_run or app.json_output) and sys.stdin.isatty():
@@ -85,17 +111,32 @@ def restore_command(app: App, source: str, backup: str, target: str | None, dest
         app.config, source, backup, target=target, destination=destination, remote=remote, selection=selection,
         conflict=conflict, dry_run=dry_run, key_file=key_file, on_step=app.print_step,
     )
+    _report(app, source, result)
+
+
+def _report(app: App, source: str, result: RestoreResult) -> None:
+    for skipped in result.facts.get("skipped_damaged", ()):
+        app.warn(f"latest skipped {skipped}")
     if app.json_output:
         app.emit_json(result.to_dict())
     else:
         for check in result.checks:
-            mark = "[green]✔[/]" if check.ok else "[red]✘[/]"
-            app.line(f"  {mark} {check.name}: {check.detail}")
+            mark = "[dim]-[/]" if check.skipped else ("[green]✔[/]" if check.ok else "[red]✘[/]")
+            note = " [yellow](not verified)[/]" if check.skipped else ""
+            app.line(f"  {mark} {check.name}: {check.detail}{note}")
         if result.counts:
             app.line("  " + ", ".join(f"{k}: {v}" for k, v in result.counts.items()))
-        if result.safety_id:
-            app.line(f"  safety backup: {result.safety_id} (bdr restore {source} {result.safety_id} to undo)")
-        verdict = "[green]restored[/]" if result.ok else "[red]restore finished with failed checks[/]"
+        target = f" --target {result.target}" if source == "redis" else ""
+        aborted = result.facts.get("resumed", {}).get("action") == "abort"
+        if result.safety_id and not result.dry_run and not aborted:
+            app.line(f"  safety backup: {result.safety_id} (`bdr restore {source} {result.safety_id}{target}` "
+                     "undoes it)")
+        if result.dry_run:
+            verdict = "[cyan]dry run[/]: nothing changed;"
+        elif aborted:
+            verdict = "[yellow]rolled back[/]"
+        else:
+            verdict = "[green]restored[/]" if result.ok else "[red]restore finished with failed checks[/]"
         app.line(f"{verdict} {result.ref} into {result.target} in {format_duration(result.seconds)}")
     if not result.ok:
         raise CheckFailed(detail="verification after the restore failed; see the checks above")

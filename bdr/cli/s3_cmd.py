@@ -46,7 +46,8 @@ def s3_group() -> None:
 
 @s3_group.group("lifecycle")
 def lifecycle_group() -> None:
-    """The bucket lifecycle derived from bdr.yaml (remote.archive_after_days, expire_after_days)."""
+    """The bucket lifecycle derived from bdr.yaml (remote.archive_after_days, expire_after_days,
+    abort_uploads_after_days)."""
 
 
 @lifecycle_group.command("show")

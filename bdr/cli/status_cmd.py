@@ -44,6 +44,13 @@ def _print(app: App, report: StatusReport) -> None:
     for g in report.sources:
         if g.expected and not g.rule_321.ok:
             app.line(f"  3-2-1 {g.source}/{g.instance}: {g.rule_321.reason}", style="yellow")
+    for view in report.repositories:
+        for damaged in view.damaged:
+            app.line(f"  DAMAGED {damaged.id} in {view.url}: {damaged.reason}", style="red")
+    for line in report.interrupted:
+        app.line(f"  INTERRUPTED {line}", style="bold red")
+    for line in report.settings_left:
+        app.line(f"  {line}", style="yellow")
 
 
 @click.command("status")

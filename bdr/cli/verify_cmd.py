@@ -1,4 +1,8 @@
-"""``bdr verify BACKUP``: prove a set is intact (and, with --restore-test, that it restores)."""
+"""``bdr verify BACKUP``: prove a set is intact (and, with --restore-test, that it restores).
+
+The manifest's own digest (and MAC, with the key) are checks of their own; a damaged set
+is verified as far as it reads and fails.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +23,13 @@ from bdr.errors import CheckFailed
 @pass_app
 def verify_command(app: App, backup: str, restore_test: bool, destination: str | None, remote: str | None,
                    key_file: str | None) -> None:
-    """Check every checksum of BACKUP, run the datastore's own checkers, optionally a restore test."""
+    """Check BACKUP's manifest digest and MAC, every checksum, the datastore's own checkers, optionally a restore
+    test."""
     with app.progress(f"verifying {backup}"):
         report = api.verify(app.config, backup, restore_test=restore_test, destination=destination,
                             remote=remote, key_file=key_file)
+    for skipped in report.skipped:
+        app.warn(skipped)
     if app.json_output:
         app.emit_json(report.to_dict())
     else:

@@ -41,8 +41,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from bdr.errors import TamperedData, WrongKey
-from bdr.storage.base import ObjectSink, WrittenObject
+from bdr.errors import StorageError, TamperedData, WrongKey
+from bdr.storage.base import ObjectSink, WrittenObject, failed_again
 
 logger = logging.getLogger(__name__)
 
@@ -270,6 +270,10 @@ class EncryptingSink:
     final one, and the final chunk carries the final flag. Data is staged in one reused
     1 MiB buffer, and a large write is sealed straight from the caller's bytes, so bytes are
     copied at most once on their way to AES.
+
+    When a write into ``inner`` fails, the chunk sequence in ``inner`` is cut at an unknown
+    point: the sink is broken from then on (every later write or commit raises the same
+    error again, never a chunk twice under one nonce) and :meth:`abort` still discards it.
     """
 
     def __init__(self, inner: ObjectSink, aead: AESGCM, header: bytes) -> None:
@@ -281,30 +285,43 @@ class EncryptingSink:
         self._staged = 0
         self._index = 0
         self._open = True
+        self._failure: BaseException | None = None
         try:
             inner.write(header)
         except BaseException:
-            inner.abort()
+            self.abort()
             raise
 
     def _seal(self, data: bytes | memoryview, final: bool) -> None:
         if self._index >= MAX_CHUNKS:
-            raise ValueError("object too large for one encrypted stream (4 PiB)")
+            raise StorageError(detail="object too large for one encrypted stream (4 PiB): split the backup")
         sealed = self._aead.encrypt(nonce(self._prefix, self._index, final), data, self._header)
+        self._index += 1  # never reused, whatever happens below
         self._inner.write(LENGTH.pack(len(sealed)))
         self._inner.write(sealed)
-        self._index += 1
+
+    def _check_open(self, what: str) -> None:
+        if self._failure is not None:
+            raise failed_again(self._failure, "an encrypted object")
+        if not self._open:
+            raise StorageError(detail=f"{what} of an encrypted object after it was committed or aborted")
 
     def write(self, data: bytes) -> int:
-        if not self._open:
-            raise ValueError("write to a committed or aborted encrypted object")
+        self._check_open("write")
+        try:
+            return self._write(data)
+        except BaseException as exc:
+            self._failure = exc
+            raise
+
+    def _write(self, data: bytes) -> int:
         with memoryview(data) as view, memoryview(self._stage) as stage:
             size = len(view)
             pos = 0
             while pos < size:
                 if self._staged == CHUNK_SIZE:  # a full chunk and more to come: not the final one
-                    self._seal(stage, final=False)
                     self._staged = 0
+                    self._seal(stage, final=False)
                 if self._staged == 0 and size - pos > CHUNK_SIZE:
                     self._seal(view[pos:pos + CHUNK_SIZE], final=False)
                     pos += CHUNK_SIZE
@@ -316,17 +333,23 @@ class EncryptingSink:
         return size
 
     def commit(self) -> WrittenObject:
-        if not self._open:
-            raise ValueError("encrypted object already committed or aborted")
-        with memoryview(self._stage) as stage:
-            self._seal(stage[:self._staged], final=True)
-        self._open = False
+        self._check_open("commit")
+        try:
+            with memoryview(self._stage) as stage:
+                self._seal(stage[:self._staged], final=True)
+            self._open = False
+            written = self._inner.commit()
+        except BaseException as exc:
+            self._failure = exc
+            raise
         self._stage = bytearray()
-        return self._inner.commit()
+        return written
 
     def abort(self) -> None:
+        """Discard the object (idempotent, and works after any failure)."""
         self._open = False
         self._stage = bytearray()
+        self._staged = 0
         self._inner.abort()
 
 
@@ -394,7 +417,8 @@ class DecryptingReader(io.RawIOBase):
 
     def _next_chunk(self) -> None:
         length = self._next_length
-        assert length is not None
+        if length is None:  # _fill never asks past the final chunk; a reader driven otherwise is at the end
+            raise TamperedData(name=self._name)
         sealed = self._read_exact(length)
         if len(sealed) < length:
             raise TamperedData(name=self._name)

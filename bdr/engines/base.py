@@ -5,18 +5,12 @@ puts a set's files back into a live service and proves it (``restore``), and che
 set without touching any live service (``verify``). Engines are found through the
 registry in :mod:`bdr.engines` by source name, never by if/elif.
 
-The restore of every engine follows the runbook's five steps, recorded as
-:class:`Step` objects with UTC start/end times so the CLI can print them and the
-drills can turn them into a timeline:
-
-1. ``safety backup`` of the current data (a set tagged ``safety``),
-2. ``stop`` the service (or take it out of use),
-3. ``replace`` the data,
-4. ``start`` the service,
-5. ``verify`` the live data against the manifest.
-
-A failure in 3-5 rolls back to the safety backup and raises
-:class:`~bdr.errors.RestoreRolledBack`.
+Every engine restores through **one runbook** (:mod:`bdr.engines.runbook`): fetch,
+check, safety backup, stop, replace, start, verify, finish; rolled back on failure,
+journaled before each step so that a killed restore can be resumed or aborted. An
+engine supplies the parts that differ as a :class:`~bdr.engines.runbook.Restorer`.
+Steps are recorded as :class:`Step` objects with UTC start/end times so the CLI can print
+them and the drills can turn them into a timeline.
 """
 
 from __future__ import annotations
@@ -27,11 +21,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bdr.config import Config
 from bdr.manifest import Manifest, to_iso, utcnow
 from bdr.repository import BackupSet, ObjectCipher, Repository, SetWriter
+
+if TYPE_CHECKING:
+    from bdr.engines.runbook import Restorer
+    from bdr.journal import JournalEntry
 
 
 class StepStatus(StrEnum):
@@ -97,11 +95,23 @@ class StepLog:
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """One verification check and its outcome."""
+    """One verification check and its outcome.
+
+    ``skipped``: the check could not be made (the backup records nothing to compare, the
+    server refuses the command ...); it does not fail the operation, and output, JSON and
+    the drill report show it as *not verified*, never as passed.
+    """
 
     name: str
     ok: bool
     detail: str = ""
+    skipped: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "ok": self.ok, "detail": self.detail}
+        if self.skipped:
+            data["skipped"] = True
+        return data
 
 
 @dataclass(slots=True)
@@ -140,6 +150,8 @@ class RestoreRequest:
     safety_repository: Repository | None = None
     """Where the safety backup goes: the local repository, even when restoring from off-site."""
     log: StepLog = field(default_factory=StepLog)
+    force: bool = False
+    """``--abort --force``: roll back even if the restored instance has taken writes since (they are lost)."""
 
     @property
     def safety_repo(self) -> Repository:
@@ -178,7 +190,8 @@ class RestoreResult:
             "safety_id": self.safety_id,
             "seconds": round(self.seconds, 4),
             "steps": [s.to_dict() for s in self.steps],
-            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+            "checks": [c.to_dict() for c in self.checks],
+            "not_verified": [f"{c.name}: {c.detail}" for c in self.checks if c.skipped],
             "counts": self.counts,
             "facts": self.facts,
         }
@@ -193,7 +206,21 @@ class Engine(Protocol):
         """Fill ``writer`` with the data's files and the manifest facts; the caller commits."""
         ...
 
-    def restore(self, request: RestoreRequest) -> RestoreResult: ...
+    def instance_name(self, config: Config, target: str | None) -> str:
+        """The instance a restore with ``--target target`` works on (the restore journal's key)."""
+        ...
+
+    def restorer(self, request: RestoreRequest) -> Restorer:
+        """The engine's part of a new restore (the runbook drives it)."""
+        ...
+
+    def resumed(self, request: RestoreRequest, entry: JournalEntry, result: RestoreResult) -> Restorer:
+        """The engine's part of an interrupted restore, rebuilt from its journal entry."""
+        ...
+
+    def restore(self, request: RestoreRequest) -> RestoreResult:
+        """The whole restore through the runbook (``run_restore(self, request)``)."""
+        ...
 
     def verify(self, manifest: Manifest, files: Path, restore_test: bool = False) -> list[Check]:
         """Check a set's extracted ``files`` (checksums are already checked by the caller)."""

@@ -8,7 +8,13 @@ named volume (``<project>_redis_data`` at ``/data``). With ``runtime: docker`` a
 - :class:`RedisContainer` is the :class:`~bdr.runtime.base.Runtime` of a Redis container,
   the container twin of :class:`~bdr.runtime.process.RedisProcess`: ``stop`` shuts Redis
   down *without saving* (``shutdown-on-sigterm nosave``, then the container's stop),
-  ``kill`` is ``docker kill`` (SIGKILL, the crash), ``restart`` is ``docker restart``.
+  ``kill`` is ``docker kill`` (SIGKILL, the crash), ``restart`` is ``docker restart``;
+  ``launch`` records the container (``docker start`` brings it back with its own command),
+  ``settings`` is ``CONFIG GET`` while it runs and its command (and config file, read
+  through the engine's archive API, which works on a stopped container) while it does
+  not, with paths inside the container; ``preflight`` checks the data mount (room, when
+  this host can see it) and, for a stopped container, that nobody took its port.
+  ``client()`` is the Redis client; the Docker engine's client is ``engine``.
 - :class:`QdrantContainer` does the same for Qdrant (ready when ``/readyz`` answers).
 - :func:`spawn_redis_container` / :func:`spawn_qdrant_container` start new, labelled
   containers for tests, drills and recovery: on the *host* network listening on
@@ -30,8 +36,9 @@ Where the data is, for a container runtime:
   directory's while the container is stopped, through helper containers (``rm`` and the
   archive API), keeping the owner of the volume's root (uid 999 for Redis images).
 
-A container's command cannot change between two starts, so ``start(overrides=...)``
-(the restore's ``--appendonly no`` to load an RDB into an AOF instance) runs Redis once
+Deprecated, kept until the lead removes it (the new restore places an AOF directory whose
+base is the restored RDB, and never needs overrides): a container's command cannot
+change between two starts, so ``start(overrides=...)`` runs Redis once
 in a short-lived *twin* of the container (same image, command, mounts) with the
 overrides, lets it load, sets the overridden settings back to the container's own values
 (which rewrites the AOF) and shuts it down; the container itself then starts with its
@@ -52,6 +59,7 @@ import logging
 import os
 import secrets
 import tarfile
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -65,9 +73,10 @@ import docker.errors
 import redis
 from docker.models.containers import Container
 
-from bdr.clients import redis_client
+from bdr.clients import redis_address, redis_client
 from bdr.config import QdrantInstance, RedisInstance, TlsSettings
 from bdr.errors import (
+    BdrError,
     ConfigError,
     ImageNotFound,
     ServiceError,
@@ -78,7 +87,9 @@ from bdr.errors import (
 )
 from bdr.host import free_port
 from bdr.images import REDIS_GID, REDIS_UID, resolve_qdrant_image, resolve_redis_image
+from bdr.runtime import preflight as checks
 from bdr.runtime import register_runtime
+from bdr.runtime.base import Launch, Needs
 from bdr.runtime.docker_engine import (
     DataMount,
     NetworkMode,
@@ -110,6 +121,8 @@ from bdr.runtime.docker_volumes import (
     volume_exists,
     volume_restore,
 )
+from bdr.runtime.redis_base import is_local
+from bdr.runtime.settings import LaunchConfig, read_launch_config, running_settings, split_command
 from bdr.waiting import wait_for
 
 logger = logging.getLogger(__name__)
@@ -131,13 +144,15 @@ class ContainerService:
     data_dir: str
     volume: str | None = None
     image: str | None = None
-    client: docker.DockerClient = field(default_factory=docker_client, repr=False)
+    kind: str = "docker"
+    engine: docker.DockerClient = field(default_factory=docker_client, repr=False)
+    """The Docker engine's client (the service's own client is :meth:`RedisContainer.client`)."""
     service: str = "service"
 
     # --- the container ---------------------------------------------------------------------------
 
     def container(self) -> Container:
-        return get_container(self.client, self.container_name, where=f"{self.service} {self.name}")
+        return get_container(self.engine, self.container_name, where=f"{self.service} {self.name}")
 
     @property
     def name(self) -> str:
@@ -213,7 +228,7 @@ class ContainerService:
         """Remove the container (and its anonymous volumes with ``volumes``); named volumes stay."""
         with docker_errors(f"remove container {self.container_name}"):
             try:
-                container = self.client.containers.get(self.container_name)
+                container = self.engine.containers.get(self.container_name)
             except docker.errors.NotFound:
                 return
             container.remove(force=True, v=volumes)
@@ -229,7 +244,7 @@ class ContainerService:
 
     def tool_images(self) -> list[str]:
         """Images to run ``rm`` in, in order: the container's own, the configured one, a Redis image."""
-        return tool_images(self.client, self.helper_image(), self.image)
+        return tool_images(self.engine, self.helper_image(), self.image)
 
     def data_path(self) -> Path:
         """The data directory on the engine's host (live view); see the module docstring."""
@@ -245,7 +260,7 @@ class ContainerService:
 
     def export_data(self, dest: Path, names: Sequence[str] = ()) -> list[str]:
         """Copy the data directory (or ``names`` in it) into ``dest`` on this host; the names copied."""
-        return export_mount(self.client, self.helper_image(), self.data_mount(), Path(dest), names)
+        return export_mount(self.engine, self.helper_image(), self.data_mount(), Path(dest), names)
 
     def replace_data(self, source: Path, clear: Iterable[str] = ()) -> None:
         """Make the data directory hold the files under ``source``; container stopped.
@@ -260,8 +275,22 @@ class ContainerService:
         names = sorted({*clear, *(item.name for item in source.iterdir())})
         mount = self.data_mount()
         logger.info("replacing %s in %s of %s", ", ".join(names), mount.describe(), self.container_name)
-        clear_mount(self.client, self.tool_images(), mount, names)
-        upload_dir(self.client, self.helper_image(), mount, source)
+        clear_mount(self.engine, self.tool_images(), mount, names)
+        upload_dir(self.engine, self.helper_image(), mount, source)
+
+    def launch(self) -> Launch:
+        return Launch(runtime="docker", data_dir=self.data_mount().host_path, container=self.container_name)
+
+    def preflight(self, needs: Needs) -> list[str]:
+        """The container exists and its data mount (when this host can see it) is writable with room."""
+        try:
+            mount = self.data_mount()
+        except BdrError as exc:
+            return [exc.message]
+        path = host_readable(mount.host_path)
+        if path is None:
+            return []
+        return checks.data_dir_problems(self.name, path, needs, checks.Identity())
 
     def describe(self) -> dict[str, str]:
         facts = {"runtime": "docker", "container": self.container_name}
@@ -294,8 +323,70 @@ class RedisContainer(ContainerService):
     def url(self) -> str:
         return self.instance.url
 
-    def client_for(self, db: int = 0, timeout: float = 30.0, retries: int = 2) -> redis.Redis:
+    def client(self, db: int = 0, timeout: float = 30.0, retries: int = 2) -> redis.Redis:
+        """A redis-py client of the Redis in the container (the engine's client is ``engine``)."""
         return redis_client(self.instance, db=db, timeout=timeout, retries=retries)
+
+    def client_for(self, db: int = 0, timeout: float = 30.0, retries: int = 2) -> redis.Redis:
+        """Deprecated name of :meth:`client` (kept until every caller moved)."""
+        return self.client(db=db, timeout=timeout, retries=retries)
+
+    def command(self) -> list[str]:
+        """The container's command (entrypoint + cmd) from ``redis-server`` on, with paths inside the container."""
+        config = self.container().attrs.get("Config", {})
+        argv = [str(a) for a in [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]]
+        for index, arg in enumerate(argv):
+            if PurePosixPath(arg).name == "redis-server":
+                return argv[index:]
+        return argv
+
+    def launch_config(self) -> LaunchConfig:
+        """What the container's command configures (inside the container), its config file read through the
+        engine (works on a stopped container; includes are not followed)."""
+        container = self.container()
+        argv = self.command()
+        workdir = str(container.attrs.get("Config", {}).get("WorkingDir") or REDIS_DATA_DIR)
+        conf, _, _ = split_command(argv)
+        with tempfile.TemporaryDirectory(prefix="bdr-container-conf-") as scratch:
+            if conf is not None:
+                inside = str(PurePosixPath(workdir) / conf)
+                local = Path(scratch) / "redis.conf"
+                with docker_errors(f"read {inside} of container {self.container_name}"):
+                    try:
+                        stream, _ = container.get_archive(inside)
+                    except docker.errors.NotFound:
+                        stream = None
+                if stream is not None:
+                    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+                        member = next((m for m in tar.getmembers() if m.isfile()), None)
+                        extracted = tar.extractfile(member) if member else None
+                        local.write_bytes(extracted.read() if extracted else b"")
+                argv = [argv[0], str(local), *argv[2:]]
+            config = read_launch_config(argv, workdir)
+        return config
+
+    def settings(self, names: Sequence[str]) -> dict[str, str]:
+        """``CONFIG GET`` while it runs; else what the container's command configures (paths inside it)."""
+        if self.running():
+            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                return running_settings(self.client(timeout=10.0, retries=1), names)
+        return self.launch_config().settings(names)
+
+    def launch(self) -> Launch:
+        """``docker start <container>``: the container keeps its command; the data directory on the engine's host."""
+        container = self.container()
+        return Launch(runtime="docker", data_dir=self.data_mount().host_path, container=self.container_name,
+                      argv=tuple(self.command()), pid=int(container.attrs.get("State", {}).get("Pid") or 0) or None)
+
+    def preflight(self, needs: Needs) -> list[str]:
+        """The container exists, its data mount has room (when bdr can see it), nobody else holds its port."""
+        problems = ContainerService.preflight(self, needs)
+        if problems:
+            return problems
+        host, port = redis_address(self.instance.url)[:2]
+        if not self.running() and is_local(host):
+            problems += checks.port_problems(self.name, port, ["0.0.0.0"], None)
+        return problems
 
     @property
     def argv(self) -> list[str]:
@@ -323,10 +414,16 @@ class RedisContainer(ContainerService):
     def remember_launch(self) -> None:
         """Remember the running server's settings: a start with overrides sets them back."""
         with contextlib.suppress(redis.RedisError):
-            config = self.client_for(timeout=5.0, retries=0).config_get("*")
+            config = self.client(timeout=5.0, retries=0).config_get("*")
             self._config = {str(k): str(v) for k, v in config.items()}
 
     def start(self, timeout: float = 60.0, overrides: Sequence[str] = ()) -> None:
+        """``docker start`` and wait until Redis is ready.
+
+        Deprecated: ``overrides`` runs the data through a short-lived *twin* container first
+        (see the module docstring); the new restore places an AOF whose base is the restored
+        RDB and never needs it. Kept, with the twin machinery, until the lead removes it.
+        """
         if overrides and not self.running():
             self._load_with(list(overrides), timeout)
         self.start_container(timeout)
@@ -341,7 +438,7 @@ class RedisContainer(ContainerService):
             return
         self.remember_launch()
         try:
-            client = self.client_for(timeout=5.0, retries=0)
+            client = self.client(timeout=5.0, retries=0)
             try:
                 client.config_set("shutdown-on-sigterm", "nosave")
             except redis.ResponseError:  # Redis < 7: no save points, no save on SIGTERM
@@ -385,13 +482,13 @@ class RedisContainer(ContainerService):
         kwargs, port = self._twin_spec(extra_args)
         if not data:  # an empty scratch directory owned like the real one, instead of the data
             mount = self.data_mount()
-            with helper(self.client, self.helper_image(), mount, read_only=True) as probe:
+            with helper(self.engine, self.helper_image(), mount, read_only=True) as probe:
                 uid, gid = mount_owner(probe)
             kwargs["volumes"].pop(mount.source, None)
             kwargs["tmpfs"] = {mount.destination: f"uid={uid},gid={gid},mode=0755"}
         twin_instance = dataclasses.replace(self.instance, url=f"redis://127.0.0.1:{port}/0", tls=TlsSettings())
         with docker_errors(f"start a twin of container {self.container_name}"):
-            twin = self.client.containers.create(**kwargs)
+            twin = self.engine.containers.create(**kwargs)
         try:
             with docker_errors(f"start a twin of container {self.container_name}"):
                 twin.start()
@@ -467,7 +564,7 @@ class RedisContainer(ContainerService):
     def describe(self) -> dict[str, str]:
         facts = ContainerService.describe(self)
         with contextlib.suppress(redis.RedisError):
-            info = self.client_for(timeout=2.0, retries=0).info("server")
+            info = self.client(timeout=2.0, retries=0).info("server")
             facts["version"] = str(info.get("redis_version"))
         return facts
 
@@ -480,15 +577,16 @@ def _redis_ready(instance: RedisInstance) -> bool:
     return int(info.get("loading", 0)) == 0
 
 
-def attach(instance: RedisInstance, **options: Any) -> RedisContainer:
+def attach(instance: RedisInstance, launch: Launch | None = None, **options: Any) -> RedisContainer:
     """The docker runtime of a configured instance (``runtime: docker`` with ``container:``)."""
-    if not instance.container:
+    container = (launch.container if launch else None) or instance.container
+    if not container:
         raise ConfigError(path="bdr.yaml", detail=f"redis.{instance.name}: runtime docker needs container: (the name "
                           "of the Redis container, e.g. agentic-redis)")
     client = options.get("client") or docker_client()
     data_dir = instance.container_dir or (None if instance.volume else REDIS_DATA_DIR)
-    return RedisContainer(container_name=instance.container, data_dir=data_dir or REDIS_DATA_DIR,
-                          volume=instance.volume, image=instance.image, client=client, instance=instance)
+    return RedisContainer(container_name=container, data_dir=data_dir or REDIS_DATA_DIR,
+                          volume=instance.volume, image=instance.image, engine=client, instance=instance)
 
 
 # --- Qdrant ----------------------------------------------------------------------------------------
@@ -536,14 +634,14 @@ class QdrantContainer(ContainerService):
         return facts
 
 
-def attach_qdrant(instance: QdrantInstance, **options: Any) -> QdrantContainer:
+def attach_qdrant(instance: QdrantInstance, launch: Launch | None = None, **options: Any) -> QdrantContainer:
     if not instance.container:
         raise ConfigError(path="bdr.yaml", detail=f"qdrant.{instance.name}: runtime docker needs container: (the "
                           "name of the Qdrant container, e.g. agentic-qdrant)")
     client = options.get("client") or docker_client()
     data_dir = instance.container_dir or (None if instance.volume else QDRANT_DATA_DIR)
     return QdrantContainer(container_name=instance.container, data_dir=data_dir or QDRANT_DATA_DIR,
-                           volume=instance.volume, image=instance.image, client=client, instance=instance)
+                           volume=instance.volume, image=instance.image, engine=client, instance=instance)
 
 
 # --- new containers --------------------------------------------------------------------------------
@@ -629,7 +727,7 @@ def spawn_redis_container(
         container=container_name, volume=volume, image=image, container_dir=REDIS_DATA_DIR,
     )
     runtime = RedisContainer(container_name=container_name, data_dir=REDIS_DATA_DIR, volume=volume, image=image,
-                             client=client, instance=instance)
+                             engine=client, instance=instance)
     if start:
         try:
             runtime.start_container(timeout)
@@ -644,7 +742,7 @@ def _discard(runtime: ContainerService, volume: str | None) -> None:
     runtime.remove()
     if volume:
         with contextlib.suppress(ServiceError, VolumeNotFound, VolumeInUse):
-            remove_volume(volume, client=runtime.client)
+            remove_volume(volume, client=runtime.engine)
 
 
 def spawn_qdrant_container(
@@ -700,7 +798,7 @@ def spawn_qdrant_container(
                               runtime="docker", container=container_name, volume=volume, image=found,
                               container_dir=QDRANT_DATA_DIR)
     runtime = QdrantContainer(container_name=container_name, data_dir=QDRANT_DATA_DIR, volume=volume, image=found,
-                              client=client, instance=instance)
+                              engine=client, instance=instance)
     if start:
         try:
             runtime.start_container(timeout)

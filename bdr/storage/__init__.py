@@ -3,6 +3,12 @@
 A storage knows keys (``redis/<set-id>/dump.rdb``) and bytes, nothing about backup sets:
 that is the repository's job. :func:`open_storage` picks the implementation from a
 location (a path or an ``s3://bucket/prefix`` url) through a registry of url schemes.
+
+Every failure of the medium is translated here into a typed :mod:`bdr.errors` error (exit
+9 for a file system, 7 for S3), whichever layer of a sink stack meets it first
+(:mod:`bdr.storage.base`); :mod:`bdr.storage.retry` rides out a network that drops for a
+moment; writes left by a killed run are found and removed with ``stale_uploads`` and
+``abort_uploads``.
 """
 
 from __future__ import annotations

@@ -8,8 +8,14 @@ any error aborts it, so no orphaned parts are left behind (and the bucket lifecy
 abort rule, see :mod:`bdr.s3_lifecycle`, discards those of a killed process). An object
 smaller than one part is sent with a single PutObject.
 
-Reads stream the object and resume with a ranged GET (pinned to the object's ETag) when the
-connection drops mid-way. Locks use a conditional put (``If-None-Match: *``), which S3 has
+A network that drops for a moment is ridden out (:mod:`bdr.storage.retry`): botocore
+retries each request (standard mode, ``max_attempts``), and bdr tries a failed part, a
+PutObject, the completion of an upload or a GET again after pauses of 1, 2, 4 and 8 s.
+Reads stream the object and resume with a ranged GET (pinned to the object's ETag) from
+the byte where the connection dropped. When the endpoint stays away the error is
+:class:`~bdr.errors.ServiceUnavailable` (exit 7) and the upload is aborted, or, when even
+that cannot reach S3, left to the next run's sweep (:meth:`S3Storage.abort_uploads`) and
+the lifecycle rule. Locks use a conditional put (``If-None-Match: *``), which S3 has
 honoured since 2024; on a store that answers ``NotImplemented`` it falls back to
 check-then-put, which two writers starting in the same instant can both pass.
 
@@ -35,19 +41,25 @@ Options (``open_storage(url, settings=config.remote)``, or keywords overriding t
     storage_class  class of data objects at upload (STANDARD_IA ...); manifests stay STANDARD
     part_size_mib  multipart part size (5..5120)
     max_attempts   attempts per request (standard retry mode)
+
+and, not in bdr.yaml (tests, tools): ``connect_timeout`` and ``read_timeout`` (seconds per
+request), ``transfer_pauses`` (the pauses between bdr's tries of a transfer step).
 """
 
 from __future__ import annotations
 
 import base64
 import builtins
+import contextlib
 import dataclasses
 import hashlib
 import io
 import logging
 import os
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 from urllib.parse import quote, urlparse
 
 import boto3
@@ -72,7 +84,16 @@ from bdr.errors import (
 )
 from bdr.s3_lifecycle import ARCHIVE_CLASSES, TIER_TAG, Tier, object_tier, set_of
 from bdr.storage import register_scheme
-from bdr.storage.base import WrittenObject, write_all
+from bdr.storage.base import WrittenObject, failed_again, write_all
+from bdr.storage.retry import (
+    ABORT_PAUSES,
+    TRANSFER_PAUSES,
+    GaveUp,
+    Retryable,
+    is_network,
+    network_reason,
+    retrying,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -90,7 +111,12 @@ MIN_PART_SIZE = 5 * MIB
 """S3's smallest part (except the last one)."""
 MAX_PARTS = 10_000
 DELETE_BATCH = 1000
-READ_RETRIES = 3
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 60.0
+TRANSPORT_OPTIONS = frozenset({"connect_timeout", "read_timeout", "transfer_pauses"})
+"""Keyword options of :func:`open_s3` that are not bdr.yaml settings."""
+
+T = TypeVar("T")
 
 DENIED_CODES = frozenset({
     "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
@@ -140,9 +166,15 @@ class S3Storage:
 
     location = "s3"
 
-    def __init__(self, bucket: str, prefix: str = "", settings: RemoteSettings | None = None) -> None:
+    def __init__(self, bucket: str, prefix: str = "", settings: RemoteSettings | None = None, *,
+                 connect_timeout: float = CONNECT_TIMEOUT, read_timeout: float = READ_TIMEOUT,
+                 transfer_pauses: Sequence[float] = TRANSFER_PAUSES) -> None:
         self.settings = settings or RemoteSettings()
         self.settings.validate("remote settings")
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.transfer_pauses = tuple(transfer_pauses)
+        self.abort_pauses = ABORT_PAUSES if self.transfer_pauses else ()
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
@@ -161,9 +193,9 @@ class S3Storage:
                               detail=f"AWS profile {name!r} not found in ~/.aws/config or ~/.aws/credentials; "
                               "fix the name or unset it to use the environment's credentials") from exc
         config = BotoConfig(
-            retries={"max_attempts": settings.max_attempts, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=60,
+            retries={"total_max_attempts": settings.max_attempts, "mode": "standard"},  # the first one included
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
             tcp_keepalive=True,
             user_agent_extra=f"bdr/{__version__}",
             s3={"addressing_style": "path"} if settings.endpoint_url else None,
@@ -182,8 +214,17 @@ class S3Storage:
         return full[len(self.prefix) + 1:] if self.prefix else full
 
     def translate(self, exc: Exception, operation: str, key: str | None = None) -> BdrError:
-        """The bdr error for a botocore failure of ``operation`` on ``key``."""
+        """The bdr error for a botocore failure of ``operation`` on ``key`` (a :class:`GaveUp` says how
+        often it was tried)."""
+        tried = ""
+        if isinstance(exc, GaveUp):
+            tried = f", gave up after {exc.tries} tries in {exc.seconds:.0f} s"
+            exc = exc.cause
         where = f"{self.url}/{key}" if key else self.url
+        if is_network(exc):
+            during = f"{operation} of {key}" if key else operation
+            return ServiceUnavailable(service="S3", address=self.endpoint,
+                                      detail=f"{network_reason(exc)} ({during}{tried})")
         if isinstance(exc, boto_errors.ClientError):
             code = _error_code(exc)
             message = str(exc.response.get("Error", {}).get("Message", "")) or code
@@ -197,17 +238,22 @@ class S3Storage:
                 storage_class = str(exc.response.get("Error", {}).get("StorageClass", "") or "archive")
                 return ObjectArchived(key=self._key(key), storage_class=storage_class, ref=set_of(key),
                                       url=self.url, bucket=self.bucket)
-            return ServiceError(detail=f"S3 {operation} of {where} failed: {code}: {message}")
+            return ServiceError(detail=f"S3 {operation} of {where} failed: {code}: {message}{tried}")
         if isinstance(exc, (boto_errors.NoCredentialsError, boto_errors.PartialCredentialsError,
                             boto_errors.CredentialRetrievalError)):
             return RemoteAccessDenied(bucket=self.bucket, code=f"no usable credentials: {exc}")
         if isinstance(exc, boto_errors.FlexibleChecksumError):
             return CorruptArchive(name=where, detail="S3 returned bytes that do not match its stored checksum")
-        if isinstance(exc, (boto_errors.ConnectionError, boto_errors.HTTPClientError)):
-            return ServiceUnavailable(service="S3", address=self.endpoint, detail=str(exc))
         if isinstance(exc, BdrError):
             return exc
         return ServiceError(detail=f"S3 {operation} of {where} failed: {type(exc).__name__}: {exc}")
+
+    def transfer(self, action: Callable[[], T], operation: str, key: str) -> T:
+        """Run one transfer step, tried again while S3 is out of reach; failures translated."""
+        try:
+            return retrying(action, f"S3 {operation} of {self.url}/{key}", self.transfer_pauses)
+        except Exception as exc:
+            raise self.translate(exc, operation, key) from exc
 
     def _put_args(self, key: str) -> dict[str, Any]:
         """Tag, storage class and server-side encryption of a new object."""
@@ -350,22 +396,60 @@ class S3Storage:
             raise ServiceError(detail=f"S3 could not delete {len(errors)} object(s) under {self.url}/{prefix}, "
                                f"e.g. {first.get('Key')}: {first.get('Code')} {first.get('Message', '')}")
 
+    def _uploads(self, prefix: str = "") -> Iterator[dict[str, Any]]:
+        """The multipart uploads in progress whose key is ``prefix`` or under ``prefix/`` (all: ``""``)."""
+        if prefix:
+            full = self._key(prefix.rstrip("/"))
+            wanted: Callable[[str], bool] = lambda k: k == full or k.startswith(full + "/")  # noqa: E731
+        else:
+            full = f"{self.prefix}/" if self.prefix else ""
+            wanted = lambda k: k.startswith(full)  # noqa: E731
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full}
+        while True:
+            try:
+                page = self.client.list_multipart_uploads(**args)
+            except Exception as exc:
+                raise self.translate(exc, "ListMultipartUploads", prefix or None) from exc
+            for upload in page.get("Uploads", ()):
+                if wanted(str(upload["Key"])):
+                    yield dict(upload)
+            if not page.get("IsTruncated"):
+                return
+            args.update(KeyMarker=page.get("NextKeyMarker", ""), UploadIdMarker=page.get("NextUploadIdMarker", ""))
+
     def abort_uploads(self, prefix: str = "") -> int:
-        """Abort the multipart uploads pending under ``prefix`` (left by a killed backup); how many."""
-        full = self._key(prefix.rstrip("/")) + "/" if prefix else (f"{self.prefix}/" if self.prefix else "")
+        """Abort the multipart uploads in progress at or under ``prefix`` (left by a killed run); how many.
+
+        ``prefix`` is a set (``redis/<set-id>``), a key, or ``""`` for the whole repository.
+        """
         aborted = 0
-        try:
-            paginator = self.client.get_paginator("list_multipart_uploads")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
-                for upload in page.get("Uploads", ()):
-                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
-                                                       UploadId=upload["UploadId"])
-                    aborted += 1
-        except Exception as exc:
-            raise self.translate(exc, "abort uploads", prefix or None) from exc
+        for upload in builtins.list(self._uploads(prefix)):
+            key, upload_id = str(upload["Key"]), str(upload["UploadId"])
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except boto_errors.ClientError as exc:
+                if _error_code(exc) != "NoSuchUpload":  # completed or aborted meanwhile
+                    raise self.translate(exc, "AbortMultipartUpload", self._relative(key)) from exc
+                continue
+            except Exception as exc:
+                raise self.translate(exc, "AbortMultipartUpload", self._relative(key)) from exc
+            aborted += 1
         if aborted:
             logger.warning("aborted %d pending multipart upload(s) under %s/%s", aborted, self.url, prefix)
         return aborted
+
+    def stale_uploads(self, older_than_seconds: float = 0.0) -> builtins.list[str]:
+        """Keys (relative to the repository) of multipart uploads started more than ``older_than_seconds``
+        ago and neither completed nor aborted."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+        keys = set()
+        for upload in self._uploads(""):
+            initiated = upload.get("Initiated")
+            if isinstance(initiated, datetime) and initiated.tzinfo is None:
+                initiated = initiated.replace(tzinfo=UTC)
+            if not isinstance(initiated, datetime) or initiated <= cutoff:
+                keys.add(self._relative(str(upload["Key"])))
+        return sorted(keys)
 
     def free_space(self) -> int | None:
         return None
@@ -413,7 +497,11 @@ class S3Storage:
 
 
 class S3Sink:
-    """One object on its way up: buffered a part at a time, invisible until :meth:`commit`."""
+    """One object on its way up: buffered a part at a time, invisible until :meth:`commit`.
+
+    Every S3 call is a transfer step (tried again while S3 is out of reach); a step that
+    still fails aborts the upload and leaves the sink broken (see :mod:`bdr.storage.base`).
+    """
 
     def __init__(self, storage: S3Storage, key: str) -> None:
         self._storage = storage
@@ -428,94 +516,180 @@ class S3Sink:
         self._parts: list[dict[str, Any]] = []
         self._part_digests: list[str] = []
         self._closed = False
+        self._failure: BaseException | None = None
+        self._create_retried = False
+
+    @property
+    def _where(self) -> str:
+        return f"{self._storage.url}/{self._key}"
+
+    def _check_open(self, what: str) -> None:
+        if self._failure is not None:
+            raise failed_again(self._failure, self._where)
+        if self._closed:
+            raise StorageError(detail=f"{what} of {self._where} after it was committed or aborted")
 
     def write(self, data: bytes) -> int:
-        if self._closed:
-            raise StorageError(detail=f"write to {self._storage.url}/{self._key} after commit or abort")
-        self._digest.update(data)
-        self._size += len(data)
+        self._check_open("write")
         view = memoryview(data)
         while view:
             room = self._part_size - len(self._buffer)
             self._buffer += view[:room]
             view = view[room:]
             if len(self._buffer) == self._part_size:
-                self._guarded(self._upload_part, self._buffer)
-                self._buffer = bytearray()
+                part, self._buffer = self._buffer, bytearray()  # never resized again while botocore holds it
+                self._guarded(self._upload_part, part)
+        self._digest.update(data)
+        self._size += len(data)
         return len(data)
 
-    def _guarded(self, action: Any, *args: Any) -> Any:
-        """Run an S3 call; on failure abort the upload and raise the translated error."""
+    def _guarded(self, action: Callable[..., Any], *args: Any) -> Any:
+        """Run a step; on failure abort the upload, break the sink and raise the (translated) error."""
         try:
             return action(*args)
         except BaseException as exc:
+            error = self._storage.translate(exc, "upload", self._key) if isinstance(exc, Exception) else exc
+            self._failure = error
             self.abort()
-            if isinstance(exc, Exception):
-                raise self._storage.translate(exc, "upload", self._key) from exc
-            raise
+            if error is exc:
+                raise
+            raise error from exc
+
+    def _call(self, operation: str, call: Callable[[], T]) -> T:
+        """One S3 request of this upload, tried again while S3 is out of reach (untranslated: see _guarded)."""
+        return retrying(call, f"S3 {operation} of {self._where}", self._storage.transfer_pauses)
+
+    def _create(self) -> str:
+        client, bucket = self._storage.client, self._storage.bucket
+        tries = 0
+
+        def create() -> Any:
+            nonlocal tries
+            tries += 1
+            return client.create_multipart_upload(Bucket=bucket, Key=self._full, ChecksumAlgorithm="SHA256",
+                                                  **self._args)
+
+        response = self._call("CreateMultipartUpload", create)
+        # a retried create may have started an upload whose answer was lost: clean those up at the end
+        self._create_retried = tries > 1 or bool(response.get("ResponseMetadata", {}).get("RetryAttempts"))
+        logger.debug("multipart upload of %s started", self._full)
+        return str(response["UploadId"])
 
     def _upload_part(self, part: bytes | bytearray) -> None:
-        client, bucket = self._storage.client, self._storage.bucket
         if self._upload_id is None:
-            response = client.create_multipart_upload(Bucket=bucket, Key=self._full, ChecksumAlgorithm="SHA256",
-                                                      **self._args)
-            self._upload_id = response["UploadId"]
-            logger.debug("multipart upload of %s started", self._full)
+            self._upload_id = self._create()
+        upload_id = self._upload_id
         number = len(self._parts) + 1
         if number > MAX_PARTS:
             raise StorageError(detail=f"{self._key} needs more than {MAX_PARTS} parts; raise remote.part_size_mib")
         digest = hashlib.sha256(part).digest()
-        response_part = client.upload_part(Bucket=bucket, Key=self._full, UploadId=self._upload_id,
-                                           PartNumber=number, Body=cast(bytes, part), ChecksumSHA256=_b64(digest))
-        self._parts.append({"PartNumber": number, "ETag": response_part["ETag"], "ChecksumSHA256": _b64(digest)})
+        client, bucket = self._storage.client, self._storage.bucket
+        response = self._call(f"UploadPart {number}", lambda: client.upload_part(
+            Bucket=bucket, Key=self._full, UploadId=upload_id, PartNumber=number, Body=cast(bytes, part),
+            ChecksumSHA256=_b64(digest)))
+        self._parts.append({"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": _b64(digest)})
         self._part_digests.append(digest.hex())
+
+    def _expected_etag(self) -> str | None:
+        """The ETag S3 gives the completed upload (md5 of the parts' md5s, dash, number of parts), from
+        the parts' own ETags; None when those are not md5s (SSE-KMS, SSE-C)."""
+        try:
+            md5s = b"".join(bytes.fromhex(str(p["ETag"]).strip('"')) for p in self._parts)
+        except ValueError:
+            return None
+        if len(md5s) != 16 * len(self._parts):
+            return None
+        return f'"{hashlib.md5(md5s, usedforsecurity=False).hexdigest()}-{len(self._parts)}"'
 
     def _complete(self) -> None:
         if self._buffer:
-            self._upload_part(self._buffer)
-            self._buffer = bytearray()
-        self._storage.client.complete_multipart_upload(
-            Bucket=self._storage.bucket, Key=self._full, UploadId=str(self._upload_id),
-            MultipartUpload={"Parts": self._parts},  # type: ignore[typeddict-item]
-        )
+            part, self._buffer = self._buffer, bytearray()
+            self._upload_part(part)
+        client, bucket = self._storage.client, self._storage.bucket
+
+        def complete() -> None:
+            try:
+                client.complete_multipart_upload(
+                    Bucket=bucket, Key=self._full, UploadId=str(self._upload_id),
+                    MultipartUpload={"Parts": self._parts},  # type: ignore[typeddict-item]
+                )
+            except boto_errors.ClientError as exc:
+                # a completion whose answer was lost, tried again: the upload is gone, the object there
+                if _error_code(exc) != "NoSuchUpload" or not self._landed():
+                    raise
+
+        self._call("CompleteMultipartUpload", complete)
+
+    def _landed(self) -> bool:
+        """Whether the object in the bucket is exactly this upload (same size and multipart ETag)."""
+        try:
+            head = self._storage.client.head_object(Bucket=self._storage.bucket, Key=self._full)
+        except boto_errors.ClientError:
+            return False
+        if int(head.get("ContentLength", -1)) != self._size:
+            return False
+        expected = self._expected_etag()
+        return expected is None or head.get("ETag") == expected
 
     def _put(self) -> None:
-        body = self._buffer
-        self._storage.client.put_object(Bucket=self._storage.bucket, Key=self._full, Body=cast(bytes, body),
-                                        ChecksumSHA256=_b64(hashlib.sha256(body).digest()), **self._args)
-        self._buffer = bytearray()
+        body, self._buffer = self._buffer, bytearray()
+        checksum = _b64(hashlib.sha256(body).digest())
+        client, bucket = self._storage.client, self._storage.bucket
+        self._call("PutObject", lambda: client.put_object(Bucket=bucket, Key=self._full, Body=cast(bytes, body),
+                                                          ChecksumSHA256=checksum, **self._args))
 
     def commit(self) -> WrittenObject:
-        if self._closed:
-            raise StorageError(detail=f"commit of {self._storage.url}/{self._key} after commit or abort")
+        self._check_open("commit")
         if self._upload_id is None:
             self._guarded(self._put)
             self._closed = True
             return WrittenObject(key=self._key, size=self._size, sha256=self._digest.hexdigest())
         self._guarded(self._complete)
         self._closed = True
+        self._upload_id = None
         logger.debug("multipart upload of %s completed (%d parts)", self._full, len(self._parts))
+        if self._create_retried:
+            self._discard_strays()
         return WrittenObject(key=self._key, size=self._size, sha256=self._digest.hexdigest(),
                              parts=tuple(self._part_digests), part_size=self._part_size)
 
+    def _discard_strays(self) -> None:
+        """Abort uploads of this exact key other than ours (a retried create's lost twin); best effort."""
+        try:
+            self._storage.abort_uploads(self._key)
+        except BdrError as exc:
+            logger.warning("could not look for stray uploads of %s (%s); the lifecycle rule discards them",
+                           self._full, exc)
+
     def abort(self) -> None:
-        """Discard the object: nothing of it stays in the bucket (idempotent)."""
+        """Discard the object: nothing of it stays in the bucket (idempotent; never raises)."""
         self._closed = True
         self._buffer = bytearray()
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is None:
             return
+        client, bucket = self._storage.client, self._storage.bucket
         try:
-            self._storage.client.abort_multipart_upload(Bucket=self._storage.bucket, Key=self._full,
-                                                        UploadId=upload_id)
+            retrying(lambda: client.abort_multipart_upload(Bucket=bucket, Key=self._full, UploadId=upload_id),
+                     f"S3 AbortMultipartUpload of {self._where}", self._storage.abort_pauses)
             logger.debug("multipart upload of %s aborted", self._full)
         except Exception as exc:
-            logger.warning("could not abort the upload of %s (%s); the bucket's lifecycle rule will discard "
-                           "its parts", self._full, exc)
+            logger.warning("could not abort the upload of %s (%s); the next backup's sweep or the bucket's "
+                           "lifecycle rule will discard its parts", self._full,
+                           self._storage.translate(exc, "abort", self._key))
+            return
+        if self._create_retried:
+            self._discard_strays()
 
 
 class S3ObjectStream(io.RawIOBase):
-    """The bytes of one object, streamed; a dropped connection resumes where it stopped."""
+    """The bytes of one object, streamed; a dropped connection resumes where it stopped.
+
+    A GET that fails is a transfer step (tried again while S3 is out of reach); a body
+    that breaks mid-way is opened again from the next byte with a ranged GET pinned to the
+    object's ETag, so a replaced object is an error rather than a splice of two. Breaks
+    with no byte in between are bounded by the transfer pauses; bytes arriving reset the count.
+    """
 
     def __init__(self, storage: S3Storage, key: str) -> None:
         super().__init__()
@@ -523,9 +697,12 @@ class S3ObjectStream(io.RawIOBase):
         self._key = key
         self._position = 0
         self._etag: str | None = None
-        self._body = self._open()
+        self._length: int | None = None
+        self._breaks = 0
+        self._body: Any = None
+        self._body = self._storage.transfer(self._get, "GET", key)
 
-    def _open(self) -> Any:
+    def _get(self) -> Any:
         args: dict[str, Any] = {"Bucket": self._storage.bucket, "Key": self._storage._key(self._key)}
         if self._etag is not None:
             args.update(Range=f"bytes={self._position}-", IfMatch=self._etag)
@@ -535,39 +712,54 @@ class S3ObjectStream(io.RawIOBase):
             if self._etag is not None and _error_code(exc) in TAKEN_CODES:
                 raise CorruptArchive(name=f"{self._storage.url}/{self._key}",
                                      detail="the object was replaced while it was being read") from exc
-            raise self._storage.translate(exc, "GET", self._key) from exc
-        except Exception as exc:
-            raise self._storage.translate(exc, "GET", self._key) from exc
-        self._etag = response.get("ETag")
+            raise
+        if self._etag is None:
+            self._etag = response.get("ETag")
+            self._length = int(response.get("ContentLength", 0) or 0)
         return response["Body"]
 
     def readable(self) -> bool:
         return True
 
+    def _resume(self, exc: Exception) -> None:
+        """After the body broke: a pause, then a ranged GET from the next byte (itself tried again)."""
+        pauses = self._storage.transfer_pauses
+        if self._breaks >= len(pauses):
+            raise self._storage.translate(GaveUp(exc, self._breaks + 1, 0.0), "GET", self._key) from exc
+        pause = pauses[self._breaks]
+        self._breaks += 1
+        logger.warning("reading %s/%s broke at byte %d (%s); resuming in %.1f s", self._storage.url, self._key,
+                       self._position, network_reason(exc), pause)
+        with contextlib.suppress(Exception):
+            self._body.close()
+        time.sleep(pause)
+        self._body = self._storage.transfer(self._get, "GET", self._key)
+
     def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        for attempt in range(READ_RETRIES + 1):
-            try:
-                data = self._body.read(len(view))
-                break
-            except (boto_errors.ReadTimeoutError, boto_errors.ResponseStreamingError,
-                    boto_errors.IncompleteReadError, boto_errors.ConnectionClosedError) as exc:
-                if attempt == READ_RETRIES:
-                    raise self._storage.translate(exc, "GET", self._key) from exc
-                logger.warning("reading %s/%s broke at byte %d (%s); resuming", self._storage.url, self._key,
-                               self._position, exc)
-                self._body.close()
-                self._body = self._open()
-            except Exception as exc:
-                raise self._storage.translate(exc, "GET", self._key) from exc
-        view[: len(data)] = data
-        self._position += len(data)
-        return len(data)
+        with memoryview(buffer) as outer, outer.cast("B") as view:
+            while True:
+                try:
+                    data = self._body.read(len(view))  # at the end botocore checks the length (and checksum)
+                except Exception as exc:
+                    if not is_network(exc):
+                        raise self._storage.translate(exc, "GET", self._key) from exc
+                    if self._length is not None and self._position >= self._length:
+                        return 0  # every byte arrived; only the end of the exchange broke
+                    self._resume(exc)
+                    continue
+                if not data and self._length is not None and self._position < self._length:
+                    self._resume(Retryable(f"the body ended at byte {self._position} of {self._length}"))
+                    continue
+                view[: len(data)] = data
+                self._position += len(data)
+                self._breaks = 0  # bytes flow again: a later drop gets the full set of tries
+                return len(data)
 
     def close(self) -> None:
         body = getattr(self, "_body", None)
         if body is not None and not self.closed:
-            body.close()
+            with contextlib.suppress(Exception):
+                body.close()
         super().close()
 
 
@@ -577,10 +769,12 @@ def open_s3(url: str, settings: RemoteSettings | None = None, **options: Any) ->
     bucket, prefix = parse_url(url)
     base = settings or RemoteSettings()
     known = {f.name for f in dataclasses.fields(RemoteSettings)}
+    transport = {k: options.pop(k) for k in TRANSPORT_OPTIONS & set(options)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise UsageError(detail=f"unknown S3 option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return S3Storage(bucket, prefix, dataclasses.replace(base, **options) if options else base)
+        raise UsageError(detail=f"unknown S3 option(s) {', '.join(unknown)}; known: "
+                                f"{', '.join(sorted(known | TRANSPORT_OPTIONS))}")
+    return S3Storage(bucket, prefix, dataclasses.replace(base, **options) if options else base, **transport)
 
 
 register_scheme("s3", open_s3)

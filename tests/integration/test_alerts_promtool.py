@@ -57,7 +57,7 @@ def test_the_rules_pass_promtool_check(tmp_path: Path) -> None:
                                    "max_verify_age": {"config": "30d"}})
     checked = promtool("check", "rules", str(rules))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 10 rules found" in checked.stdout
+    assert "SUCCESS: 11 rules found" in checked.stdout
 
 
 def too_old(who: str, age: str, limit: str) -> dict[str, str]:
@@ -124,6 +124,9 @@ def test_every_alert_fires_when_it_must_and_only_then(tmp_path: Path) -> None:
              "values": "0x30"},
             {"series": 'drill_target_met{scenario="complete_data_loss",objective="rto",name="full_system_restore"}',
              "values": "1x30"},
+            # a restore of redis was killed (bdr status exits 13 on it); qdrant's restores are fine
+            {"series": 'backup_restore_interrupted{source="redis",instance="production"}', "values": "1x30"},
+            {"series": 'backup_restore_interrupted{source="qdrant",instance="production"}', "values": "0x30"},
         ],
         "alert_rule_test": [
             {"eval_time": "5m", "alertname": "BackupFailed", "exp_alerts": [alert(
@@ -143,6 +146,12 @@ def test_every_alert_fires_when_it_must_and_only_then(tmp_path: Path) -> None:
                 {"summary": "backup repository s3://bucket/bdr cannot be read",
                  "description": "bdr could not list s3://bucket/bdr (s3): check the mount, the credentials or the "
                                 "network."})]},
+            {"eval_time": "1m", "alertname": "RestoreInterrupted", "exp_alerts": [alert(
+                group_labels("redis", "production", severity="critical"),
+                {"summary": f"{WHO_REDIS}: a restore was interrupted",
+                 "description": f"A `bdr restore` of {WHO_REDIS} was killed before it finished: the instance may be "
+                                "down or half restored. Run `bdr status`, then `bdr restore redis --resume --target "
+                                "production` (finish) or `--abort` (roll back)."})]},
             {"eval_time": "1m", "alertname": "DrillTargetBreached", "exp_alerts": [alert(
                 {"scenario": "complete_data_loss", "objective": "rpo", "name": "sessions", "severity": "warning"},
                 {"summary": "drill complete_data_loss missed its rpo objective sessions",

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.docker
 
 
 def fill(server: RedisContainer, keys: int = 3000) -> bytes:
-    client = server.client_for()
+    client = server.client()
     pipe = client.pipeline()
     for i in range(keys):
         pipe.set(f"user:{i}", f"value-{i}" * 4)
@@ -50,7 +50,7 @@ def test_volume_round_trip_after_all_volumes_are_deleted(
 
     assert copy.stopped == (server.container_name,)
     assert server.running() and wait_for(server.ready, 30)  # started again after the copy
-    assert server.client_for().execute_command("DEBUG", "DIGEST") == before
+    assert server.client().execute_command("DEBUG", "DIGEST") == before
     assert archive.is_file() and archive.stat().st_size == copy.archive_bytes
     assert copy.members == 4  # appendonlydir and its base, incr and manifest files
     assert not list(archive.parent.glob(".*part*"))  # written under a temporary name, then renamed
@@ -63,8 +63,8 @@ def test_volume_round_trip_after_all_volumes_are_deleted(
     restored = volume_restore(fresh, archive, image=redis_image)
     assert restored.members == copy.members and restored.data_bytes == copy.data_bytes
     again = spawn_redis_container(fresh, name="production", image=redis_image, network="host", appendonly=True)
-    assert again.client_for().execute_command("DEBUG", "DIGEST") == before
-    assert again.client_for().save()  # the volume's root is Redis's again: it can write its next snapshot
+    assert again.client().execute_command("DEBUG", "DIGEST") == before
+    assert again.client().save()  # the volume's root is Redis's again: it can write its next snapshot
 
 
 def test_restore_a_runbook_tarball_into_a_used_volume(
@@ -73,29 +73,29 @@ def test_restore_a_runbook_tarball_into_a_used_volume(
     """``tar czf redis.tar.gz /data`` stores data/...: strip_components=1 puts it at the volume's root."""
     source = spawn_redis_container(name="source", image=redis_image, network="host")
     before = fill(source, 500)
-    source.client_for().save()
+    source.client().save()
     source.export_data(tmp_path / "data", ["dump.rdb"])
     legacy = tmp_path / "redis_volume_20250124.tar.gz"
     with tarfile.open(legacy, "w:gz") as tar:
         tar.add(tmp_path / "data", arcname="data")
 
     target = spawn_redis_container(name="target", image=redis_image, network="host")
-    target.client_for().set("stale", "1")
-    target.client_for().save()
+    target.client().set("stale", "1")
+    target.client().save()
     with pytest.raises(VolumeInUse, match=target.container_name):
         volume_restore(target.volume or "", legacy, strip_components=1, stop_containers=False)
     result = volume_restore(target.volume or "", legacy, strip_components=1)
 
     assert result.stopped == (target.container_name,)
     assert wait_for(target.ready, 30)
-    assert target.client_for().execute_command("DEBUG", "DIGEST") == before
-    assert target.client_for().get("stale") is None
+    assert target.client().execute_command("DEBUG", "DIGEST") == before
+    assert target.client().get("stale") is None
 
 
 def test_unsafe_archive_changes_nothing(docker_scope: DockerScope, redis_image: str, tmp_path: Path) -> None:
     server = spawn_redis_container(image=redis_image, network="host")
-    server.client_for().set("kept", "1")
-    server.client_for().save()
+    server.client().set("kept", "1")
+    server.client().save()
     evil = tmp_path / "evil.tar"
     with tarfile.open(evil, "w") as tar:
         good = tarfile.TarInfo("dump.rdb")
@@ -111,7 +111,7 @@ def test_unsafe_archive_changes_nothing(docker_scope: DockerScope, redis_image: 
     assert server.running()  # never stopped: the archive was refused before anything happened
     server.stop()
     server.start()
-    assert server.client_for().get("kept") == b"1"
+    assert server.client().get("kept") == b"1"
 
 
 def test_missing_volume_is_a_clear_error(docker_scope: DockerScope, tmp_path: Path) -> None:

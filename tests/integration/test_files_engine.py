@@ -113,7 +113,7 @@ def test_a_path_outside_the_root_is_refused(tmp_path: Path, config_dir: Path) ->
 def test_secrets_need_a_key_and_the_right_one(tmp_path: Path, config_dir: Path) -> None:
     no_key = dataclasses.replace(make_config(tmp_path, config_dir),
                                  encryption=EncryptionSettings(key_file=None, key_env=None, passphrase_env=None))
-    with pytest.raises(MissingKey, match="secrets need a key.*never stores secrets in plaintext"):
+    with pytest.raises(MissingKey, match=r"secrets need a key.*never stores secrets in plaintext"):
         api.backup(no_key, "config")
     config = make_config(tmp_path, config_dir)
     api.backup(config, "config")

@@ -30,7 +30,7 @@ from bdr.exporter import ExporterServer, make_server
 from bdr.manifest import to_iso
 from bdr.repository import Repository, Verification
 from bdr.retention import keep_last
-from tests.backup_sets import make_manifest, store_set
+from tests.backup_sets import make_manifest, rewrite_manifest, store_set
 
 NOW = datetime.now(UTC)
 
@@ -187,12 +187,9 @@ def test_status_is_ok_for_fresh_backups_and_exits_1_when_one_is_stale(tmp_path: 
     assert report["ok"] is True and report["rule_321_ok"] is False
     assert [(s["source"], s["health"]) for s in report["sources"]] == [("qdrant", "ok"), ("redis", "ok")]
 
-    for set_dir in (tmp_path / "repo" / "redis").iterdir():
-        for name in os.listdir(set_dir):
-            if name == "manifest.json":  # age the redis sets by two days
-                data = json.loads((set_dir / name).read_text())
-                data["finished_at"] = to_iso(NOW - timedelta(days=2))
-                (set_dir / name).write_text(json.dumps(data))
+    two_days_ago = to_iso(NOW - timedelta(days=2))
+    for backup in repo.sets("redis"):  # age the redis sets by two days (re-sealed: they stay good)
+        rewrite_manifest(repo, "redis", backup.id, lambda data: data.update(finished_at=two_days_ago))
     stale = bdr_process(config, "status")
     assert stale.returncode == 1
     lines = stale.stderr.strip().splitlines()

@@ -11,7 +11,6 @@ What this does not prove: that a file written by a real server has exactly this 
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +24,8 @@ from bdr.engines.qdrant import edge
 from bdr.engines.qdrant.client import Target
 from bdr.engines.qdrant.pointfile import Layout, batch_from_records, compress
 from bdr.engines.qdrant.snapshot import FULL_FILE, SnapshotMethod
-from bdr.manifest import MANIFEST_NAME
 from bdr.repository import BackupSet, Repository, extract_set
+from tests.backup_sets import rewrite_manifest
 from tests.qdrant_data import (
     EDGE_PARAMS,
     UUIDS,
@@ -190,13 +189,14 @@ def test_verify_detects_a_snapshot_that_does_not_match_its_manifest(damage: str,
         checks = {c.name: c for c in engine_for("qdrant").verify(backup.manifest, files, False)}
         assert not checks["docs: snapshot"].ok
         return
-    manifest = json.loads((set_dir / MANIFEST_NAME).read_text())
-    item = manifest["facts"]["collections"]["docs"]
-    if damage == "sample digest":
-        item["sample"][3][1] = "0" * 64
-    else:
-        item["points"] += 1
-    (set_dir / MANIFEST_NAME).write_text(json.dumps(manifest))
+    def damage_it(manifest: dict[str, Any]) -> None:
+        item = manifest["facts"]["collections"]["docs"]
+        if damage == "sample digest":
+            item["sample"][3][1] = "0" * 64
+        else:
+            item["points"] += 1
+
+    rewrite_manifest(Repository.open(repo_dir), "qdrant", backup.id, damage_it)
     checks = verify(Repository.open(repo_dir).get(backup.id), repo_dir, tmp_path / "files")
     failed = [c for c in checks.values() if not c.ok]
     assert [c.name for c in failed] == ["docs: sample" if damage == "sample digest" else "docs: points"]
@@ -217,7 +217,7 @@ def test_an_old_scripts_snapshot_file_restores_into_the_embedded_engine(snapshot
         config=config, repository=Repository.open(config.repository_path()), backup=None, legacy_path=legacy))
 
     assert result.ok, result.checks
-    assert [s.name for s in result.steps] == ["fetch", "plan", "safety backup", "replace", "verify"]
+    assert [s.name for s in result.steps] == ["fetch", "check", "safety backup", "replace", "verify", "finish"]
     assert "documents (82 points)" in result.steps[0].detail
     client = open_embedded(config)
     try:

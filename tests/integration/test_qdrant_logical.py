@@ -20,11 +20,12 @@ from bdr.errors import (
     RestoreRolledBack,
     ServiceBusy,
 )
-from bdr.manifest import MANIFEST_NAME, Manifest
+from bdr.manifest import Manifest
 from bdr.repository import BackupSet, Repository, extract_set
+from tests.backup_sets import rewrite_manifest
 from tests.qdrant_data import assert_same, dump_embedded, embedded_config, load_every_kind, open_embedded
 
-STEPS = ["fetch", "plan", "safety backup", "replace", "verify"]
+STEPS = ["fetch", "check", "safety backup", "replace", "verify", "finish"]
 
 
 @pytest.fixture
@@ -70,7 +71,7 @@ def test_round_trip_of_every_vector_kind_index_and_alias(engine: Engine, config:
     shutil.rmtree(config.qdrant_instance().path or "")  # the disaster: the storage is gone
     result = restore(engine, config, taken)
 
-    assert [s.name for s in result.steps] == ["fetch", "plan", "safety backup", "replace", "verify"]  # type: ignore[attr-defined]
+    assert [s.name for s in result.steps] == ["fetch", "check", "safety backup", "replace", "verify", "finish"]  # type: ignore[attr-defined]
     assert result.steps[2].status == "skipped"  # type: ignore[attr-defined]  # nothing left to protect
     assert result.ok, result.checks  # type: ignore[attr-defined]
     assert_same(dump_embedded(config), before)
@@ -204,10 +205,8 @@ def test_a_tampered_set_is_refused_before_the_live_data_is_touched(engine: Engin
 def test_a_failed_verification_rolls_back_to_the_safety_backup(engine: Engine, config: Config) -> None:
     taken = backup(engine, config)
     # the manifest now claims other content than the files hold: the restore's verify step fails
-    manifest_path = config.repository_path() / "qdrant" / taken.id / MANIFEST_NAME
-    data = json.loads(manifest_path.read_text())
-    data["facts"]["collections"]["plain"]["content_hash"] = "0" * 64
-    manifest_path.write_text(json.dumps(data))
+    rewrite_manifest(Repository.open(config.repository_path()), "qdrant", taken.id,
+                     lambda data: data["facts"]["collections"]["plain"].update(content_hash="0" * 64))
     lying = Repository.open(config.repository_path()).get(taken.id)
     client = open_embedded(config)
     client.delete("docs", points_selector=models.PointIdsList(points=[3, 4]))

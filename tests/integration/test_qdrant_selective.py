@@ -76,7 +76,7 @@ def test_one_collection_restored_under_another_name_leaves_the_rest_alone(engine
     result = restore(engine, config, taken, {"collection": "docs", "as": "docs_restored"})
 
     assert result.ok, result.checks
-    assert [s.name for s in result.steps] == ["fetch", "select", "safety backup", "replace", "verify"]
+    assert [s.name for s in result.steps] == ["fetch", "check", "safety backup", "replace", "verify", "finish"]
     assert result.steps[2].status == "skipped"  # a new collection: nothing to protect
     assert result.counts == {"selected": 60, "copied": 60, "skipped": 0, "conflicts": 0}
     after = dump_embedded(config)

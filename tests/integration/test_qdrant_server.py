@@ -11,7 +11,6 @@ qdrant-edge opens a snapshot made by a real server.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -26,8 +25,8 @@ from bdr.config import Config, QdrantInstance
 from bdr.engines import engine_for
 from bdr.engines.base import BackupRequest, RestoreRequest, write_backup
 from bdr.errors import IncompatibleVersion
-from bdr.manifest import MANIFEST_NAME
 from bdr.repository import BackupSet, Repository, extract_set
+from tests.backup_sets import rewrite_manifest
 from tests.qdrant_data import assert_same, dump, load_every_kind
 
 pytestmark = pytest.mark.qdrant_server
@@ -129,10 +128,8 @@ def test_a_snapshot_from_an_incompatible_version_is_refused_before_any_change(cl
                                                                               tmp_path: Path) -> None:
     config = server_config(tmp_path, prefix, method="snapshot", inspect_snapshots=False)
     backup = take(config)
-    path = config.repository_path() / "qdrant" / backup.id / MANIFEST_NAME
-    data = json.loads(path.read_text())
-    data["facts"]["qdrant_version"] = "0.9.1"
-    path.write_text(json.dumps(data))
+    rewrite_manifest(Repository.open(config.repository_path()), "qdrant", backup.id,
+                     lambda data: data["facts"].update(qdrant_version="0.9.1"))
     client.delete_collection(f"{prefix}plain")
     before = dump(client, prefix)
     with pytest.raises(IncompatibleVersion, match=r"0\.9\.1"):

@@ -45,7 +45,7 @@ def test_volume_round_trip_with_facts_and_verification(config: Config, tmp_path:
     result = engine.restore(RestoreRequest(config=config, repository=repo, backup=repo.get(manifest.id)))
 
     assert result.ok, result.checks
-    assert [s.name for s in result.steps] == ["fetch", "plan", "safety backup", "replace", "verify"]
+    assert [s.name for s in result.steps] == ["fetch", "check", "safety backup", "replace", "verify", "finish"]
     assert_same(dump_embedded(config), before)
     assert all(c.detail.startswith("content hash equal") for c in result.checks if c.name.endswith(": content"))
     files = tmp_path / "files"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from pathlib import Path
 
@@ -21,9 +20,10 @@ from bdr.errors import (
 from bdr.manifest import MANIFEST_NAME, Manifest
 from bdr.repository import Repository
 from bdr.runtime.process import RedisProcess, spawn_redis
+from tests.backup_sets import leave_crashed_set, rewrite_manifest
 from tests.redis_data import dump_everything, load_every_type
 
-STEPS = ["fetch", "safety backup", "stop", "replace", "start", "verify"]
+STEPS = ["fetch", "check", "safety backup", "stop", "replace", "start", "verify", "finish"]
 
 
 def destroy(server: RedisProcess) -> None:
@@ -57,7 +57,7 @@ def test_round_trip_keeps_every_type_and_the_digest(redis_server: RedisProcess, 
     assert [s.name for s in result.steps] == STEPS
     assert result.ok, result.checks
     assert digest(client) == before_digest
-    safety = result.steps[1]
+    safety = result.steps[2]
     assert (safety.status, result.safety_id) == ("skipped", None)  # the disaster left nothing to protect
     assert "holds no data files" in safety.detail
 
@@ -111,10 +111,8 @@ def test_failed_verification_rolls_back_to_the_safety_backup(redis_rdb: RedisPro
     outcome = api.backup(config, "redis")
     # Make the set claim more keys than it holds: the restore's verification must fail.
     repo = Repository.open(config.repository_path())
-    path = Path(config.repository_path()) / "redis" / outcome.manifest.id / MANIFEST_NAME
-    data = json.loads(path.read_text())
-    data["facts"]["keyspace"] = {"0": {"keys": 999, "expires": 0}}
-    path.write_text(json.dumps(data))
+    rewrite_manifest(repo, "redis", outcome.manifest.id,
+                     lambda data: data["facts"].update(keyspace={"0": {"keys": 999, "expires": 0}}))
     client.set("state", "live")
 
     with pytest.raises(RestoreRolledBack) as raised:
@@ -153,8 +151,7 @@ def test_killed_backup_is_never_listed_and_is_swept(redis_rdb: RedisProcess, mak
     config = make_config(redis_rdb)
     repo = Repository.open(config.repository_path())
     leftover = Path(config.repository_path()) / "redis" / "redis-20260101T000000Z-dead00"
-    leftover.mkdir(parents=True)
-    (leftover / "dump.rdb").write_bytes(b"REDIS0010 partial")
+    leave_crashed_set(repo, "redis", leftover.name, {"dump.rdb": b"REDIS0010 partial"})  # a marker of a dead pid
     assert repo.sets() == [] and repo.incomplete() == ["redis-20260101T000000Z-dead00"]
 
     api.backup(config, "redis")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -20,17 +21,19 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from bdr import api
-from bdr.config import Config
+from bdr.config import Config, RedisInstance
 from bdr.engines.base import RestoreRequest, RestoreResult, Step, StepStatus
-from bdr.engines.redis.selective import Conflict, CopyCounts, KeyCopier, KeySelection, find_keys, selective_restore
+from bdr.engines.redis import ENGINE
+from bdr.engines.redis.selective import Conflict, CopyCounts, KeyCopier, KeySelection, find_keys
 from bdr.engines.redis.temporary import temporary_instance
-from bdr.errors import BackupDoesNotLoad, SelectionConflict, ServiceError
+from bdr.errors import BackupDoesNotLoad, NothingToRestore, RestoreRolledBack, SelectionConflict
 from bdr.repository import Repository
 from bdr.runtime.process import RedisProcess, spawn_redis
 from bdr.waiting import wait_for
 from tests.redis_data import HOUR_MS, Snapshot, assert_same_data, client_for_db, dump_everything, load_every_type
 
-STEPS = ["start temporary instance", "find keys", "copy keys", "verify", "cleanup"]
+STEPS = ["fetch", "check", "safety backup", "replace", "verify", "finish"]
+"""The runbook's steps for a selective restore: no stop and start (the live instance keeps running)."""
 SLACK_MS = 250
 """A copied key's TTL is re-armed on arrival: its absolute expiry may move by the copy's latency."""
 
@@ -90,8 +93,15 @@ def port_closed(url: str) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+def selective_restore(request: RestoreRequest, files: Path, target: RedisInstance) -> RestoreResult:
+    """Restore the keys of ``request`` from the data files in ``files`` into ``target``, through the runbook."""
+    config = dataclasses.replace(request.config, redis={target.name: target}, redis_default=target.name)
+    return ENGINE.restore(dataclasses.replace(request, config=config, legacy_path=files, target=target.name))
+
+
 def temporary_url(steps: list[Step]) -> str:
-    return next(s.detail for s in steps if s.name == "start temporary instance")
+    detail = next(s.detail for s in steps if s.name == "check")
+    return detail.rsplit("temporary server ", 1)[1].rstrip(")")
 
 
 def test_restores_deleted_keys_of_every_type_and_leaves_other_keys_alone(
@@ -203,8 +213,8 @@ def test_conflict_replace_overwrites_after_a_safety_backup(production: tuple[Red
     assert result.safety_id is not None
     safety = Repository.open(config.repository_path()).get(result.safety_id)
     assert "safety" in safety.tags
-    assert [s.name for s in result.steps] == ["start temporary instance", "find keys", "safety backup",
-                                              "copy keys", "verify", "cleanup"]
+    assert [s.name for s in result.steps] == STEPS
+    assert result.steps[2].status is StepStatus.OK
 
 
 def test_dry_run_counts_and_writes_nothing(production: tuple[RedisProcess, Path, Snapshot], tmp_path: Path) -> None:
@@ -220,8 +230,7 @@ def test_dry_run_counts_and_writes_nothing(production: tuple[RedisProcess, Path,
     users = len(only(backed_up, b"user:"))
     assert result.dry_run
     assert result.counts["copied"] == users - 1 and result.counts["skipped"] == 1
-    copy = next(s for s in result.steps if s.name == "copy keys")
-    assert copy.status is StepStatus.SKIPPED
+    assert [s.name for s in result.steps] == ["fetch", "check"]  # a dry run stops after the check
 
 
 def test_a_pattern_that_matches_nothing_fails_its_check(production: tuple[RedisProcess, Path, Snapshot],
@@ -229,10 +238,11 @@ def test_a_pattern_that_matches_nothing_fails_its_check(production: tuple[RedisP
     server, files, _ = production
     before = dump_everything(server.client())
 
-    result = selective_restore(request_for(tmp_path, keys="usr:*"), files, server.instance)
+    with pytest.raises(NothingToRestore, match="no key of the backup matches 'usr:\\*' in all dbs: check the pattern; "
+                       "nothing was changed") as raised:
+        selective_restore(request_for(tmp_path, keys="usr:*"), files, server.instance)
 
-    assert not result.ok
-    assert "no key of the backup matches 'usr:*'" in result.checks[-1].detail
+    assert raised.value.exit_code == 4
     assert dump_everything(server.client()) == before
 
 
@@ -247,14 +257,16 @@ def test_temporary_instance_is_gone_when_the_copy_fails(production: tuple[RedisP
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     request = request_for(tmp_path)
 
-    with pytest.raises(ServiceError) as caught:
+    with pytest.raises(RestoreRolledBack) as caught:
         selective_restore(request, files, server.instance)
 
     client.config_set("maxmemory", "0")
+    assert "failed at step 'replace'" in caught.value.message
     assert "refused RESTORE" in caught.value.message and "maxmemory" in caught.value.message
+    assert "the keys added (missing before) are left" in caught.value.message
     steps = {s.name: s for s in request.log.steps}
-    assert steps["copy keys"].status is StepStatus.FAILED
-    assert steps["cleanup"].status is StepStatus.OK
+    assert steps["replace"].status is StepStatus.FAILED
+    assert steps["rollback"].status is StepStatus.OK
     assert port_closed(temporary_url(request.log.steps))
     assert list(scratch.iterdir()) == []
 
@@ -457,7 +469,7 @@ def test_cli_dry_run_then_restore(production: tuple[RedisProcess, Path, Snapshot
 
     done = bdr("restore", "redis", str(files), "--keys", "user:*", "--conflict", "skip", "--yes")
     assert done.returncode == 0, done.stderr
-    assert "copy keys" in done.stderr
+    assert "replace" in done.stderr and "keys in" in done.stderr
     assert f"copied: {len(deleted)}" in done.stdout and f"skipped: {len(only(backed_up, b'user:')) - len(deleted)}" \
         in done.stdout
     assert_same_data(only(dump_everything(server.client()), b"user:"), only(backed_up, b"user:"),

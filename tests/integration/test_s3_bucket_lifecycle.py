@@ -109,6 +109,26 @@ def test_check_reports_drift_and_apply_repairs_it(s3_bucket: S3Bucket, tmp_path:
     assert bdr(config, "s3", "lifecycle", "check").exit_code == 0
 
 
+def test_a_missing_abort_uploads_rule_is_drift_and_apply_puts_it_back(s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    config = write_config(tmp_path, s3_bucket, abort_uploads_after_days=1)
+    put_rules(s3_bucket, UNRELATED)
+    assert bdr(config, "s3", "lifecycle", "apply").exit_code == 0
+    assert bucket_rules(s3_bucket)["bdr:site-a:abort-uploads"]["AbortIncompleteMultipartUpload"] == {
+        "DaysAfterInitiation": 1}
+    put_rules(s3_bucket, *[r for i, r in bucket_rules(s3_bucket).items() if i != "bdr:site-a:abort-uploads"])
+
+    result = bdr(config, "s3", "lifecycle", "check")
+    assert result.exit_code == 1
+    assert "rule bdr:site-a:abort-uploads is missing: enabled, prefix 'site-a/': abort uploads after 1 days" \
+        in result.stdout
+
+    assert bdr(config, "s3", "lifecycle", "apply").exit_code == 0
+    rules = bucket_rules(s3_bucket)
+    assert rules["bdr:site-a:abort-uploads"]["Filter"] == {"Prefix": "site-a/"}
+    assert rules["logs-expire"] == UNRELATED
+    assert bdr(config, "s3", "lifecycle", "check").exit_code == 0
+
+
 def test_policy_change_in_bdr_yaml_is_a_mismatch(s3_bucket: S3Bucket, tmp_path: Path) -> None:
     assert bdr(write_config(tmp_path, s3_bucket), "s3", "lifecycle", "apply").exit_code == 0
 

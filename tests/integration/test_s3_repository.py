@@ -164,6 +164,12 @@ class FailAfter:
     def decrypting(self, stream: BinaryIO, name: str) -> BinaryIO:
         return stream
 
+    def digest(self, data: bytes) -> str:  # the manifest's MAC: never reached, the upload breaks first
+        return f"hmac-sha256:{self.key_id}:raw:{hashlib.sha256(data).hexdigest()}"
+
+    def digest_matches(self, data: bytes, recorded: str, name: str = "data") -> bool:
+        return recorded == self.digest(data)
+
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt(), OSError("disk read error")], ids=["ctrl-c", "error"])
 def test_interrupted_upload_leaves_no_parts_and_no_set(s3_bucket: S3Bucket, data_files: dict[str, Path],
@@ -183,10 +189,19 @@ def test_interrupted_upload_leaves_no_parts_and_no_set(s3_bucket: S3Bucket, data
 
 def test_set_of_a_killed_backup_is_swept_with_its_pending_upload(s3_bucket: S3Bucket,
                                                                  data_files: dict[str, Path]) -> None:
+    import dataclasses
+
+    from bdr.repository import WRITING_MARKER, WriterMarker
+
     repo = s3_repo(s3_bucket)
     storage = repo.storage
     assert isinstance(storage, S3Storage)
-    # what a SIGKILL leaves: one complete object, one upload with a part sent, no manifest
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    marker = dataclasses.replace(WriterMarker.here("redis-20250101T000000Z-dead00"), pid=int(dead.stdout),
+                                 process_start=None)
+    # what a SIGKILL leaves: the writer's marker, one complete object, one upload with a part sent, no manifest
+    storage.put_bytes(f"redis/redis-20250101T000000Z-dead00/{WRITING_MARKER}", marker.to_json())
     storage.put_bytes("redis/redis-20250101T000000Z-dead00/appendonly.aof", b"x" * 100)
     sink = storage.open_write("redis/redis-20250101T000000Z-dead00/dump.rdb")
     sink.write(os.urandom(PART))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from pathlib import Path
 
@@ -85,3 +86,42 @@ def test_truncated_archive_is_reported_as_corrupt(tmp_path: Path) -> None:
     blob = _tar([(_member("big"), bytes(200_000))], compress="zst")
     with pytest.raises(CorruptArchive):
         extract_archive(io.BytesIO(blob[: len(blob) // 2]), tmp_path / "out")
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["tar", "zstd"])
+def test_a_full_disk_mid_archive_is_the_only_error_even_after_garbage_collection(
+    tmp_path: Path, compress: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tarfile flushes its buffer on close and from ``__del__``: none of that may reach the broken sink."""
+    import gc
+    import os
+    import sys
+
+    from bdr.errors import NoSpace
+    from tests.mounts import tmpfs
+
+    unraisable: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    source = tmp_path / "dump.rdb"
+    source.write_bytes(os.urandom(40 * 1024 * 1024))  # more than zstd's multi-threaded jobs hold back
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        sink = LocalStorage(disk).open_write("set/data.tar.zst")
+        with pytest.raises(NoSpace) as raised:
+            write_archive([ArchiveMember(source, "dump.rdb")], sink, compress=compress)
+        assert isinstance(raised.value.__cause__, OSError)
+        sink.abort()
+        del raised
+        gc.collect()
+        assert unraisable == []
+        assert [p for p in disk.rglob("*") if p.is_file()] == []
+
+
+def test_a_killed_writers_temporary_file_is_never_an_object(tmp_path: Path) -> None:
+    from bdr.storage.local import temp_name, temp_writer
+
+    final = tmp_path / "set" / "dump.rdb"
+    tmp = temp_name(final)
+    assert tmp.parent == final.parent and temp_writer(tmp.name) == ("dump.rdb", os.getpid())
+    assert temp_writer("dump.rdb.tmp-123-abcdef") == ("dump.rdb", 123)  # an older bdr's
+    assert temp_writer("dump.rdb") is None and temp_writer(".bdr-writing.json") is None
+    assert temp_writer("notes.tmp-draft") is None

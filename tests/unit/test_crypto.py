@@ -178,3 +178,37 @@ def test_encrypted_set_in_a_repository_holds_no_plaintext(tmp_path: Path) -> Non
     with pytest.raises(WrongKey):
         extract_set(repo, repo.get(manifest.id), tmp_path / "wrong", Cipher.from_key(bytes(32)))
     assert not (tmp_path / "wrong" / "settings.yml").exists()
+
+
+@pytest.mark.parametrize("size", ["4k", "1m"], ids=["in the first chunk", "mid-stream"])
+def test_a_failed_write_breaks_the_encrypted_sink_and_abort_still_works(tmp_path: Path, size: str) -> None:
+    """A full disk under the cipher: the same error every time after, never a chunk sealed twice, abort always."""
+    from bdr.errors import NoSpace
+    from bdr.storage.local import LocalStorage
+    from tests.mounts import tmpfs
+
+    with tmpfs(tmp_path / "disk", size) as disk:
+        sink = CIPHER.encrypting(LocalStorage(disk).open_write("set/obj"))
+        block = os.urandom(CHUNK_SIZE // 3 + 5)  # writes that straddle chunk boundaries
+        with pytest.raises(NoSpace):
+            for _ in range(20):
+                sink.write(block)
+        for again in (lambda: sink.write(block), sink.commit):
+            with pytest.raises(NoSpace):
+                again()
+        sink.abort()
+        sink.abort()
+        assert [p for p in disk.rglob("*") if p.is_file()] == []
+
+
+def test_using_an_encrypted_sink_after_commit_is_a_typed_error() -> None:
+    from bdr.errors import StorageError
+
+    sink = CIPHER.encrypting(MemorySink())
+    sink.write(b"data")
+    sink.commit()
+    with pytest.raises(StorageError, match="after it was committed or aborted"):
+        sink.write(b"more")
+    with pytest.raises(StorageError):
+        sink.commit()
+    sink.abort()

@@ -19,7 +19,7 @@ def test_the_default_policy_gives_the_runbooks_alert() -> None:
     rules = rules_of(Config())
     assert [r["alert"] for r in rules] == [
         "BackupTooOld", "BackupFailed", "BackupVerificationStale", "BackupVerificationFailed",
-        "BackupThreeTwoOneBroken", "BackupRepositoryUnreachable", "DrillTargetBreached",
+        "BackupThreeTwoOneBroken", "BackupRepositoryUnreachable", "RestoreInterrupted", "DrillTargetBreached",
     ]
     assert rules[0]["expr"] == "time() - backup_last_success_timestamp > 86400"
     assert rules[2]["expr"] == "time() - backup_last_verify_timestamp > 604800"

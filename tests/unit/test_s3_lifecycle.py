@@ -8,6 +8,7 @@ import pytest
 
 from bdr.config import RemoteSettings
 from bdr.s3_lifecycle import (
+    ABORT_UPLOADS_AFTER_DAYS,
     LifecyclePolicy,
     RuleShape,
     Tier,
@@ -52,7 +53,35 @@ def test_default_policy_archives_after_90_days_and_expires_index_before_data() -
     assert rules["bdr:prod:archive"]["Transitions"] == [{"Days": 90, "StorageClass": "GLACIER"}]
     assert rules["bdr:prod:expire-index"]["Expiration"] == {"Days": 365}
     assert rules["bdr:prod:expire-data"]["Expiration"] == {"Days": 366}
-    assert rules["bdr:prod:abort-uploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+    assert rules["bdr:prod:abort-uploads"]["AbortIncompleteMultipartUpload"] == {
+        "DaysAfterInitiation": RemoteSettings().abort_uploads_after_days}
+    assert rules["bdr:prod:abort-uploads"]["Filter"] == {"Prefix": "prod/"}  # every upload of the repository
+
+
+def test_uploads_of_killed_runs_are_aborted_after_a_day_by_default() -> None:
+    rule = by_id(LifecyclePolicy(prefix="prod").rules())["bdr:prod:abort-uploads"]
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": ABORT_UPLOADS_AFTER_DAYS}
+    assert ABORT_UPLOADS_AFTER_DAYS == 1
+    three = by_id(LifecyclePolicy.from_settings(RemoteSettings(abort_uploads_after_days=3), "prod").rules())
+    assert three["bdr:prod:abort-uploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 3}
+
+
+def test_bdr_yaml_defaults_to_the_one_day_abort_rule() -> None:
+    assert RemoteSettings().abort_uploads_after_days == ABORT_UPLOADS_AFTER_DAYS
+
+
+def test_a_missing_or_changed_abort_rule_is_drift() -> None:
+    policy = LifecyclePolicy(prefix="prod")
+    rules = policy.rules()
+    without = [r for r in rules if r["ID"] != "bdr:prod:abort-uploads"]
+    assert compare(without, policy) == [
+        "rule bdr:prod:abort-uploads is missing: enabled, prefix 'prod/': abort uploads after 1 days"]
+    slower = [dict(r, AbortIncompleteMultipartUpload={"DaysAfterInitiation": 30})
+              if r["ID"] == "bdr:prod:abort-uploads" else r for r in rules]
+    [difference] = compare(slower, policy)
+    assert difference.startswith("rule bdr:prod:abort-uploads differs: bucket has enabled, prefix 'prod/': "
+                                 "abort uploads after 30 days; policy wants")
+    assert merged(without, policy) == rules  # apply puts it back with the others
 
 
 def test_whole_bucket_repository_filters_by_tag_only() -> None:

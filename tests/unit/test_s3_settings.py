@@ -77,6 +77,47 @@ def test_open_storage_picks_s3_with_settings_and_keyword_overrides(monkeypatch: 
         open_storage("s3://bkt/site", aws_secret_access_key="x")
 
 
+def test_retries_and_timeouts_are_bounded_and_adjustable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    settings = RemoteSettings(endpoint_url="http://127.0.0.1:9", max_attempts=3)
+    storage = open_storage("s3://bkt/site", settings=settings)
+    assert isinstance(storage, S3Storage)
+    config: Any = storage.client.meta.config  # botocore's stubs do not list its fields
+    assert config.retries == {"total_max_attempts": 3, "mode": "standard"}  # remote.max_attempts counts them all
+    assert (config.connect_timeout, config.read_timeout) == (10.0, 60.0)
+    assert storage.transfer_pauses == (1.0, 2.0, 4.0, 8.0)
+
+    quick = open_storage("s3://bkt/site", settings=settings, read_timeout=2, connect_timeout=1,
+                         transfer_pauses=(0.1,))
+    assert isinstance(quick, S3Storage)
+    quick_config: Any = quick.client.meta.config
+    assert (quick_config.connect_timeout, quick_config.read_timeout) == (1, 2)
+    assert quick.transfer_pauses == (0.1,)
+    none = open_storage("s3://bkt/site", settings=settings, transfer_pauses=())
+    assert isinstance(none, S3Storage) and none.abort_pauses == ()
+
+
+def test_which_failures_are_worth_another_try() -> None:
+    import botocore.exceptions as boto
+
+    from bdr.storage.retry import is_transient, network_reason
+
+    refused = boto.EndpointConnectionError(endpoint_url="http://127.0.0.1:9",
+                                           error=ConnectionRefusedError(111, "Connection refused"))
+    assert is_transient(refused) and network_reason(refused) == "connection refused"
+    timeout = boto.ReadTimeoutError(endpoint_url="http://127.0.0.1:9", error="timed out")
+    assert is_transient(timeout) and network_reason(timeout) == "no answer in time (read timeout)"
+
+    def client_error(code: str, status: int) -> boto.ClientError:
+        response: Any = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+        return boto.ClientError(response, "UploadPart")
+
+    assert is_transient(client_error("InternalError", 500)) and is_transient(client_error("SlowDown", 503))
+    assert not is_transient(client_error("AccessDenied", 403))
+    assert not is_transient(client_error("NoSuchBucket", 404))
+    assert not is_transient(boto.FlexibleChecksumError(error_msg="bad"))
+
+
 def test_plaintext_offsite_needs_an_explicit_yes() -> None:
     with pytest.raises(PlaintextOffsite, match="--allow-plaintext"):
         require_encryption(RemoteSettings(), None, url="s3://bkt/p")

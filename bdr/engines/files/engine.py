@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -20,10 +21,11 @@ from bdr.engines.files.incoming import SECRETS_OBJECT, Incoming, IncomingFile, r
 from bdr.engines.files.place import Root
 from bdr.engines.files.plan import ChangeKind, Plan, plan_restore, target_mode
 from bdr.engines.files.selection import collect, is_secret, matches_any
-from bdr.errors import BdrError, CheckFailed, MissingKey, NothingToBackUp, RestoreRolledBack, RollbackFailed, UsageError
+from bdr.engines.runbook import Restorer, StepOutcome, run_restore
+from bdr.errors import MissingKey, NothingToBackUp, UsageError
+from bdr.journal import JournalEntry
 from bdr.manifest import Manifest
 from bdr.repository import ObjectCipher, SetWriter
-from bdr.storage.local import translate_os_error
 
 logger = logging.getLogger(__name__)
 
@@ -146,65 +148,21 @@ class FilesEngine:
         logger.info("config backup %s: %d file(s), %d secret(s) from %s", writer.id, len(collected.files),
                     len(collected.secret_files), root)
 
-    # --- restore ------------------------------------------------------------------------------
+    # --- restore: through the runbook ---------------------------------------------------------
+
+    def instance_name(self, config: Config, target: str | None) -> str:
+        return target or config.files.name
+
+    def restorer(self, request: RestoreRequest) -> Restorer:
+        return FilesRestore.new(self, request)
+
+    def resumed(self, request: RestoreRequest, entry: JournalEntry, result: RestoreResult) -> Restorer:
+        restorer = FilesRestore.new(self, request)
+        restorer.result = result
+        return restorer
 
     def restore(self, request: RestoreRequest) -> RestoreResult:
-        """Fetch and check, plan, (dry run: stop) safety backup, replace, verify; roll back on failure.
-
-        ``request.selection``: ``paths`` (glob patterns: only these files), ``root`` (``--to DIR``).
-        """
-        config = request.config
-        root_path = root_of(config, request.selection.get("root"))
-        ref = request.backup.id if request.backup else str(request.legacy_path)
-        log = request.log
-        result = RestoreResult(source="config", ref=ref, target=str(root_path), steps=log.steps,
-                               dry_run=request.dry_run)
-        patterns: list[str] = list(request.selection.get("paths") or [])
-
-        def wanted(path: str) -> bool:
-            return not patterns or matches_any(path, patterns)
-
-        with tempfile.TemporaryDirectory(prefix="bdr-config-") as scratch:
-            with log.step("fetch") as step:
-                incoming = self._fetch(request, Path(scratch), wanted)
-                secrets = sum(1 for f in incoming.values() if f.secret)
-                step.detail = f"{len(incoming)} file(s), {secrets} secret(s), checked against the manifest"
-            if not incoming:
-                raise UsageError(detail=f"no file of {ref} matches --path {' '.join(patterns)}" if patterns
-                                 else f"{ref} holds no configuration file")
-            with Root(root_path, create=not request.dry_run) as root:
-                with log.step("plan") as step:
-                    present = self._present(root_path, config, wanted)
-                    plan = plan_restore(incoming, root, present)
-                    step.detail = plan.summary()
-                result.counts.update(plan.counts())
-                result.facts["changes"] = [c.to_dict() for c in plan.changes]
-                if request.backup is not None:
-                    result.facts["backup_root"] = request.backup.manifest.facts.get("root")
-                if request.dry_run:
-                    lines = "\n".join(f"    {line}" for line in plan.lines())
-                    result.checks.append(Check("dry run", True, f"{plan.summary()}; nothing was changed\n{lines}"))
-                    return result
-                self._safety_backup(request, result, plan, root_path)
-                try:
-                    with log.step("replace") as step:
-                        for change in plan.writes:
-                            item = incoming[change.path]
-                            root.write(change.path, item.chunks(), target_mode(item),
-                                       dir_mode=0o700 if item.secret else 0o755)
-                        step.detail = f"{len(plan.writes)} file(s) written, " \
-                                      f"{len(plan.of(ChangeKind.UNCHANGED))} already as in the backup"
-                    with log.step("verify") as step:
-                        checks = verify_placed(root, incoming)
-                        result.checks += checks
-                        step.detail = "; ".join(c.detail for c in checks)
-                        if not all(c.ok for c in checks):
-                            raise CheckFailed(detail="; ".join(c.detail for c in checks if not c.ok))
-                except (BdrError, OSError) as exc:
-                    self._undo(request, root, plan, result.safety_id, ref, exc)
-                    raise
-        logger.info("config restore of %s into %s: %s", ref, root_path, plan.summary())
-        return result
+        return run_restore(self, request)
 
     def _fetch(self, request: RestoreRequest, scratch: Path, wanted: Callable[[str], bool]) -> Incoming:
         if request.backup is not None:
@@ -219,53 +177,6 @@ class FilesEngine:
         if not root.is_dir():
             return []
         return [p for p in collect(root, config.files, check_readable=False).files if wanted(p)]
-
-    def _safety_backup(self, request: RestoreRequest, result: RestoreResult, plan: Plan, root: Path) -> None:
-        overwritten = [c.path for c in plan.of(ChangeKind.CHANGED)]
-        if not overwritten:
-            request.log.skipped("safety backup", "no existing file is overwritten")
-            return
-        if not request.safety_backup:
-            request.log.skipped("safety backup", "turned off: overwritten files cannot be rolled back")
-            return
-        with request.log.step("safety backup") as step:
-            safety = safety_backup(self, request, request.config.files.name,
-                                   options={"root": str(root), "files": overwritten})
-            result.safety_id = safety.id
-            step.detail = f"{safety.id}: the {len(overwritten)} file(s) this restore overwrites"
-
-    def _undo(self, request: RestoreRequest, root: Root, plan: Plan, safety_id: str | None, ref: str,
-              exc: BaseException) -> None:
-        """Put back what the failed restore overwrote, remove what it created; raise what the user reads."""
-        if isinstance(exc, BdrError):
-            reason = exc.message
-        else:
-            reason = str(translate_os_error(exc, root.path)) if isinstance(exc, OSError) else str(exc)
-        failed = next((s.name for s in reversed(request.log.steps) if s.status == "failed"), "replace")
-        with request.log.step("rollback") as step:
-            try:
-                created = [c.path for c in plan.of(ChangeKind.NEW)]
-                for path in created:
-                    root.remove(path)
-                restored = 0
-                if safety_id is not None:
-                    repo = request.safety_repo
-                    with tempfile.TemporaryDirectory(prefix="bdr-config-rollback-") as scratch:
-                        before = read_set(repo, repo.get(safety_id), request.cipher or load_cipher(
-                            request.config.encryption), Path(scratch), lambda _p: True)
-                        for path, item in before.items():
-                            root.write(path, item.chunks(), item.mode & 0o7777)
-                        restored = len(before)
-                step.detail = f"removed {len(created)} new file(s), put back {restored} from {safety_id or '-'}"
-            except (BdrError, OSError) as again:
-                detail = again.message if isinstance(again, BdrError) else str(again)
-                where = f"; the files from before the restore are in safety backup {safety_id}" if safety_id else ""
-                raise RollbackFailed(detail=f"restore of {ref} failed ({reason}) and so did the rollback "
-                                     f"({detail}){where}") from exc
-        if safety_id is not None:
-            raise RestoreRolledBack(ref=ref, step=failed, detail=reason, safety=safety_id) from exc
-        if isinstance(exc, OSError):
-            raise translate_os_error(exc, root.path) from exc
 
     # --- verify -------------------------------------------------------------------------------
 
@@ -309,6 +220,140 @@ class FilesEngine:
         ok = all(c.ok for c in checks)
         return Check("restore test", ok, "; ".join(c.detail for c in checks) + " after a restore into an empty "
                      "directory")
+
+
+@dataclass(slots=True)
+class FilesRestore:
+    """A configuration restore through the runbook: nothing is stopped; files are written atomically.
+
+    ``request.selection``: ``paths`` (glob patterns: only these files), ``root`` (``--to DIR``).
+    The plan says per file ``new``, ``changed`` (line counts), ``unchanged``; files the backup
+    does not hold are left alone, never deleted. The safety backup holds exactly the files the
+    restore overwrites; a rollback puts them back and removes the files the restore created.
+    ``--resume`` plans and writes again (writing a file twice is harmless).
+    """
+
+    engine: FilesEngine
+    request: RestoreRequest
+    result: RestoreResult
+    root_path: Path
+    patterns: list[str]
+    work: Path | None = None
+    incoming: Incoming | None = None
+    plan: Plan | None = None
+    source: str = "config"
+    stops_service: bool = False
+    _root: Root | None = None
+
+    @property
+    def instance(self) -> str:
+        return self.request.target or self.request.config.files.name
+
+    @classmethod
+    def new(cls, engine: FilesEngine, request: RestoreRequest) -> FilesRestore:
+        root_path = root_of(request.config, request.selection.get("root"))
+        ref = request.backup.id if request.backup else str(request.legacy_path)
+        result = RestoreResult(source="config", ref=ref, target=str(root_path), steps=request.log.steps,
+                               dry_run=request.dry_run)
+        return cls(engine, request, result, root_path, list(request.selection.get("paths") or []))
+
+    def state(self) -> dict[str, object]:
+        return {"root": str(self.root_path), "selection": dict(self.request.selection),
+                "work": str(self.work) if self.work else None}
+
+    def _wanted(self, path: str) -> bool:
+        return not self.patterns or matches_any(path, self.patterns)
+
+    def fetch(self) -> StepOutcome:
+        self.work = Path(tempfile.mkdtemp(prefix="bdr-config-"))
+        self.incoming = self.engine._fetch(self.request, self.work, self._wanted)
+        secrets = sum(1 for f in self.incoming.values() if f.secret)
+        if not self.incoming:
+            raise UsageError(detail=f"no file of {self.result.ref} matches --path {' '.join(self.patterns)}"
+                             if self.patterns else f"{self.result.ref} holds no configuration file")
+        return StepOutcome(f"{len(self.incoming)} file(s), {secrets} secret(s), checked against the manifest")
+
+    def _ready(self) -> tuple[Root, Incoming, Plan]:
+        """After a crash the fetched files are gone with the killed process: fetch and plan again."""
+        if self.incoming is None:
+            self.fetch()
+        if self._root is None or self.plan is None:
+            self.check()
+        assert self._root is not None and self.incoming is not None and self.plan is not None
+        return self._root, self.incoming, self.plan
+
+    def check(self) -> StepOutcome:
+        assert self.incoming is not None
+        if self._root is None:
+            self._root = Root(self.root_path, create=not self.request.dry_run)
+        present = self.engine._present(self.root_path, self.request.config, self._wanted)
+        self.plan = plan_restore(self.incoming, self._root, present)
+        self.result.counts.update(self.plan.counts())
+        self.result.facts["changes"] = [c.to_dict() for c in self.plan.changes]
+        if self.request.backup is not None:
+            self.result.facts["backup_root"] = self.request.backup.manifest.facts.get("root")
+        return StepOutcome(self.plan.summary())
+
+    def dry_run(self) -> list[Check]:
+        assert self.plan is not None
+        lines = "\n".join(f"    {line}" for line in self.plan.lines())
+        return [Check("dry run", True, f"would restore {self.result.ref} into {self.root_path}: {self.plan.summary()} "
+                      f"(dry run, nothing changed)\n{lines}")]
+
+    def safety_backup(self) -> tuple[str | None, StepOutcome]:
+        assert self.plan is not None
+        overwritten = [c.path for c in self.plan.of(ChangeKind.CHANGED)]
+        if not overwritten:
+            return None, StepOutcome("no existing file is overwritten", skipped=True)
+        safety = safety_backup(self.engine, self.request, self.request.config.files.name,
+                               options={"root": str(self.root_path), "files": overwritten})
+        return safety.id, StepOutcome(f"{safety.id}: the {len(overwritten)} file(s) this restore overwrites")
+
+    def stop(self) -> StepOutcome:
+        return StepOutcome(skipped=True)
+
+    start = stop
+
+    def replace(self) -> StepOutcome:
+        root, incoming, plan = self._ready()
+        for change in plan.writes:
+            item = incoming[change.path]
+            root.write(change.path, item.chunks(), target_mode(item), dir_mode=0o700 if item.secret else 0o755)
+        return StepOutcome(f"{len(plan.writes)} file(s) written, {len(plan.of(ChangeKind.UNCHANGED))} already as in "
+                           "the backup")
+
+    def verify(self) -> list[Check]:
+        root, incoming, _plan = self._ready()
+        return verify_placed(root, incoming)
+
+    def rollback(self, safety_id: str | None) -> StepOutcome:
+        root, _incoming, plan = self._ready()
+        created = [c.path for c in plan.of(ChangeKind.NEW)]
+        for path in created:
+            root.remove(path)
+        restored = 0
+        if safety_id is not None:
+            repo = self.request.safety_repo
+            cipher = self.request.cipher or load_cipher(self.request.config.encryption)
+            with tempfile.TemporaryDirectory(prefix="bdr-config-rollback-") as scratch:
+                before = read_set(repo, repo.get(safety_id), cipher, Path(scratch), lambda _p: True)
+                for path, item in before.items():
+                    root.write(path, item.chunks(), item.mode & 0o7777)
+                restored = len(before)
+        return StepOutcome(f"removed {len(created)} new file(s), put back {restored} from {safety_id or '-'}")
+
+    def finish(self) -> StepOutcome:
+        self.discard()
+        assert self.plan is not None
+        logger.info("config restore of %s into %s: %s", self.result.ref, self.root_path, self.plan.summary())
+        return StepOutcome("work directory removed")
+
+    def discard(self) -> None:
+        if self._root is not None:
+            self._root.close()
+            self._root = None
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
 
 
 def _sha256(data: bytes) -> str:

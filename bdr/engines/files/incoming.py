@@ -27,11 +27,11 @@ from typing import BinaryIO
 
 import zstandard
 
-from bdr.archive import check_member, open_tar_stream
+from bdr.archive import check_member, copy_to_file, open_tar_stream
 from bdr.config import Config
 from bdr.crypto import Cipher, decrypt_openssl_legacy, is_openssl_file
 from bdr.errors import ChecksumMismatch, CorruptArchive, MissingKey, UsageError
-from bdr.manifest import CHUNK, copy_hashed, sha256_file
+from bdr.manifest import CHUNK, sha256_file
 from bdr.repository import BackupSet, ObjectCipher, Repository
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def read_tar(stream: BinaryIO, name: str, scratch: Path, secret: Callable[[str],
                 continue
             dest = scratch / relative
             dest.parent.mkdir(parents=True, exist_ok=True)
-            sha256, size = copy_hashed(content, dest)
+            sha256, size = copy_to_file(content, dest)
             if size != member.size:
                 raise CorruptArchive(name=name, detail=f"member {relative!r} is truncated")
             out[relative] = IncomingFile(relative, mode, size, sha256, source=dest)

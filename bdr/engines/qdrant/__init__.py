@@ -5,7 +5,7 @@
 - :mod:`.method`: the ``logical``, ``snapshot`` and ``volume`` methods behind one interface;
 - :mod:`.pointfile`: the compact streamed format of logical backups and its content hash;
 - :mod:`.schema`: collection configs and payload indexes, captured and recreated;
-- :mod:`.restore`: fetch, plan, safety backup, replace, verify, rollback;
+- :mod:`.restore`: a full restore through the runbook (fetch, check, safety backup, replace, verify);
 - :mod:`.selective`: one collection (optionally renamed) or the points matching a filter;
 - :mod:`.edge`: offline reading of server snapshots with qdrant-edge (``bdr verify``).
 
@@ -17,9 +17,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bdr.config import Config
 from bdr.engines.base import BackupRequest, Check, RestoreRequest, RestoreResult
 from bdr.engines.qdrant.client import target_of
 from bdr.engines.qdrant.method import known_methods, method_for, method_of
+from bdr.engines.runbook import Restorer, run_restore
+from bdr.journal import JournalEntry
 from bdr.manifest import Manifest
 from bdr.repository import SetWriter
 
@@ -38,14 +41,29 @@ class QdrantEngine:
         method = method_for(name or target.instance.method)
         method.backup(request, writer, target)
 
-    def restore(self, request: RestoreRequest) -> RestoreResult:
+    def instance_name(self, config: Config, target: str | None) -> str:
+        return config.qdrant_instance(target).name
+
+    def restorer(self, request: RestoreRequest) -> Restorer:
         if request.selection and request.backup is not None:
-            from bdr.engines.qdrant.selective import restore_selection
+            from bdr.engines.qdrant.selective import QdrantSelectiveRestore
 
-            return restore_selection(self, request)
-        from bdr.engines.qdrant.restore import restore_full
+            return QdrantSelectiveRestore.new(self, request)
+        from bdr.engines.qdrant.restore import QdrantRestore
 
-        return restore_full(self, request)
+        return QdrantRestore.new(self, request)
+
+    def resumed(self, request: RestoreRequest, entry: JournalEntry, result: RestoreResult) -> Restorer:
+        if entry.state.get("mode") == "selective":
+            from bdr.engines.qdrant.selective import QdrantSelectiveRestore
+
+            return QdrantSelectiveRestore.resumed(self, request, entry, result)
+        from bdr.engines.qdrant.restore import QdrantRestore
+
+        return QdrantRestore.resumed(self, request, entry, result)
+
+    def restore(self, request: RestoreRequest) -> RestoreResult:
+        return run_restore(self, request)
 
     def verify(self, manifest: Manifest, files: Path, restore_test: bool = False) -> list[Check]:
         return method_of(manifest).verify(manifest, files, restore_test)

@@ -1,8 +1,8 @@
-"""Restoring a whole Qdrant backup set: the runbook's steps, timed, with automatic rollback.
+"""Restoring a whole Qdrant backup set through the runbook (:mod:`bdr.engines.runbook`).
 
-1. ``fetch``: the set's files, each checked against the manifest's sha256, into a scratch
+1. ``fetch``: the set's files, each checked against the manifest's sha256, into a work
    directory - before anything live is touched;
-2. ``plan``: the method works out what will be replaced and refuses what cannot work (a
+2. ``check``: the method works out what will be replaced and refuses what cannot work (a
    snapshot from an incompatible Qdrant version, a snapshot into the embedded engine ...),
    still before any change;
 3. ``safety backup`` of what the restore will replace: only the collections that exist in
@@ -13,10 +13,11 @@
 5. ``verify``: config, point count and content (hash over all points, or a sample for
    snapshots) of every restored collection equal to the manifest, aliases in place.
 
-A failure in 4-5 puts the safety backup back (with the method it was taken with), drops
-collections the restore created, and raises :class:`~bdr.errors.RestoreRolledBack`.
-Qdrant needs no ``stop``/``start``: the logical and snapshot methods work on a running
-server, and the embedded engine is opened by bdr only while it works on it.
+A failure in 4-5 puts the safety backup back (with the method it was taken with) and drops
+collections the restore created; the runbook raises :class:`~bdr.errors.RestoreRolledBack`
+(or :class:`~bdr.errors.RollbackFailed`, exit 12, when that fails too). Qdrant needs no
+``stop``/``start``: the logical and snapshot methods work on a running server, and the
+embedded engine is opened by bdr only while it works on it.
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bdr.engines.base import Check, Engine, RestoreRequest, RestoreResult, safety_backup
 from bdr.engines.qdrant.client import Target, connect, list_collections, qdrant_errors, target_of
 from bdr.engines.qdrant.method import Method, RestorePlan, method_of
-from bdr.errors import RestoreError, RestoreRolledBack, UsageError
+from bdr.engines.runbook import StepOutcome
+from bdr.errors import RestoreError, UsageError
+from bdr.journal import JournalEntry
 from bdr.manifest import Manifest
 from bdr.repository import extract_set
 
@@ -59,75 +64,138 @@ def fetch(request: RestoreRequest, files: Path, work: Path) -> Manifest:
     return convert(request.legacy_path, files, request.selection.get("collection"), work)
 
 
-def restore_full(engine: Engine, request: RestoreRequest) -> RestoreResult:
-    target = target_of(request.config, request.target)
-    log = request.log
-    ref = request.backup.id if request.backup else str(request.legacy_path)
-    result = RestoreResult(source="qdrant", ref=ref, target=target.name, steps=log.steps, dry_run=request.dry_run)
-    scratch = scratch_near(target)
-    files = scratch / "incoming"
-    try:
-        with log.step("fetch") as step:
-            manifest = fetch(request, files, scratch / "convert")
-            method = method_of(manifest)
-            if request.backup:
-                step.detail = f"{len(manifest.files)} file(s) match the manifest"
-            else:
-                converted = ", ".join(f"{n} ({c['points']} points)" for n, c in manifest.facts["collections"].items())
-                step.detail = f"legacy snapshot converted with qdrant-edge: {converted}"
-        with log.step("plan") as step:
-            plan = method.plan(request, target, files, manifest)
-            step.detail = plan.describe()
-        points = sum(int(c.get("points", 0) or 0) for c in (manifest.facts.get("collections") or {}).values())
-        result.counts = {"collections": len(plan.collections), "points": points}
-        result.facts = {"method": method.name, "backup_version": manifest.facts.get("qdrant_version"),
-                        "collections": plan.collections}
-        if request.dry_run:
-            log.skipped("safety backup", "dry run")
-            result.checks.append(Check("dry run", True, f"would {plan.describe()} in {target.label()}"))
-            return result
-        result.safety_id = take_safety_backup(engine, request, target, plan)
-        try:
-            with log.step("replace") as step:
-                notes = method.replace(request, target, files, manifest, plan)
-                step.detail = "; ".join([plan.describe(), *notes])
-            with log.step("verify") as step:
-                checks = method.check_live(target, files, manifest, plan)
-                result.checks.extend(checks)
-                failed = [c for c in checks if not c.ok]
-                step.detail = f"{len(checks) - len(failed)}/{len(checks)} checks passed"
-                if failed:
-                    raise RestoreError(detail="; ".join(f"{c.name}: {c.detail}" for c in failed))
-        except (Exception, KeyboardInterrupt) as exc:  # Ctrl-C mid-replace rolls back too
-            failed_step = next((s.name for s in reversed(log.steps) if s.status == "failed"), "replace")
-            _roll_back(request, target, plan, result.safety_id, scratch, exc, ref)
-            raise RestoreRolledBack(ref=ref, step=failed_step, detail=getattr(exc, "message", str(exc)),
-                                    safety=result.safety_id or "(none needed: the collections were new)") from exc
-        return result
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+MANIFEST_COPY = "manifest.json"
+"""The set's manifest, kept in the work directory so ``--resume`` needs no repository read."""
 
 
-def take_safety_backup(engine: Engine, request: RestoreRequest, target: Target, plan: RestorePlan) -> str | None:
-    """The safety backup of what ``plan`` replaces, or None when there is nothing to protect."""
-    log = request.log
-    if not request.safety_backup:
-        log.skipped("safety backup", "disabled")
-        return None
+@dataclass(slots=True)
+class QdrantRestore:
+    """A full restore of one Qdrant instance through the runbook (no stop/start: the logical and
+    snapshot methods work on a running server, the embedded engine is opened only by bdr)."""
+
+    engine: Engine
+    request: RestoreRequest
+    target: Target
+    result: RestoreResult
+    work: Path | None = None
+    plan: RestorePlan | None = None
+    source: str = "qdrant"
+    stops_service: bool = False
+    _manifest: Manifest | None = None
+
+    @property
+    def instance(self) -> str:
+        return self.target.name
+
+    @classmethod
+    def new(cls, engine: Engine, request: RestoreRequest) -> QdrantRestore:
+        target = target_of(request.config, request.target)
+        ref = request.backup.id if request.backup else str(request.legacy_path)
+        result = RestoreResult(source="qdrant", ref=ref, target=target.name, steps=request.log.steps,
+                               dry_run=request.dry_run)
+        return cls(engine, request, target, result)
+
+    @classmethod
+    def resumed(cls, engine: Engine, request: RestoreRequest, entry: JournalEntry,
+                result: RestoreResult) -> QdrantRestore:
+        state = entry.state
+        restorer = cls(engine, request, target_of(request.config, entry.instance), result,
+                       work=Path(state["work"]) if state.get("work") else None)
+        if state.get("plan"):
+            plan = state["plan"]
+            restorer.plan = RestorePlan(list(plan["collections"]), list(plan["existing"]),
+                                        bool(plan["whole_instance"]), list(plan.get("notes") or []))
+        return restorer
+
+    def state(self) -> dict[str, Any]:
+        plan = self.plan
+        return {"work": str(self.work) if self.work else None,
+                "plan": {"collections": plan.collections, "existing": plan.existing,
+                         "whole_instance": plan.whole_instance, "notes": plan.notes} if plan else None}
+
+    @property
+    def files(self) -> Path:
+        assert self.work is not None
+        return self.work / "incoming"
+
+    @property
+    def manifest(self) -> Manifest:
+        if self._manifest is None:
+            assert self.work is not None
+            self._manifest = Manifest.from_json((self.work / MANIFEST_COPY).read_bytes())
+        return self._manifest
+
+    def fetch(self) -> StepOutcome:
+        self.work = scratch_near(self.target)
+        self._manifest = fetch(self.request, self.files, self.work / "convert")
+        (self.work / MANIFEST_COPY).write_bytes(self._manifest.to_json())
+        if self.request.backup:
+            return StepOutcome(f"{len(self._manifest.files)} file(s) match the manifest")
+        converted = ", ".join(f"{n} ({c['points']} points)" for n, c in self._manifest.facts["collections"].items())
+        return StepOutcome(f"legacy snapshot converted with qdrant-edge: {converted}")
+
+    def check(self) -> StepOutcome:
+        method = method_of(self.manifest)
+        self.plan = method.plan(self.request, self.target, self.files, self.manifest)
+        points = sum(int(c.get("points", 0) or 0) for c in (self.manifest.facts.get("collections") or {}).values())
+        self.result.counts = {"collections": len(self.plan.collections), "points": points}
+        self.result.facts = {"method": method.name, "backup_version": self.manifest.facts.get("qdrant_version"),
+                             "collections": self.plan.collections}
+        return StepOutcome(self.plan.describe())
+
+    def dry_run(self) -> list[Check]:
+        assert self.plan is not None
+        return [Check("dry run", True, f"would {self.plan.describe()} in {self.target.label()} (dry run, nothing "
+                      "changed)")]
+
+    def safety_backup(self) -> tuple[str | None, StepOutcome]:
+        assert self.plan is not None
+        return take_safety_backup(self.engine, self.request, self.target, self.plan)
+
+    def stop(self) -> StepOutcome:
+        return StepOutcome(skipped=True)
+
+    start = stop
+
+    def replace(self) -> StepOutcome:
+        assert self.plan is not None
+        notes = method_of(self.manifest).replace(self.request, self.target, self.files, self.manifest, self.plan)
+        return StepOutcome("; ".join([self.plan.describe(), *notes]))
+
+    def verify(self) -> list[Check]:
+        assert self.plan is not None
+        return method_of(self.manifest).check_live(self.target, self.files, self.manifest, self.plan)
+
+    def rollback(self, safety_id: str | None) -> StepOutcome:
+        plan = self.plan or RestorePlan([])
+        if safety_id is None and plan.existing and not plan.whole_instance:
+            raise RestoreError(detail="there is no safety backup to roll back to (it was turned off)")
+        assert self.work is not None
+        return StepOutcome(roll_back(self.request, self.target, plan, safety_id, self.work / "rollback"))
+
+    def finish(self) -> StepOutcome:
+        self.discard()
+        return StepOutcome("work directory removed")
+
+    def discard(self) -> None:
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def take_safety_backup(engine: Engine, request: RestoreRequest, target: Target,
+                       plan: RestorePlan) -> tuple[str | None, StepOutcome]:
+    """The safety backup of what ``plan`` replaces; (None, skipped) when there is nothing to protect."""
     if plan.whole_instance:
         if not _has_data(target):
-            log.skipped("safety backup", f"nothing to protect: {target.label()} holds no data")
-            return None
+            return None, StepOutcome(f"nothing to protect: {target.label()} holds no data", skipped=True)
         options: dict[str, object] = {}
     else:
         if not plan.existing:
-            log.skipped("safety backup", "nothing to protect: none of the collections exist in the target")
-            return None
+            return None, StepOutcome("nothing to protect: none of the collections exist in the target",
+                                     skipped=True)
         options = {"collections": plan.existing}
-    with log.step("safety backup") as step:
-        safety = safety_backup(engine, request, target.name, options)
-        step.detail = safety.id
-    return safety.id
+    safety = safety_backup(engine, request, target.name, options)
+    return safety.id, StepOutcome(safety.id)
 
 
 def _has_data(target: Target) -> bool:
@@ -135,24 +203,6 @@ def _has_data(target: Target) -> bool:
         return target.path.is_dir() and any(target.path.iterdir())
     storage = target.instance.storage_dir
     return bool(storage) and Path(str(storage)).is_dir() and any(Path(str(storage)).iterdir())
-
-
-def _roll_back(request: RestoreRequest, target: Target, plan: RestorePlan, safety_id: str | None, scratch: Path,
-               cause: BaseException, ref: str) -> None:
-    """Put the safety backup back and drop what the restore created; RestoreError when that fails."""
-    if safety_id is None and plan.existing and not plan.whole_instance:
-        raise RestoreError(detail=f"restore of {ref} failed ({getattr(cause, 'message', cause)}) and there is no "
-                           "safety backup to roll back to (it was disabled)") from cause
-    logger.warning("restore into qdrant %s failed; rolling back (safety backup %s)", target.name, safety_id)
-    try:
-        with request.log.step("rollback") as step:
-            step.detail = roll_back(request, target, plan, safety_id, scratch / "rollback")
-    except Exception as again:
-        raise RestoreError(
-            detail=f"restore of {ref} failed ({getattr(cause, 'message', cause)}) and so did the rollback "
-            f"({getattr(again, 'message', again)}); the data from before the restore is kept in safety backup "
-            f"{safety_id}"
-        ) from cause
 
 
 def roll_back(request: RestoreRequest, target: Target, plan: RestorePlan, safety_id: str | None,

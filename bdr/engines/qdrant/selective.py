@@ -29,7 +29,7 @@ import logging
 import shutil
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,9 @@ from bdr.engines.qdrant.method import RestorePlan
 from bdr.engines.qdrant.pointfile import Batch, ContentHash, Layout, PointId
 from bdr.engines.qdrant.restore import roll_back, scratch_near
 from bdr.engines.qdrant.schema import CollectionSchema
-from bdr.errors import RestoreError, RestoreRolledBack, SelectionConflict, UsageError
+from bdr.engines.runbook import StepOutcome
+from bdr.errors import SelectionConflict, UsageError
+from bdr.journal import JournalEntry
 from bdr.manifest import Manifest
 from bdr.repository import extract_set
 
@@ -244,96 +246,154 @@ def plan_selection(target: Target, selection: Selection, source: PointSource,
 # --- the restore -----------------------------------------------------------------------------------
 
 
-def restore_selection(engine: Engine, request: RestoreRequest) -> RestoreResult:
-    if request.backup is None:
-        raise UsageError(detail="a selective Qdrant restore needs a bdr backup set")
-    if request.conflict not in CONFLICT_MODES:
-        raise UsageError(detail=f"--conflict must be one of {', '.join(CONFLICT_MODES)}")
-    manifest = request.backup.manifest
-    selection = Selection.parse(request.selection, manifest)
-    target = target_of(request.config, request.target)
-    log = request.log
-    ref = request.backup.id
-    result = RestoreResult(source="qdrant", ref=ref, target=target.name, steps=log.steps, dry_run=request.dry_run)
-    result.facts = {"collection": selection.source, "as": selection.dest, "filter": selection.filter_json,
-                    "conflict": request.conflict}
-    scratch = scratch_near(target)
-    try:
-        with log.step("fetch") as step:
-            extract_set(request.repository, request.backup, scratch / "incoming", request.cipher)
-            source = PointSource(manifest, scratch / "incoming", selection.source, scratch / "source")
-            step.detail = f"{len(manifest.files)} file(s) match the manifest"
-        with log.step("select") as step:
-            matched = ids_matching(source, selection.filter) if selection.filter is not None else None
-            plan = plan_selection(target, selection, source, matched)
-            step.detail = (f"{plan.selected} point(s) of {selection.describe()}; {len(plan.conflicts)} already in "
-                           f"{selection.dest}")
+@dataclass(slots=True)
+class QdrantSelectiveRestore:
+    """A selective Qdrant restore through the runbook (see the module docstring for the steps)."""
+
+    engine: Engine
+    request: RestoreRequest
+    target: Target
+    result: RestoreResult
+    selection: Selection
+    work: Path | None = None
+    plan: SelectionPlan | None = None
+    source: str = "qdrant"
+    stops_service: bool = False
+    _points: PointSource | None = None
+    _matched: set[PointId] | None = None
+    _expected: ContentHash | None = None
+    _written: list[PointId] = field(default_factory=list)
+
+    @property
+    def instance(self) -> str:
+        return self.target.name
+
+    @classmethod
+    def new(cls, engine: Engine, request: RestoreRequest) -> QdrantSelectiveRestore:
+        if request.backup is None:
+            raise UsageError(detail="a selective Qdrant restore needs a bdr backup set")
+        if request.conflict not in CONFLICT_MODES:
+            raise UsageError(detail=f"--conflict must be one of {', '.join(CONFLICT_MODES)}")
+        selection = Selection.parse(request.selection, request.backup.manifest)
+        target = target_of(request.config, request.target)
+        result = RestoreResult(source="qdrant", ref=request.backup.id, target=target.name, steps=request.log.steps,
+                               dry_run=request.dry_run)
+        result.facts = {"collection": selection.source, "as": selection.dest, "filter": selection.filter_json,
+                        "conflict": request.conflict}
+        return cls(engine, request, target, result, selection)
+
+    @classmethod
+    def resumed(cls, engine: Engine, request: RestoreRequest, entry: JournalEntry,
+                result: RestoreResult) -> QdrantSelectiveRestore:
+        if request.backup is None:
+            raise UsageError(detail=f"the set {entry.ref} of the interrupted restore cannot be read now: run "
+                             "`bdr restore qdrant --abort` once its repository answers")
+        restorer = cls.new(engine, request)
+        restorer.result = result
+        restorer.work = Path(entry.state["work"]) if entry.state.get("work") else None
+        return restorer
+
+    def state(self) -> dict[str, Any]:
+        return {"mode": "selective", "work": str(self.work) if self.work else None,
+                "selection": dict(self.request.selection), "conflict": self.request.conflict}
+
+    @property
+    def _manifest(self) -> Manifest:
+        assert self.request.backup is not None
+        return self.request.backup.manifest
+
+    def _source(self) -> PointSource:
+        assert self.work is not None
+        if self._points is None:
+            self._points = PointSource(self._manifest, self.work / "incoming", self.selection.source,
+                                       self.work / "source")
+        return self._points
+
+    def fetch(self) -> StepOutcome:
+        assert self.request.backup is not None
+        self.work = scratch_near(self.target)
+        extract_set(self.request.repository, self.request.backup, self.work / "incoming", self.request.cipher)
+        return StepOutcome(f"{len(self._manifest.files)} file(s) match the manifest")
+
+    def check(self) -> StepOutcome:
+        source = self._source()
+        selection = self.selection
+        self._matched = ids_matching(source, selection.filter) if selection.filter is not None else None
+        plan = self.plan = plan_selection(self.target, selection, source, self._matched)
         conflicts = len(plan.conflicts)
-        skip = request.conflict == "skip"
-        result.counts = {
+        skip = self.request.conflict == "skip"
+        self.result.counts = {
             "selected": plan.selected,
             "copied": plan.selected - (conflicts if skip else 0),
             "skipped": conflicts if skip else 0,
             "conflicts": conflicts,
         }
-        if conflicts and request.conflict == "fail":
-            error = SelectionConflict(count=conflicts, what="points", target=f"collection {selection.dest}",
-                                      examples=", ".join(str(p) for p in plan.conflicts[:5]))
-            if not request.dry_run:
-                raise error
-            result.counts["copied"] = 0
-            result.checks.append(Check("conflicts", False, f"would fail: {error.message}"))
-            log.skipped("safety backup", "dry run")
-            return result
-        if request.dry_run:
-            log.skipped("safety backup", "dry run")
-            result.checks.append(Check("dry run", True, (
-                f"would copy {result.counts['copied']} point(s) of {selection.describe()} into "
-                f"{'existing' if plan.exists else 'new'} collection {selection.dest} of {target.label()}"
-                + (f"; {conflicts} conflict(s) would be {'skipped' if skip else 'replaced'}" if conflicts else ""))))
-            return result
-        result.safety_id = _safety(engine, request, target, selection, plan)
-        try:
-            with log.step("replace") as step:
-                expected, written = _copy(target, selection, source, matched, set(plan.conflicts) if skip else None,
-                                          plan.exists)
-                step.detail = f"{len(written)} point(s) written into {selection.dest}"
-            with log.step("verify") as step:
-                checks = _verify(target, selection, source, plan, expected, written, request.conflict)
-                result.checks.extend(checks)
-                failed = [c for c in checks if not c.ok]
-                step.detail = f"{len(checks) - len(failed)}/{len(checks)} checks passed"
-                if failed:
-                    raise RestoreError(detail="; ".join(f"{c.name}: {c.detail}" for c in failed))
-        except (Exception, KeyboardInterrupt) as exc:  # Ctrl-C mid-replace rolls back too
-            failed_step = next((s.name for s in reversed(log.steps) if s.status == "failed"), "replace")
-            undo = RestorePlan([selection.dest], [selection.dest] if plan.exists else [])
-            try:
-                with log.step("rollback") as step:
-                    step.detail = roll_back(request, target, undo, result.safety_id, scratch / "rollback")
-            except Exception as again:
-                raise RestoreError(detail=f"selective restore of {ref} failed ({getattr(exc, 'message', exc)}) and "
-                                   f"so did the rollback ({getattr(again, 'message', again)}); the collection "
-                                   f"from before is kept in safety backup {result.safety_id}") from exc
-            raise RestoreRolledBack(ref=ref, step=failed_step, detail=getattr(exc, "message", str(exc)),
-                                    safety=result.safety_id or f"(none needed: {selection.dest} was new)") from exc
-        return result
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if conflicts and self.request.conflict == "fail" and not self.request.dry_run:
+            raise self._conflict_error()
+        return StepOutcome(f"{plan.selected} point(s) of {selection.describe()}; {conflicts} already in "
+                           f"{selection.dest}")
 
+    def _conflict_error(self) -> SelectionConflict:
+        assert self.plan is not None
+        return SelectionConflict(count=len(self.plan.conflicts), what="points",
+                                 target=f"collection {self.selection.dest}",
+                                 examples=", ".join(str(p) for p in self.plan.conflicts[:5]))
 
-def _safety(engine: Engine, request: RestoreRequest, target: Target, selection: Selection,
-            plan: SelectionPlan) -> str | None:
-    if not request.safety_backup:
-        request.log.skipped("safety backup", "disabled")
-        return None
-    if not plan.exists:
-        request.log.skipped("safety backup", f"nothing to protect: collection {selection.dest} does not exist")
-        return None
-    with request.log.step("safety backup") as step:
-        safety = safety_backup(engine, request, target.name, {"collections": [selection.dest]})
-        step.detail = safety.id
-    return safety.id
+    def dry_run(self) -> list[Check]:
+        assert self.plan is not None
+        conflicts = len(self.plan.conflicts)
+        if conflicts and self.request.conflict == "fail":
+            self.result.counts["copied"] = 0
+            return [Check("conflicts", False, f"would fail: {self._conflict_error().message}")]
+        skip = self.request.conflict == "skip"
+        return [Check("dry run", True, (
+            f"would copy {self.result.counts['copied']} point(s) of {self.selection.describe()} into "
+            f"{'existing' if self.plan.exists else 'new'} collection {self.selection.dest} of {self.target.label()}"
+            + (f"; {conflicts} conflict(s) would be {'skipped' if skip else 'replaced'}" if conflicts else "")
+            + " (dry run, nothing changed)"))]
+
+    def safety_backup(self) -> tuple[str | None, StepOutcome]:
+        assert self.plan is not None
+        if not self.plan.exists:
+            return None, StepOutcome(f"nothing to protect: collection {self.selection.dest} does not exist",
+                                     skipped=True)
+        safety = safety_backup(self.engine, self.request, self.target.name, {"collections": [self.selection.dest]})
+        return safety.id, StepOutcome(safety.id)
+
+    def stop(self) -> StepOutcome:
+        return StepOutcome(skipped=True)
+
+    start = stop
+
+    def replace(self) -> StepOutcome:
+        if self.plan is None:  # resumed after a crash: plan again (points written before are conflicts now)
+            self.check()
+        assert self.plan is not None
+        skip = set(self.plan.conflicts) if self.request.conflict == "skip" else None
+        self._expected, self._written = _copy(self.target, self.selection, self._source(), self._matched, skip,
+                                              self.plan.exists)
+        return StepOutcome(f"{len(self._written)} point(s) written into {self.selection.dest}")
+
+    def verify(self) -> list[Check]:
+        if self.plan is None or self._expected is None:  # resumed at verify: copy again (idempotent), then check
+            self.replace()
+        assert self.plan is not None and self._expected is not None
+        return _verify(self.target, self.selection, self._source(), self.plan, self._expected, self._written,
+                       self.request.conflict)
+
+    def rollback(self, safety_id: str | None) -> StepOutcome:
+        exists = self.plan.exists if self.plan is not None else True
+        undo = RestorePlan([self.selection.dest], [self.selection.dest] if exists else [])
+        assert self.work is not None
+        return StepOutcome(roll_back(self.request, self.target, undo, safety_id, self.work / "rollback"))
+
+    def finish(self) -> StepOutcome:
+        self.discard()
+        return StepOutcome("work directory removed")
+
+    def discard(self) -> None:
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
 
 
 def _copy(target: Target, selection: Selection, source: PointSource, matched: set[PointId] | None,

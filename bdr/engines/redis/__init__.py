@@ -1,10 +1,16 @@
-"""The Redis engine: consistent snapshots, five-step restores, selective restore and checks.
+"""The Redis engine: honest snapshots, journaled restores through the runbook, selective restore, checks.
 
 - :mod:`.backup`: BGSAVE + copy (RDB and the Redis 7 multi-part AOF), or replication;
-- :mod:`.restore`: safety backup, stop, replace, start, verify, rollback;
+  a backup is good only if the snapshot bdr asked for succeeded;
+- :mod:`.content`: the content digest of a snapshot, read from the RDB itself;
+- :mod:`.restore`: a full restore (the runbook's steps; :mod:`.prepare` makes the files the
+  instance loads, :mod:`.swap` swaps them in atomically);
 - :mod:`.selective`: copy matching keys from a backup into a live instance;
 - :mod:`.repair`: redis-check-aof/-rdb on a copy of damaged files;
 - :mod:`.verify`: redis-check-rdb/-aof on a set and a restore test;
+- :mod:`.temporary`: a private redis-server loaded from a set's files;
+- :mod:`.target`: an instance's runtime and where its files are; :mod:`.live_settings`:
+  settings changed on a live server for a moment, always put back;
 - :mod:`.legacy`: backups of the old shell scripts.
 """
 
@@ -17,10 +23,13 @@ from pathlib import Path
 import redis
 
 from bdr.clients import redis_client
+from bdr.config import Config
 from bdr.engines.base import BackupRequest, Check, RestoreRequest, RestoreResult
 from bdr.engines.redis import backup as _backup
-from bdr.engines.redis import restore as _restore
 from bdr.engines.redis import verify as _verify
+from bdr.engines.runbook import Restorer, run_restore
+from bdr.errors import UsageError
+from bdr.journal import JournalEntry
 from bdr.manifest import Manifest
 from bdr.repository import SetWriter
 
@@ -36,8 +45,6 @@ class RedisEngine:
         instance = request.config.redis_instance(request.instance)
         method = request.method or instance.method
         if method not in METHODS:
-            from bdr.errors import UsageError
-
             raise UsageError(detail=f"unknown Redis backup method {method!r}; one of {', '.join(METHODS)}")
         if "safety" in request.tags and not self._answers(request):
             _backup.backup_offline(request, writer, instance)
@@ -57,20 +64,34 @@ class RedisEngine:
         except redis.RedisError:
             return False
 
-    def restore(self, request: RestoreRequest) -> RestoreResult:
-        if request.selection.get("keys"):
-            from bdr.engines.redis.selective import selective_restore
+    # --- restore: through the runbook ------------------------------------------------------------
 
-            instance = request.config.redis_instance(request.target)
-            scratch = Path(tempfile.mkdtemp(prefix="bdr-selective-"))
-            try:
-                with request.log.step("fetch"):
-                    files, _manifest = _restore.fetch(request, scratch / "incoming")
-                result: RestoreResult = selective_restore(request, files, instance)
-                return result
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
-        return _restore.restore_full(self, request)
+    def instance_name(self, config: Config, target: str | None) -> str:
+        return config.redis_instance(target).name
+
+    def restorer(self, request: RestoreRequest) -> Restorer:
+        if request.selection.get("keys"):
+            from bdr.engines.redis.selective import SelectiveRestore
+
+            return SelectiveRestore.new(request)
+        if request.selection:
+            raise UsageError(detail="a Redis restore selects keys with --keys (and --db), not "
+                             f"{', '.join(request.selection)}")
+        from bdr.engines.redis.restore import FullRestore
+
+        return FullRestore.new(self, request)
+
+    def resumed(self, request: RestoreRequest, entry: JournalEntry, result: RestoreResult) -> Restorer:
+        if entry.state.get("mode") == "selective":
+            from bdr.engines.redis.selective import SelectiveRestore
+
+            return SelectiveRestore.resumed(request, entry, result)
+        from bdr.engines.redis.restore import FullRestore
+
+        return FullRestore.resumed(self, request, entry, result)
+
+    def restore(self, request: RestoreRequest) -> RestoreResult:
+        return run_restore(self, request)
 
     def verify(self, manifest: Manifest, files: Path, restore_test: bool = False) -> list[Check]:
         checks = _verify.check_files(manifest, files)

@@ -1,27 +1,38 @@
-"""Consistent Redis snapshots: BGSAVE + copy, or an RDB fetched over the replication protocol.
+"""Consistent Redis snapshots that cannot lie: BGSAVE + copy, or an RDB over the replication protocol.
 
-``rdb`` (the default): one pipeline reads the digest, the key counts and the save counter
-and starts ``BGSAVE``; Redis runs a client's pipelined commands back to back, so the
-facts describe exactly the snapshot the fork writes. A save already running is waited
-for first; a failed save is an error that names the likely cause. When AOF is on, the
-Redis 7 multi-part AOF directory (manifest, base and incr files) is copied too, with
-automatic rewrites switched off meanwhile so a rewrite cannot swap files under the copy.
+``rdb`` (the default): one pipeline reads the server's clock, the key counts (and the
+digest where ``DEBUG`` is allowed and cheap) and starts ``BGSAVE``; Redis runs a client's
+pipelined commands back to back, so those facts describe exactly the snapshot the fork
+writes. The backup is good only if **that** save succeeded: ``rdb_last_bgsave_status`` is
+``ok`` and the last successful save is not older than the request; otherwise the backup
+fails with Redis's own reason, read from its log (a full disk: "Write error saving DB on
+disk: No space left on device"), and the old ``dump.rdb`` is never copied as if it were new.
+The file bdr then opens must be as new as the request (its ``ctime``), and its own key
+counts, read while it is copied by bdr's RDB parser along with a content digest
+(:mod:`.content`), must agree with what Redis said at the request.
+
+When AOF is on, the Redis 7 multi-part AOF directory (manifest, base and incr files) is
+copied too, with automatic rewrites switched off meanwhile so a rewrite cannot swap files
+under the copy; that live setting is recorded before it is changed and put back on every
+exit, and by the next run after a kill (:mod:`.live_settings`).
 
 ``replication`` fetches the RDB as a replica would (``REPLCONF rdb-only`` + ``SYNC``, as
 ``redis-cli --rdb`` does) for when bdr cannot reach the data directory.
 
 ``files`` copies whatever is in the data directory of a server that is *down* (the safety
-backup before restoring a Redis that refuses to start).
+backup before restoring a Redis that refuses to start); it is not a snapshot, and a
+restore loads it into a temporary server first.
 """
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import logging
+import re
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +42,7 @@ from bdr.archive import ArchiveMember
 from bdr.clients import redis_address, redis_client, redis_errors
 from bdr.config import RedisInstance
 from bdr.engines.base import BackupRequest
+from bdr.engines.redis.content import Content, digest_in_background, keyspace_of, record
 from bdr.engines.redis.info import (
     DIGEST_UNAVAILABLE,
     Keyspace,
@@ -38,16 +50,23 @@ from bdr.engines.redis.info import (
     aof_files,
     digest,
     parse_digest,
+    rdb_aux,
     rdb_version,
 )
-from bdr.errors import BdrError, NothingToBackUp, ServiceError, ServiceTimeout, ServiceUnavailable
+from bdr.engines.redis.live_settings import changed_settings, put_back_leftovers
+from bdr.engines.redis.target import open_target
+from bdr.errors import BdrError, NothingToBackUp, ServiceError, ServiceTimeout, ServiceUnavailable, StorageError
+from bdr.failpoints import failpoint
+from bdr.journal import Journal
 from bdr.repository import SetWriter
-from bdr.runtime import redis_runtime
 from bdr.waiting import wait_for
 
 logger = logging.getLogger(__name__)
 
 POLL = 0.01
+LOCAL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO)
+"""errno values of a failed write to a local file (the rest of a replication's OSErrors are the network's)."""
+SAVE_ERRORS = re.compile(r"(error|failed|no space|can't|cannot|denied)", re.I)
 
 
 class BackupFailed(BdrError):
@@ -56,11 +75,22 @@ class BackupFailed(BdrError):
     exit_code = 7
 
 
+class SnapshotFailed(ServiceError):
+    """the snapshot of Redis {name} failed: {detail}; nothing was backed up"""
+
+
+class SnapshotNoSpace(StorageError):
+    """the snapshot of Redis {name} failed: {detail}; free space in {dir} (Redis writes its RDB there) and run
+    again; nothing was backed up"""
+
+
 def _store(writer: SetWriter, files: list[tuple[Path, str]], compress: bool) -> None:
     if compress:
+        failpoint("backup.copy")
         writer.add_archive([ArchiveMember(path, name) for path, name in files], compress=True)
     else:
         for path, name in files:
+            failpoint("backup.copy")
             writer.add_file(path, name)
 
 
@@ -81,12 +111,54 @@ def wants_digest(client: redis.Redis, max_keys: int) -> bool:
     return max_keys > 0 and Keyspace.from_info(client.info("keyspace")).total_keys <= max_keys
 
 
-def snapshot(client: redis.Redis, name: str, timeout: float, with_digest: bool = True) -> dict[str, Any]:
-    """Start a BGSAVE in one pipeline with the digest and key counts; wait for it; return facts."""
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What was true when bdr asked for the snapshot (the fork sees exactly this)."""
+
+    requested_at: int
+    """The server's clock (``TIME``, seconds) when BGSAVE was asked for."""
+    keyspace: Keyspace
+    digest: str
+    rdb_saves: int
+    """The server's save counter once the save finished."""
+
+
+def save_failure(client: redis.Redis) -> str:
+    """Redis's own reason for a failed save, from its log when bdr can read it."""
+    try:
+        logfile = str(client.config_get("logfile").get("logfile") or "")
+        data_dir = str(client.config_get("dir").get("dir") or ".")
+    except redis.RedisError:
+        return "rdb_last_bgsave_status is err (see the Redis log)"
+    if not logfile:
+        return "rdb_last_bgsave_status is err (Redis logs to its standard output: see it for the reason)"
+    path = Path(logfile) if Path(logfile).is_absolute() else Path(data_dir) / logfile
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - 65536))
+            lines = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        return f"rdb_last_bgsave_status is err (the Redis log {path} is not readable here)"
+    for line in reversed(lines):
+        text = line.split(" # ", 1)[-1].split(" * ", 1)[-1].strip()
+        if SAVE_ERRORS.search(text) and ("sav" in text.lower() or "rdb" in text.lower() or "space" in text.lower()):
+            return f"{text} (Redis log {path})"
+    return f"rdb_last_bgsave_status is err (see {path})"
+
+
+def snapshot(client: redis.Redis, name: str, timeout: float, with_digest: bool = True) -> Snapshot:
+    """Ask for a BGSAVE in one pipeline with the digest and key counts; wait; prove it succeeded.
+
+    A snapshot is good only if *this* save succeeded: ``rdb_last_bgsave_status`` is ``ok``
+    and the last successful save (``rdb_last_save_time``) is not older than the request.
+    Otherwise :class:`SnapshotFailed` (or :class:`SnapshotNoSpace`) carries Redis's own
+    reason, and the old ``dump.rdb`` is never taken for a new backup.
+    """
     deadline = time.monotonic() + timeout
     while True:
         _wait_no_child(client, max(1.0, deadline - time.monotonic()))
         pipe = client.pipeline(transaction=False)
+        pipe.time()
         pipe.info("persistence")
         if with_digest:
             pipe.execute_command("DEBUG", "DIGEST")
@@ -94,57 +166,40 @@ def snapshot(client: redis.Redis, name: str, timeout: float, with_digest: bool =
             pipe.echo(DIGEST_UNAVAILABLE)
         pipe.info("keyspace")
         pipe.bgsave()
-        before, digest_reply, keyspace, started = pipe.execute(raise_on_error=False)
+        server_time, before, digest_reply, keyspace, started = pipe.execute(raise_on_error=False)
         if not isinstance(started, Exception):
             break
         if "in progress" in str(started) or "child process" in str(started):
             if time.monotonic() > deadline:
                 raise ServiceTimeout(service="Redis", what="start BGSAVE", seconds=timeout, detail=str(started))
             continue  # another save/rewrite started meanwhile: wait for it, then take ours
-        raise BackupFailed(name=name, detail=f"BGSAVE refused: {started}")
+        raise SnapshotFailed(name=name, detail=f"Redis refused BGSAVE: {started}")
+    requested_at = int(server_time[0]) if isinstance(server_time, (tuple, list)) else int(time.time())
     saves_before = int(before["rdb_saves"])
-
-    def saved() -> bool:
-        info = client.info("persistence")
-        return int(info["rdb_saves"]) > saves_before and not int(info["rdb_bgsave_in_progress"])
 
     def finished() -> bool:
         info = client.info("persistence")
-        if int(info["rdb_bgsave_in_progress"]):
-            return False
-        return int(info["rdb_saves"]) > saves_before or info["rdb_last_bgsave_status"] != "ok"
+        return not int(info["rdb_bgsave_in_progress"]) and int(info["rdb_saves"]) > saves_before
 
     if not wait_for(finished, max(1.0, deadline - time.monotonic()), POLL):
         raise ServiceTimeout(service="Redis", what="finish BGSAVE", seconds=timeout, detail="still saving")
-    if not saved():
-        raise BackupFailed(
-            name=name,
-            detail="BGSAVE failed (rdb_last_bgsave_status=err); check the Redis log: disk full or the data "
-            "directory not writable?",
-        )
-    return {
-        "digest": parse_digest(digest_reply) if with_digest else DIGEST_UNAVAILABLE,
-        "keyspace": Keyspace.from_info(keyspace).to_facts(),
-        "rdb_saves": saves_before + 1,
-    }
+    info = client.info("persistence")
+    if info.get("rdb_last_bgsave_status") != "ok" or int(info.get("rdb_last_save_time", 0)) < requested_at:
+        reason = save_failure(client)
+        if "space" in reason.lower():
+            raise SnapshotNoSpace(name=name, detail=reason, dir=str(client.config_get("dir").get("dir")))
+        raise SnapshotFailed(name=name, detail=reason)
+    return Snapshot(requested_at, Keyspace.from_info(keyspace),
+                    parse_digest(digest_reply) if with_digest else DIGEST_UNAVAILABLE, int(info["rdb_saves"]))
 
 
-@contextlib.contextmanager
-def no_aof_rewrite(client: redis.Redis, timeout: float) -> Iterator[None]:
-    """Switch automatic AOF rewrites off and wait for a running one; restore the setting after."""
-    previous = str(client.config_get("auto-aof-rewrite-percentage")["auto-aof-rewrite-percentage"])
-    client.config_set("auto-aof-rewrite-percentage", 0)
-    try:
-        def no_rewrite() -> bool:
-            info = client.info("persistence")
-            return not int(info["aof_rewrite_in_progress"]) and not int(info["aof_rewrite_scheduled"])
+def wait_no_aof_rewrite(client: redis.Redis, timeout: float) -> None:
+    def no_rewrite() -> bool:
+        info = client.info("persistence")
+        return not int(info["aof_rewrite_in_progress"]) and not int(info["aof_rewrite_scheduled"])
 
-        if not wait_for(no_rewrite, timeout, POLL):
-            raise ServiceTimeout(service="Redis", what="finish its AOF rewrite", seconds=timeout, detail="")
-        yield
-    finally:
-        with contextlib.suppress(redis.RedisError):
-            client.config_set("auto-aof-rewrite-percentage", previous)
+    if not wait_for(no_rewrite, timeout, POLL):
+        raise ServiceTimeout(service="Redis", what="finish its AOF rewrite", seconds=timeout, detail="")
 
 
 def server_facts(client: redis.Redis) -> dict[str, Any]:
@@ -157,16 +212,47 @@ def server_facts(client: redis.Redis) -> dict[str, Any]:
     }
 
 
+def journal_root(request: BackupRequest) -> Path:
+    """Where records of live changes go: the restore journal of the local repository."""
+    return Journal.at(request.config.repository_path()).root
+
+
+def check_snapshot_file(name: str, snap: Snapshot, path: Path) -> None:
+    """The RDB bdr opened must be at least as new as the snapshot it asked for."""
+    created = rdb_aux(path).get("ctime", "")
+    if created.isdigit() and int(created) < snap.requested_at - 1:
+        raise SnapshotFailed(name=name, detail=f"{path} was written at {created}, before the BGSAVE bdr asked for "
+                             f"({snap.requested_at}): it is not this snapshot (is dbfilename/dir what bdr reads?)")
+
+
+def record_content(facts: dict[str, Any], content: Content, snap: Snapshot, name: str, ours: bool) -> None:
+    """Key counts and content digest from the RDB itself; cross-checked with what Redis said at the request."""
+    record(facts, content)
+    if content.facts is None:
+        facts["keyspace"] = snap.keyspace.to_facts()
+        return
+    from_file = keyspace_of(content.facts)
+    facts["keyspace"] = from_file
+    total = sum(v["keys"] for v in from_file.values())
+    if ours:
+        low = snap.keyspace.total_keys - sum(e for _, e in snap.keyspace.dbs.values())
+        if not low <= total <= snap.keyspace.total_keys:
+            raise SnapshotFailed(name=name, detail=f"the RDB holds {total} keys, Redis had "
+                                 f"{snap.keyspace.total_keys} when the snapshot was asked for: it is not this snapshot")
+
+
 def backup_rdb(request: BackupRequest, writer: SetWriter, instance: RedisInstance) -> None:
+    root = journal_root(request)
+    put_back_leftovers(instance, root)
     client = redis_client(instance, timeout=max(30.0, instance.save_timeout))
     with redis_errors(instance, "take a snapshot"):
-        layout = PersistenceLayout.from_server(client)
-        runtime = redis_runtime(instance)
-        data_dir = Path(instance.data_dir) if instance.data_dir else runtime.data_path()
+        target = open_target(instance)
+        layout = target.layout
         facts = server_facts(client)
         snap = snapshot(client, instance.name, instance.save_timeout,
                         with_digest=wants_digest(client, instance.digest_max_keys))
-        rdb_path = data_dir / layout.dbfilename
+        failpoint("backup.snapshot.after")
+        rdb_path = layout.dir / layout.dbfilename
         try:
             handle = rdb_path.open("rb")
         except FileNotFoundError as exc:
@@ -176,17 +262,22 @@ def backup_rdb(request: BackupRequest, writer: SetWriter, instance: RedisInstanc
                 "in bdr.yaml or use --method replication",
             ) from exc
         with handle:
-            if int(client.info("persistence")["rdb_saves"]) != snap["rdb_saves"]:
-                logger.warning("another save finished during the backup of %s; digest not recorded", instance.name)
-                snap["digest"] = DIGEST_UNAVAILABLE
-            files: list[tuple[Path, str]] = [(Path(f"/proc/self/fd/{handle.fileno()}"), layout.dbfilename)]
-            aof_dir = data_dir / layout.appenddirname
-            facts.update(snap, rdb_version=rdb_version(rdb_path), aof=layout.appendonly,
-                         dbfilename=layout.dbfilename, appenddirname=layout.appenddirname)
-            if layout.appendonly:
-                manifest_name = f"{client.config_get('appendfilename')['appendfilename']}.manifest"
-                with no_aof_rewrite(client, instance.save_timeout):
-                    handles = [p.open("rb") for p in aof_files(aof_dir, manifest_name)]
+            pinned = Path(f"/proc/self/fd/{handle.fileno()}")
+            check_snapshot_file(instance.name, snap, pinned)
+            content = digest_in_background(pinned)
+            ours = int(client.info("persistence")["rdb_saves"]) == snap.rdb_saves
+            if not ours:
+                logger.warning("another save finished during the backup of %s; DEBUG DIGEST not recorded",
+                               instance.name)
+            files: list[tuple[Path, str]] = [(pinned, layout.dbfilename)]
+            facts.update(digest=snap.digest if ours else DIGEST_UNAVAILABLE, rdb_saves=snap.rdb_saves,
+                         rdb_version=rdb_version(pinned), aof=layout.appendonly, dbfilename=layout.dbfilename,
+                         appenddirname=layout.appenddirname, snapshot_requested_at=snap.requested_at)
+            if layout.appendonly and layout.multipart:
+                manifest_name = f"{layout.appendfilename}.manifest"
+                with changed_settings(client, instance, {"auto-aof-rewrite-percentage": "0"}, root):
+                    wait_no_aof_rewrite(client, instance.save_timeout)
+                    handles = [p.open("rb") for p in aof_files(layout.dir / layout.appenddirname, manifest_name)]
                     try:
                         files += [
                             (Path(f"/proc/self/fd/{h.fileno()}"), f"{layout.appenddirname}/{Path(h.name).name}")
@@ -198,17 +289,16 @@ def backup_rdb(request: BackupRequest, writer: SetWriter, instance: RedisInstanc
                             h.close()
             else:
                 _store(writer, files, request.compress)
+            record_content(facts, content.result(), snap, instance.name, ours)
+    failpoint("backup.commit")
     writer.facts.update(facts)
     writer.method = "rdb"
 
 
 def backup_offline(request: BackupRequest, writer: SetWriter, instance: RedisInstance) -> None:
     """Copy the data files of a server that is not running (no snapshot possible)."""
-    runtime = redis_runtime(instance)
-    layout = PersistenceLayout.from_args(
-        list(getattr(runtime, "argv", []) or instance.start_args), instance.config_file, instance.data_dir
-    )
-    data_dir = Path(instance.data_dir) if instance.data_dir else layout.dir
+    layout = open_target(instance).layout
+    data_dir = layout.dir
     files: list[tuple[Path, str]] = []
     rdb = data_dir / layout.dbfilename
     if rdb.is_file():
@@ -216,7 +306,7 @@ def backup_offline(request: BackupRequest, writer: SetWriter, instance: RedisIns
     aof_dir = data_dir / layout.appenddirname
     if aof_dir.is_dir():
         files += [(p, f"{layout.appenddirname}/{p.name}") for p in sorted(aof_dir.iterdir()) if p.is_file()]
-    for legacy in ("appendonly.aof",):
+    for legacy in {layout.appendfilename, "appendonly.aof"}:
         if (data_dir / legacy).is_file():
             files.append((data_dir / legacy, legacy))
     if not files:
@@ -330,43 +420,46 @@ def fetch_rdb(instance: RedisInstance, sink_path: Path, timeout: float) -> int:
                     size += len(data)
         return size
     except (OSError, ConnectionError) as exc:
+        if isinstance(exc, OSError) and exc.errno in LOCAL_ERRNOS:  # writing the staging file, not the network
+            from bdr.storage.local import translate_os_error
+
+            raise translate_os_error(exc, sink_path.parent) from exc
         raise ServiceUnavailable(service="Redis", address=f"{host}:{port}", detail=f"replication: {exc}") from exc
     finally:
         sock.close()
 
 
 def backup_replication(request: BackupRequest, writer: SetWriter, instance: RedisInstance, staging: Path) -> None:
+    root = journal_root(request)
+    put_back_leftovers(instance, root)
     client = redis_client(instance, timeout=max(30.0, instance.save_timeout))
     with redis_errors(instance, "serve a replication snapshot"):
         facts = server_facts(client)
-        layout = PersistenceLayout.from_server(client)
+        layout = PersistenceLayout.from_server(client, staging)
         with_digest = wants_digest(client, instance.digest_max_keys)
         before = digest(client) if with_digest else DIGEST_UNAVAILABLE
         keyspace = Keyspace.from_info(client.info("keyspace"))
-        delay = None
-        with contextlib.suppress(redis.ResponseError):
-            delay = client.config_get("repl-diskless-sync-delay").get("repl-diskless-sync-delay")
-            client.config_set("repl-diskless-sync-delay", 0)
+        rdb = staging / layout.dbfilename
         try:
-            rdb = staging / layout.dbfilename
+            with changed_settings(client, instance, {"repl-diskless-sync-delay": "0"}, root):
+                fetch_rdb(instance, rdb, instance.save_timeout)
+        except redis.ResponseError:  # CONFIG refused (an ACL user without it): the transfer waits the delay
             fetch_rdb(instance, rdb, instance.save_timeout)
-        finally:
-            if delay is not None:
-                with contextlib.suppress(redis.RedisError):
-                    client.config_set("repl-diskless-sync-delay", delay)
         after = digest(client) if with_digest else DIGEST_UNAVAILABLE
-        after_keyspace = Keyspace.from_info(client.info("keyspace"))
-    # The transfer is not atomic with the facts: record them only when nothing changed meanwhile.
-    unchanged = keyspace == after_keyspace and (before == after or DIGEST_UNAVAILABLE in (before, after))
-    if not unchanged:
-        logger.info("data of %s changed during the replication transfer; digest and counts not recorded",
-                    instance.name)
+    content = digest_in_background(rdb).result()
+    # The transfer is not atomic with the digest: record DEBUG DIGEST only when nothing changed meanwhile.
+    unchanged = before == after or DIGEST_UNAVAILABLE in (before, after)
     facts.update(
         digest=before if unchanged and before == after else DIGEST_UNAVAILABLE,
-        keyspace=keyspace.to_facts() if unchanged else {},
         rdb_version=rdb_version(rdb), aof=False, dbfilename=layout.dbfilename,
         appenddirname=layout.appenddirname, replication=True,
     )
+    record(facts, content)
+    if content.facts is not None:
+        facts["keyspace"] = keyspace_of(content.facts)
+    else:
+        after_keyspace = Keyspace.from_info(client.info("keyspace"))
+        facts["keyspace"] = keyspace.to_facts() if keyspace == after_keyspace else {}
     _store(writer, [(rdb, layout.dbfilename)], request.compress)
     writer.facts.update(facts)
     writer.method = "replication"

@@ -58,6 +58,101 @@ def digest(client: redis.Redis) -> str:
         return DIGEST_UNAVAILABLE
 
 
+class _Header:
+    """A reader of an RDB file's header: its version and its AUX fields (``redis-ver``, ``ctime`` ...)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 9
+
+    def byte(self) -> int:
+        if self.pos >= len(self.data):
+            raise ValueError("truncated")
+        value = self.data[self.pos]
+        self.pos += 1
+        return value
+
+    def take(self, size: int) -> bytes:
+        if self.pos + size > len(self.data):
+            raise ValueError("truncated")
+        chunk = self.data[self.pos:self.pos + size]
+        self.pos += size
+        return chunk
+
+    def length(self) -> tuple[int, int | None]:
+        """(length, special encoding or None)."""
+        first = self.byte()
+        kind = first >> 6
+        if kind == 0:
+            return first & 0x3F, None
+        if kind == 1:
+            return ((first & 0x3F) << 8) | self.byte(), None
+        if kind == 2:
+            if first == 0x80:
+                return int.from_bytes(self.take(4), "big"), None
+            if first == 0x81:
+                return int.from_bytes(self.take(8), "big"), None
+            raise ValueError(f"bad length byte {first:#x}")
+        return 0, first & 0x3F
+
+    def string(self) -> bytes:
+        size, special = self.length()
+        if special is None:
+            return self.take(size)
+        if special in (0, 1, 2):
+            width = (1, 2, 4)[special]
+            return str(int.from_bytes(self.take(width), "little", signed=True)).encode()
+        if special == 3:
+            packed, _ = self.length()
+            plain, _ = self.length()
+            return _lzf(self.take(packed), plain)
+        raise ValueError(f"bad string encoding {special}")
+
+
+def _lzf(data: bytes, size: int) -> bytes:
+    """LZF decompression (short AUX values only)."""
+    out = bytearray()
+    i = 0
+    while i < len(data):
+        ctrl = data[i]
+        i += 1
+        if ctrl < 32:
+            out += data[i:i + ctrl + 1]
+            i += ctrl + 1
+            continue
+        length = ctrl >> 5
+        if length == 7:
+            length += data[i]
+            i += 1
+        ref = len(out) - ((ctrl & 0x1F) << 8) - data[i] - 1
+        i += 1
+        for _ in range(length + 2):
+            out.append(out[ref])
+            ref += 1
+    return bytes(out[:size])
+
+
+def rdb_aux(path: Path, limit: int = 1 << 16) -> dict[str, str]:
+    """The AUX fields at the head of an RDB file (``redis-ver``, ``ctime``, ``repl-id`` ...); {} if unreadable."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limit)
+    except OSError:
+        return {}
+    if data[:5] != b"REDIS":
+        return {}
+    reader = _Header(data)
+    fields: dict[str, str] = {}
+    try:
+        while reader.pos < len(data) and data[reader.pos] == 0xFA:
+            reader.pos += 1
+            key = reader.string().decode(errors="replace")
+            fields[key] = reader.string().decode(errors="replace")
+    except (ValueError, IndexError):
+        pass
+    return fields
+
+
 def rdb_version(path: Path) -> int | None:
     """The RDB format version from a dump file's header (``REDIS0010`` → 10)."""
     try:
@@ -70,48 +165,58 @@ def rdb_version(path: Path) -> int | None:
     return int(head[5:9])
 
 
+LAYOUT_SETTINGS = ("dir", "dbfilename", "appendonly", "appenddirname", "appendfilename")
+
+
 @dataclass(frozen=True, slots=True)
 class PersistenceLayout:
-    """Where a server keeps its files and whether AOF is on."""
+    """Where a server keeps its files, whether AOF is on, and how its AOF is laid out.
+
+    ``dir`` is always the directory *bdr* reaches (for a container: the volume on this
+    host), never a path inside a container. ``multipart`` is Redis 7's AOF directory
+    (``appenddirname/`` with a manifest, base and incr files); older servers keep one
+    ``appendfilename`` file.
+    """
 
     dir: Path
-    dbfilename: str
-    appendonly: bool
-    appenddirname: str
+    dbfilename: str = "dump.rdb"
+    appendonly: bool = False
+    appenddirname: str = "appendonlydir"
+    appendfilename: str = "appendonly.aof"
+    multipart: bool = True
 
     @classmethod
-    def from_server(cls, client: redis.Redis) -> PersistenceLayout:
-        config = client.config_get("*")
+    def from_settings(cls, settings: dict[str, str], data_dir: Path, version: str | None = None) -> PersistenceLayout:
+        """From a server's effective settings (``CONFIG GET``, or its config file when it is down)."""
+        major = int(version.split(".")[0]) if version and version.split(".")[0].isdigit() else 7
         return cls(
-            dir=Path(str(config["dir"])),
-            dbfilename=str(config.get("dbfilename") or "dump.rdb"),
-            appendonly=config.get("appendonly", "no") == "yes",
-            appenddirname=str(config.get("appenddirname") or "appendonlydir"),
+            dir=data_dir,
+            dbfilename=settings.get("dbfilename") or "dump.rdb",
+            appendonly=(settings.get("appendonly") or "no").lower() == "yes",
+            appenddirname=settings.get("appenddirname") or "appendonlydir",
+            appendfilename=settings.get("appendfilename") or "appendonly.aof",
+            multipart=major >= 7,
         )
 
     @classmethod
-    def from_args(cls, args: list[str], config_file: str | None, data_dir: str | None) -> PersistenceLayout:
-        """The layout a stopped server *will* use, from its config file and command-line overrides."""
-        settings: dict[str, str] = {}
-        if config_file and Path(config_file).is_file():
-            for raw in Path(config_file).read_text().splitlines():
-                parts = raw.strip().split(None, 1)
-                if len(parts) == 2 and not parts[0].startswith("#"):
-                    settings[parts[0].lower()] = parts[1].strip().strip('"')
-        i = 0
-        while i < len(args):
-            arg = args[i]
-            if arg.startswith("--") and i + 1 < len(args):
-                settings[arg[2:].lower()] = args[i + 1]
-                i += 2
-            else:
-                i += 1
-        return cls(
-            dir=Path(data_dir or settings.get("dir", ".")),
-            dbfilename=settings.get("dbfilename", "dump.rdb"),
-            appendonly=settings.get("appendonly", "no") == "yes",
-            appenddirname=settings.get("appenddirname", "appendonlydir"),
-        )
+    def from_server(cls, client: redis.Redis, data_dir: Path | None = None) -> PersistenceLayout:
+        config = {str(k): str(v) for k, v in client.config_get("*").items()}
+        version = str(client.info("server").get("redis_version", ""))
+        return cls.from_settings(config, data_dir or Path(config["dir"]), version)
+
+    def data_names(self) -> tuple[str, ...]:
+        """Every name in ``dir`` that holds data Redis may load."""
+        return (self.dbfilename, self.appenddirname, self.appendfilename)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"dir": str(self.dir), "dbfilename": self.dbfilename, "appendonly": self.appendonly,
+                "appenddirname": self.appenddirname, "appendfilename": self.appendfilename,
+                "multipart": self.multipart}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> PersistenceLayout:
+        return cls(Path(state["dir"]), str(state["dbfilename"]), bool(state["appendonly"]),
+                   str(state["appenddirname"]), str(state["appendfilename"]), bool(state.get("multipart", True)))
 
 
 def aof_files(directory: Path, manifest_name: str) -> list[Path]:

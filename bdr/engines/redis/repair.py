@@ -68,7 +68,6 @@ from bdr.errors import (
     ServiceUnavailable,
 )
 from bdr.manifest import to_iso, utcnow
-from bdr.runtime import redis_runtime
 from bdr.runtime.base import Runtime
 
 logger = logging.getLogger(__name__)
@@ -244,18 +243,16 @@ class _Target:
 
 def _target(instance: RedisInstance) -> _Target:
     """The instance's runtime and where its files are, whether it runs or not."""
-    from bdr.engines.redis.restore import layout_of
+    from bdr.engines.redis.target import open_target
 
-    runtime = redis_runtime(instance)
-    running = runtime.running()
     try:
-        layout = layout_of(instance, runtime)
+        target = open_target(instance)
     except ServiceUnavailable as exc:
         raise ConfigError(
             path="bdr.yaml", detail=f"redis.{instance.name}: the server is not running, so bdr cannot ask it where "
             "its files are; set data_dir (and config_file or start_args) for it"
         ) from exc
-    return _Target(runtime, layout, running)
+    return _Target(target.runtime, target.layout, target.running)
 
 
 def _manifest_entries(manifest: Path) -> list[tuple[str, str]] | None:

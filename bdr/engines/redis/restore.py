@@ -1,279 +1,550 @@
-"""Restoring Redis: the runbook's five steps, timed, with automatic rollback.
+"""Restoring a whole Redis instance through the runbook: checked first, swapped atomically, journaled.
 
-1. ``safety backup`` of the current data (a set tagged ``safety``; a plain copy of the data
-   files when the server is down, e.g. because it refuses to start on a corrupt AOF),
-2. ``stop`` the server (``SHUTDOWN NOSAVE``: the files on disk are what we replace),
-3. ``replace`` its data files with the backup's (fetched and checksum-checked *before*
-   anything live is touched),
-4. ``start`` it and wait until it has loaded,
-5. ``verify``: loading finished, per-db key counts and the digest equal the manifest.
+The steps (:mod:`bdr.engines.runbook` runs them, journals them and rolls back):
 
-A failure in 3-5 puts the safety backup back, starts the server on it and raises
-:class:`~bdr.errors.RestoreRolledBack` (exit 10).
+1. ``fetch``: the set's files (or an old script's directory / ``.tar.gz``) into a work
+   directory *inside* the data directory (``.bdr-restore-<id>/``, same file system), each
+   checked against the manifest;
+2. ``check``: the RDB to install is chosen, converted through a temporary server when the
+   backup is an AOF or a legacy file (:mod:`.prepare`), and staged with the AOF the
+   instance needs; the runtime proves the instance can be started again
+   (:meth:`~bdr.runtime.base.Runtime.preflight`); how it is started is recorded;
+3. ``safety backup``: the live data, by an honest BGSAVE; writes are paused
+   (``CLIENT PAUSE ... WRITE``) from that snapshot until the stop, so no write is
+   acknowledged that the safety set lacks (they are refused when the server stops);
+   a copy of the files when the server is down;
+4. ``stop``: through the runtime (a supervisor is told, not raced);
+5. ``replace``: each data entry exchanged atomically with its new version
+   (:mod:`.swap`); the old ones are kept in the work directory;
+6. ``start``: the instance starts with its *own* configuration and loads what was placed;
+7. ``verify``: loading finished, the keys loaded equal the set's (``rdb_last_load_keys_loaded``),
+   per-db counts, AOF as configured, a sample of keys compared by content, ``DEBUG DIGEST``
+   where the server allows it; what could not be verified is said;
+8. ``finish``: the old files are deleted.
 
-AOF is handled explicitly: Redis with ``appendonly yes`` loads only its AOF and would
-ignore a restored ``dump.rdb``. So when the backup is restored from its RDB into an AOF
-instance, the server is started once with ``--appendonly no`` (it loads the RDB) and AOF
-is then switched on live (``CONFIG SET appendonly yes``), which writes a fresh AOF from
-memory; the next restart loads that.
+A failure in 4-7 stops the server if it runs, puts the old files back (they are exactly
+the data at the stop) and starts it again if it was running. After a crash,
+``--resume``/``--abort`` rebuild all of this from the journal, without bdr.yaml.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
+import json
 import logging
+import os
+import secrets
 import shutil
-import tempfile
+import socket
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from bdr.clients import redis_client, redis_errors
-from bdr.config import RedisInstance
+from bdr.config import Config, RedisInstance
 from bdr.engines.base import Check, Engine, RestoreRequest, RestoreResult, safety_backup
+from bdr.engines.redis.content import sample_checks
 from bdr.engines.redis.info import DIGEST_UNAVAILABLE, Keyspace, PersistenceLayout, digest
-from bdr.errors import (
-    BdrError,
-    CheckFailed,
-    NothingToBackUp,
-    RestoreRolledBack,
-    RollbackFailed,
-    ServiceError,
-    ServiceTimeout,
-)
+from bdr.engines.redis.live_settings import put_back_leftovers
+from bdr.engines.redis.prepare import Installable, choose_rdb, stage
+from bdr.engines.redis.swap import DataSwap
+from bdr.engines.redis.target import RedisTarget, open_target
+from bdr.engines.runbook import StepOutcome
+from bdr.errors import BdrError, NothingToBackUp, PreflightFailed, ServiceError, WouldLoseWrites
+from bdr.host import pid_alive, process_start_time
+from bdr.journal import Journal, JournalEntry
 from bdr.manifest import Manifest
-from bdr.repository import Repository, extract_set
-from bdr.runtime import redis_runtime
-from bdr.runtime.base import Runtime
+from bdr.repository import extract_set
+from bdr.runtime.base import Launch, Needs
 from bdr.waiting import wait_for
 
 logger = logging.getLogger(__name__)
 
+WORK_PREFIX = ".bdr-restore-"
+OWNER_FILE = "owner.json"
+MARGIN_BYTES = 16 << 20
+"""Room left beside the restored files for the server's own writes once it runs."""
+PAUSE_SECONDS = 30
+"""Writes are paused in steps of this long, renewed while bdr works: a killed bdr never blocks them for longer."""
+RETURN_WATCH = 0.25
+"""After the stop, how long bdr watches that nothing starts the server again (a supervisor it was not told about)."""
 
-def stage_dir(near: Path) -> Path:
-    """A scratch directory on the same file system as ``near`` when possible (cheap renames)."""
-    for parent in (near.parent, Path(tempfile.gettempdir())):
+
+# --- writes paused from the safety snapshot to the stop -----------------------------------------
+
+
+class WritePause:
+    """``CLIENT PAUSE <ms> WRITE`` on a live server, renewed until :meth:`end` (or the server stops).
+
+    :meth:`begin` pauses at once (the safety snapshot: no write may land after it unseen);
+    :meth:`begin_when_up` is called *before* a start and pauses as soon as the new server
+    accepts a connection, while it is still loading (Redis allows CLIENT PAUSE then), so no
+    client can write to the restored data before it is verified.
+    """
+
+    def __init__(self, instance: RedisInstance) -> None:
+        self.instance = instance
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.note = ""
+
+    def _pause(self) -> None:
+        redis_client(self.instance, timeout=5.0, retries=0).execute_command(
+            "CLIENT", "PAUSE", PAUSE_SECONDS * 1000, "WRITE")
+        self._paused.set()
+
+    def begin(self) -> None:
         try:
-            parent.mkdir(parents=True, exist_ok=True)
-            return Path(tempfile.mkdtemp(prefix=".bdr-restore-", dir=parent))
-        except OSError:
-            continue
-    return Path(tempfile.mkdtemp(prefix="bdr-restore-"))
+            self._pause()
+        except redis.RedisError as exc:
+            self.note = f"writes not paused ({exc}): writes after the safety snapshot are not in it"
+            logger.warning("Redis %s: %s", self.instance.name, self.note)
+            return
+        self._thread = threading.Thread(target=self._renew, name="bdr-write-pause", daemon=True)
+        self._thread.start()
+
+    def begin_when_up(self) -> None:
+        self._thread = threading.Thread(target=self._first_then_renew, name="bdr-write-pause", daemon=True)
+        self._thread.start()
+
+    def _first_then_renew(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._pause()
+                break
+            except redis.ResponseError as exc:
+                self.note = f"writes not held back ({exc})"
+                return
+            except redis.RedisError:
+                self._stop.wait(0.002)  # not listening yet
+        self._renew()
+
+    def confirm(self, timeout: float = 5.0) -> None:
+        """After the start: the pause must be in place (else say so)."""
+        if not self._paused.wait(timeout) and not self.note:
+            self.note = "writes not held back: the pause did not take"
+
+    def _renew(self) -> None:
+        while not self._stop.wait(PAUSE_SECONDS / 3):
+            with contextlib.suppress(redis.RedisError):
+                self._pause()
+
+    def end(self, unpause: bool = True) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if unpause and self._paused.is_set():
+            with contextlib.suppress(redis.RedisError):
+                redis_client(self.instance, timeout=5.0, retries=0).execute_command("CLIENT", "UNPAUSE")
 
 
-def layout_of(instance: RedisInstance, runtime: Runtime) -> PersistenceLayout:
-    """The target's persistence layout: asked from the server, or read from how it is started.
+# --- what the live data must look like -----------------------------------------------------------
 
-    The directory is always the one *bdr* reaches (the runtime's data path: for a container,
-    the volume on the host), never the path inside a container.
+
+@dataclass(slots=True)
+class Expected:
+    """What the restored instance must show once loaded."""
+
+    keyspace: dict[str, Any] = field(default_factory=dict)
+    digest: str = DIGEST_UNAVAILABLE
+    content: dict[str, Any] | None = None
+    origin: str = "snapshot"
+    content_unavailable: str = ""
+
+    def to_state(self) -> dict[str, Any]:
+        return {"keyspace": self.keyspace, "digest": self.digest, "content": self.content, "origin": self.origin,
+                "content_unavailable": self.content_unavailable}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Expected:
+        return cls(dict(state.get("keyspace") or {}), str(state.get("digest", DIGEST_UNAVAILABLE)),
+                   state.get("content"), str(state.get("origin", "snapshot")),
+                   str(state.get("content_unavailable", "")))
+
+    @classmethod
+    def of(cls, installable: Installable) -> Expected:
+        facts = installable.facts
+        return cls(installable.keyspace, str(facts.get("digest", DIGEST_UNAVAILABLE)), facts.get("content"),
+                   installable.origin, str(facts.get("content_unavailable", "")))
+
+
+def verify_live(instance: RedisInstance, expected: Expected, layout: PersistenceLayout | None,
+                writes: int = 0, resumed: bool = False) -> list[Check]:
+    """The running server against what was restored: loaded, keys loaded, counts, AOF, content.
+
+    ``writes``: writes the server took since it was started on the restored data. In a
+    restore ``resumed`` after bdr was killed (its pause died with it) counts and contents may
+    then differ for good reasons and are reported as not verified. Otherwise they are the
+    few writes that reached the server in the instant between its start and bdr holding
+    writes back: counts and sampled keys may differ by that much, no more. What Redis
+    loaded from the files (``keys loaded``) is checked exactly either way.
     """
-    if runtime.running():
-        with redis_errors(instance, "describe its persistence"):
-            layout = PersistenceLayout.from_server(redis_client(instance, timeout=10.0))
-        remember = getattr(runtime, "remember_launch", None)
-        if remember is not None:
-            remember()
-    else:
-        argv = list(getattr(runtime, "argv", []) or instance.start_args)
-        layout = PersistenceLayout.from_args(argv, instance.config_file, instance.data_dir)
-    return dataclasses.replace(layout, dir=runtime.data_path())
-
-
-SNAPSHOT_METHODS = ("rdb", "replication")
-"""Methods whose RDB is the snapshot the manifest describes (and is newer than nothing else)."""
-
-
-def plan_files(files: Path, layout: PersistenceLayout, facts: dict[str, Any], method: str | None) -> tuple[Path, str]:
-    """Rename the backup's files to the target's names; returns (dir, how it must load: rdb|aof).
-
-    A set made by BGSAVE (or replication) loads from its RDB, the snapshot its digest describes;
-    its AOF copy is dropped so it can never shadow it. A copy of a stopped server's files (a
-    safety backup of a Redis that was down) or an old script's backup loads from its AOF when
-    it has one, as Redis itself would: that AOF may hold writes the older ``dump.rdb`` lacks.
-    """
-    rdb = files / facts.get("dbfilename", "dump.rdb")
-    aof_dir = files / facts.get("appenddirname", "appendonlydir")
-    legacy_aof = files / "appendonly.aof"
-    has_aof = aof_dir.is_dir() or legacy_aof.is_file()
-    if rdb.is_file() and (method in SNAPSHOT_METHODS or not has_aof):
-        if rdb.name != layout.dbfilename:
-            rdb.rename(files / layout.dbfilename)
-        # Load from the RDB: its digest is the one in the manifest. Drop the AOF copy so a stale
-        # AOF can never shadow it.
-        if aof_dir.is_dir():
-            shutil.rmtree(aof_dir)
-        legacy_aof.unlink(missing_ok=True)
-        return files, "rdb"
-    if aof_dir.is_dir():
-        if aof_dir.name != layout.appenddirname:
-            aof_dir.rename(files / layout.appenddirname)
-        return files, "aof"
-    if legacy_aof.is_file():
-        return files, "aof"
-    raise NothingToRestore(detail="the backup holds neither an RDB file nor an AOF: nothing to restore")
-
-
-class NothingToRestore(BdrError):
-    """{detail}"""
-
-    exit_code = 4
-
-
-def start_loaded(runtime: Runtime, instance: RedisInstance, layout: PersistenceLayout, load_from: str,
-                 timeout: float) -> None:
-    """Start the server so that it loads what was restored, then bring AOF back as configured."""
-    if load_from == "rdb" and layout.appendonly:
-        runtime.start(timeout=timeout, overrides=["--appendonly", "no"])
-        client = redis_client(instance, timeout=timeout)
-        with redis_errors(instance, "switch AOF back on"):
-            client.config_set("appendonly", "yes")
-
-            def rewritten() -> bool:
-                info = client.info("persistence")
-                return (
-                    info.get("aof_enabled") == 1
-                    and not int(info["aof_rewrite_in_progress"])
-                    and not int(info["aof_rewrite_scheduled"])
-                )
-
-            if not wait_for(rewritten, timeout, 0.05):
-                raise ServiceTimeout(service=f"Redis {instance.name}", what="write its new AOF",
-                                     seconds=timeout, detail="")
-            if client.info("persistence").get("aof_last_bgrewrite_status") != "ok":
-                raise ServiceError(detail="Redis failed to write the AOF after loading the RDB; see its log")
-    elif load_from == "aof" and not layout.appendonly:
-        runtime.start(timeout=timeout, overrides=["--appendonly", "yes"])
-        with redis_errors(instance, "switch AOF back off"):
-            redis_client(instance, timeout=timeout).config_set("appendonly", "no")
-    else:
-        runtime.start(timeout=timeout)
-
-
-def verify_live(instance: RedisInstance, facts: dict[str, Any] | None) -> list[Check]:
-    """Compare the running server with the manifest facts: loaded, key counts, digest."""
     client = redis_client(instance, timeout=60.0)
     checks: list[Check] = []
+    if writes and resumed:
+        with redis_errors(instance, "answer the verification"):
+            checks += _loaded_checks(client, expected)
+        checks.append(Check("key counts and content", True, f"not verified: the server has taken {writes} write(s) "
+                            "since the restore started it (bdr was killed meanwhile)", skipped=True))
+        return checks
     with redis_errors(instance, "answer the verification"):
+        checks += _loaded_checks(client, expected)
         info = client.info("persistence")
-        checks.append(Check("loaded", int(info.get("loading", 0)) == 0, "loading finished"))
+        want = Keyspace.from_facts(expected.keyspace) if expected.keyspace else None
         live = Keyspace.from_info(client.info("keyspace"))
-        if facts and facts.get("keyspace"):
-            expected = Keyspace.from_facts(facts["keyspace"])
-            # Keys with a TTL may have expired since the backup: counts may only go down by expiries.
+        if want is not None:
+            # keys with a TTL may have expired since the backup: counts may only go down by expiries (and up by
+            # the writes that arrived before the pause)
             ok = all(
-                live.dbs.get(db, (0, 0))[0] == keys
-                or expected.dbs[db][0] - expected.dbs[db][1] <= live.dbs.get(db, (0, 0))[0] <= keys
-                for db, (keys, _) in expected.dbs.items()
-            ) and set(live.dbs) <= set(expected.dbs)
-            checks.append(Check("key counts", ok, f"live {live.total_keys} keys, backup {expected.total_keys}"))
+                want.dbs.get(db, (0, 0))[0] - want.dbs.get(db, (0, 0))[1]
+                <= live.dbs.get(db, (0, 0))[0] <= want.dbs.get(db, (0, 0))[0] + writes
+                for db in set(want.dbs) | set(live.dbs)
+            ) and (writes > 0 or set(live.dbs) <= set(want.dbs))
+            checks.append(Check("key counts", ok, f"live {live.total_keys} keys, backup {want.total_keys}"))
         else:
-            checks.append(Check("key counts", True, f"live {live.total_keys} keys (backup recorded no counts)"))
-        expected_digest = (facts or {}).get("digest", DIGEST_UNAVAILABLE)
-        if expected_digest != DIGEST_UNAVAILABLE:
-            checks.append(_digest_check(client, expected_digest, live, facts or {}))
+            checks.append(Check("key counts", True, f"live {live.total_keys} keys; not verified: the backup "
+                                "records no key counts", skipped=True))
+        if layout is not None:
+            aof = int(info.get("aof_enabled", 0)) == 1
+            checks.append(Check("persistence", aof == layout.appendonly,
+                                f"AOF {'on' if aof else 'off'}, as configured" if aof == layout.appendonly
+                                else f"AOF is {'on' if aof else 'off'}, the instance is configured with appendonly "
+                                f"{'yes' if layout.appendonly else 'no'}"))
+        expired = {db: max(0, keys - live.dbs.get(db, (0, 0))[0]) for db, (keys, _) in want.dbs.items()} \
+            if want else {}
+        checks += sample_checks(lambda db: redis_client(instance, db=db, timeout=60.0), expected.content,
+                                expired, expected.content_unavailable, tolerate=writes)
+        if expected.digest != DIGEST_UNAVAILABLE and not writes:
+            checks.append(_digest_check(client, expected.digest, live, want))
+        if writes:
+            checks.append(Check("writes before the hold", True, f"{writes} write(s) reached the restored server in "
+                                "the instant before bdr held writes back; the checks above allow for them"))
     return checks
 
 
-def _digest_check(client: redis.Redis, expected: str, live: Keyspace, facts: dict[str, Any]) -> Check:
+def _loaded_checks(client: redis.Redis, expected: Expected) -> list[Check]:
+    """Loading finished, and Redis loaded as many keys from the placed files as the backup holds."""
+    info = client.info("persistence")
+    checks = [Check("loaded", int(info.get("loading", 0)) == 0, "loading finished")]
+    want = Keyspace.from_facts(expected.keyspace) if expected.keyspace else None
+    if want is not None and "rdb_last_load_keys_loaded" in info:
+        loaded = int(info["rdb_last_load_keys_loaded"]) + int(info.get("rdb_last_load_keys_expired", 0))
+        checks.append(Check("keys loaded", loaded == want.total_keys,
+                            f"Redis loaded {loaded} keys from the restored files, the backup holds {want.total_keys}"))
+    return checks
+
+
+def _digest_check(client: redis.Redis, expected: str, live: Keyspace, want: Keyspace | None) -> Check:
     """Digests must be equal unless keys with a TTL expired since the backup (then they cannot be)."""
     live_digest = digest(client)
     if live_digest == DIGEST_UNAVAILABLE:
-        return Check("digest", True, "not compared: the server refuses DEBUG DIGEST")
+        return Check("digest", True, "not compared: the server refuses DEBUG DIGEST", skipped=True)
     if live_digest == expected:
         return Check("digest", True, f"equal ({live_digest[:16]})")
-    expired = Keyspace.from_facts(facts.get("keyspace", {})).total_keys - live.total_keys
+    expired = (want.total_keys if want else 0) - live.total_keys
     if expired > 0:
-        return Check("digest", True, f"not compared: {expired} keys with a TTL expired since the backup")
+        return Check("digest", True, f"not compared: {expired} keys with a TTL expired since the backup",
+                     skipped=True)
     return Check("digest", False, f"live {live_digest[:16]} != backup {expected[:16]}")
 
 
-def fetch(request: RestoreRequest, scratch: Path) -> tuple[Path, Manifest | None]:
-    """The backup's files in ``scratch``, checked against the manifest; legacy inputs unpacked."""
+# --- the restorer --------------------------------------------------------------------------------
+
+
+def _instance_from_state(config: Config, state: dict[str, Any]) -> RedisInstance:
+    """The instance of bdr.yaml (for its credentials), or one rebuilt from the journal."""
+    name = str(state["instance"])
+    if name in config.redis:
+        return config.redis[name]
+    return RedisInstance(name=name, url=str(state.get("url") or "redis://127.0.0.1:6379/0"))
+
+
+def sweep_work_dirs(data_dir: Path, keep: Path | None = None) -> list[str]:
+    """Remove work directories of killed restores (their owner marker proves it); what was removed."""
+    removed: list[str] = []
+    if not data_dir.is_dir():
+        return removed
+    for path in sorted(data_dir.glob(f"{WORK_PREFIX}*")):
+        if path == keep or not path.is_dir():
+            continue
+        try:
+            owner = json.loads((path / OWNER_FILE).read_bytes())
+        except (OSError, ValueError):
+            continue  # not provably ours: left alone
+        same_host = owner.get("host") == socket.gethostname()
+        pid = owner.get("pid")
+        alive = pid_alive(pid) and process_start_time(pid) == owner.get("process_start")
+        if same_host and not alive:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+            logger.warning("removed %s, left by a killed restore (pid %s)", path, pid)
+    return removed
+
+
+@dataclass(slots=True)
+class FullRestore:
+    """A full restore of one Redis instance (see the module docstring)."""
+
+    config: Config
+    engine: Engine
+    target: RedisTarget
+    result: RestoreResult
+    request: RestoreRequest | None = None
+    work: Path | None = None
+    launch: Launch | None = None
+    was_running: bool = False
+    swap: DataSwap | None = None
+    expected: Expected = field(default_factory=Expected)
+    pause: WritePause | None = None
+    source: str = "redis"
+    stops_service: bool = True
+
+    @property
+    def instance(self) -> str:
+        return self.target.name
+
+    @property
+    def _instance(self) -> RedisInstance:
+        return self.target.instance
+
+    @classmethod
+    def new(cls, engine: Engine, request: RestoreRequest) -> FullRestore:
+        instance = request.config.redis_instance(request.target)
+        target = open_target(instance)
+        ref = request.backup.id if request.backup else str(request.legacy_path)
+        result = RestoreResult(source="redis", ref=ref, target=instance.name, steps=request.log.steps,
+                               dry_run=request.dry_run)
+        restorer = cls(request.config, engine, target, result, request=request, was_running=target.running)
+        for line in put_back_leftovers(instance, Journal.at(request.config.repository_path()).root):
+            result.facts.setdefault("settings put back", []).append(line)
+        return restorer
+
+    @classmethod
+    def resumed(cls, engine: Engine, request: RestoreRequest, entry: JournalEntry,
+                result: RestoreResult) -> FullRestore:
+        config = request.config
+        state = entry.state
+        instance = _instance_from_state(config, state)
+        launch = Launch.from_dict(state["launch"]) if state.get("launch") else None
+        target = open_target(instance, launch)
+        if state.get("layout"):
+            target.layout = PersistenceLayout.from_state(state["layout"])
+        return cls(config, engine, target, result, request=request,
+                   work=Path(state["work"]) if state.get("work") else None,
+                   launch=launch, was_running=bool(state.get("was_running")),
+                   swap=DataSwap.from_state(state["swap"]) if state.get("swap") else None,
+                   expected=Expected.from_state(state.get("expected") or {}))
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "instance": self._instance.name,
+            "url": self._instance.url,
+            "launch": self.launch.to_dict() if self.launch else None,
+            "layout": self.target.layout.to_state(),
+            "work": str(self.work) if self.work else None,
+            "was_running": self.was_running,
+            "swap": self.swap.to_state() if self.swap else None,
+            "expected": self.expected.to_state(),
+        }
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def fetch(self) -> StepOutcome:
+        assert self.request is not None
+        layout = self.target.layout
+        removed = sweep_work_dirs(layout.dir)
+        if not layout.dir.is_dir():
+            raise ServiceError(detail=f"the data directory of Redis {self.instance}, {layout.dir}, does not exist: "
+                               "create it (owned by the user Redis runs as) and run again")
+        self.work = layout.dir / f"{WORK_PREFIX}{secrets.token_hex(4)}"
+        self.work.mkdir(mode=0o700)
+        (self.work / OWNER_FILE).write_text(json.dumps({
+            "pid": os.getpid(), "host": socket.gethostname(), "process_start": process_start_time(os.getpid()),
+            "ref": self.result.ref}))
+        what = fetch_into(self.request, self.work / "incoming")
+        note = f"; removed {len(removed)} leftover work dir(s) of killed restores" if removed else ""
+        return StepOutcome(what + note)
+
+    def check(self) -> StepOutcome:
+        assert self.request is not None and self.work is not None
+        layout = self.target.layout
+        manifest: Manifest | None = self.request.backup.manifest if self.request.backup else None
+        facts = dict(manifest.facts) if manifest else {}
+        installable = choose_rdb(self.work / "incoming", facts, manifest.method if manifest else None, self.work)
+        self.expected = Expected.of(installable)
+        problems = self.target.runtime.preflight(Needs(free_bytes=MARGIN_BYTES))
+        if problems:
+            raise PreflightFailed(what=f"into Redis {self.instance}", detail="; ".join(problems))
+        clear = stage(installable, layout, self.work / "new")
+        self.swap = DataSwap.prepared(layout.dir, self.work, clear)
+        self.launch = self.target.runtime.launch()
+        shutil.rmtree(self.work / "incoming", ignore_errors=True)
+        aof = f"; AOF directory {layout.appenddirname}/ with the RDB as its base" if layout.appendonly else ""
+        keys = Keyspace.from_facts(self.expected.keyspace).total_keys if self.expected.keyspace else "?"
+        return StepOutcome(f"{installable.origin}, {keys} keys{aof}; can be started again ({self.launch.describe()})")
+
+    def dry_run(self) -> list[Check]:
+        assert self.swap is not None
+        layout = self.target.layout
+        names = ", ".join([*self.swap.install, *(f"{n} (removed)" for n in self.swap.clear
+                                                  if (layout.dir / n).exists())])
+        keys = Keyspace.from_facts(self.expected.keyspace).total_keys if self.expected.keyspace else "?"
+        return [Check("dry run", True, f"would restore {self.result.ref} into Redis {self.instance}: stop it, replace "
+                      f"{names} in {layout.dir} ({keys} keys, {self.expected.origin}), start it "
+                      f"({self.launch.describe() if self.launch else 'its runtime'}) and verify; (dry run, nothing "
+                      "changed)")]
+
+    def safety_backup(self) -> tuple[str | None, StepOutcome]:
+        assert self.request is not None
+        running = self.target.runtime.running()
+        if running:
+            self.pause = WritePause(self._instance)
+            self.pause.begin()
+        try:
+            safety = safety_backup(self.engine, self.request, self.instance)
+        except NothingToBackUp as exc:
+            self._unpause()
+            return None, StepOutcome(f"nothing to protect: {exc.message}", skipped=True)
+        except BaseException:
+            self._unpause()
+            raise
+        note = f"; {self.pause.note}" if self.pause and self.pause.note else \
+            ("; writes paused until the stop" if running else " (a copy of the files: Redis is down)")
+        return safety.id, StepOutcome(f"{safety.id}{note}")
+
+    def _unpause(self) -> None:
+        if self.pause is not None:
+            self.pause.end(unpause=True)
+            self.pause = None
+
+    def stop(self) -> StepOutcome:
+        runtime = self.target.runtime
+        if runtime.running():
+            runtime.stop(timeout=max(60.0, self._instance.save_timeout))
+        if self.pause is not None:
+            self.pause.end(unpause=False)
+            self.pause = None
+        self._not_running_again("after the stop", RETURN_WATCH)
+        return StepOutcome(f"stopped ({runtime.kind})")
+
+    def _not_running_again(self, when: str, watch: float = 0.0) -> None:
+        """Nothing may start the server while bdr replaces its files (a supervisor it did not stop)."""
+        runtime = self.target.runtime
+        if wait_for(runtime.running, watch, 0.05) if watch else runtime.running():
+            raise ServiceError(detail=f"Redis {self.instance} is running again {when}: something restarts it (a "
+                               "supervisor?); bdr does not replace the files of a running server: stop it through "
+                               "its supervisor (runtime: systemd or command in bdr.yaml)")
+
+    def replace(self) -> StepOutcome:
+        assert self.swap is not None
+        self._not_running_again("before the files are replaced")
+        swapped = self.swap.swap()
+        self._not_running_again("after the files were replaced")
+        return StepOutcome(f"{', '.join(swapped) or 'already done'} swapped in {self.target.layout.dir}; the old "
+                           "files are kept until the restore is verified")
+
+    def start(self) -> StepOutcome:
+        runtime = self.target.runtime
+        # until it is verified, no client may write to the restored data (a rollback would drop it): the
+        # pause is set as soon as the server accepts a connection, while it is still loading
+        self.pause = WritePause(self._instance)
+        self.pause.begin_when_up()
+        try:
+            if not runtime.ready():
+                runtime.start(timeout=self._instance.save_timeout)
+        except BaseException:
+            self.pause.end(unpause=False)
+            self.pause = None
+            raise
+        self.pause.confirm()
+        held = "; writes held until it is verified" if not self.pause.note else f"; {self.pause.note}"
+        return StepOutcome(f"started ({runtime.kind}), data loaded{held}")
+
+    def verify(self) -> list[Check]:
+        writes = self._writes_since_start()
+        checks = verify_live(self._instance, self.expected, self.target.layout, writes,
+                             resumed=self.pause is None)  # resumed: the pause died with the killed bdr
+        self.result.facts.update(installed_from=self.expected.origin, aof=self.target.layout.appendonly,
+                                 **self.target.runtime.describe())
+        return checks
+
+    def _writes_since_start(self) -> int:
+        """Writes the running (restored) server took since it started, as far as Redis tells."""
+        try:
+            info = self.target.runtime.client(timeout=5.0, retries=0).info("persistence")
+        except (redis.RedisError, BdrError):
+            return 0
+        return int(info.get("rdb_changes_since_last_save", 0))
+
+    def rollback(self, safety_id: str | None) -> StepOutcome:
+        runtime = self.target.runtime
+        done: list[str] = []
+        touched = self.swap is not None and self.swap.touched()
+        force = self.request is not None and self.request.force
+        if touched and self.pause is None and runtime.running() and not force:
+            writes = self._writes_since_start()
+            if writes:
+                raise WouldLoseWrites(detail=(
+                    f"Redis {self.instance} has taken {writes} write(s) since the interrupted restore started it on "
+                    f"the restored data: rolling back would lose them; keep the restored data with `bdr restore "
+                    f"redis --resume --target {self.instance}`, or roll back anyway with `--abort --force`"))
+        self._unpause()
+        if self.swap is not None and self.swap.can_unswap():
+            missing = ", ".join(self.swap.can_unswap())
+            raise ServiceError(detail=f"the previous {missing} kept beside the data are gone, so they cannot be put "
+                               "back" + (f"; restore the safety set: bdr restore redis {safety_id} --target "
+                                         f"{self.instance}" if safety_id else ""))
+        if touched:
+            assert self.swap is not None
+            if runtime.running():
+                dropped = self._writes_since_start()
+                runtime.stop(timeout=max(60.0, self._instance.save_timeout))
+                done.append("stopped the restored server" + (
+                    f" (it had taken {dropped} write(s) before bdr held writes back: they were made to the restored "
+                    "data and are not kept)" if dropped else ""))
+            back = self.swap.unswap()
+            done.append(f"put the previous {', '.join(back)} back")
+        elif runtime.running():
+            with contextlib.suppress(redis.RedisError, BdrError):  # a pause left by a killed run
+                runtime.client(timeout=5.0, retries=0).execute_command("CLIENT", "UNPAUSE")
+        if self.was_running and not runtime.ready():
+            runtime.start(timeout=self._instance.save_timeout)
+            done.append("started it on its previous data")
+        elif not self.was_running:
+            done.append("left it stopped, as it was before the restore")
+        if self.swap is not None:
+            self.swap.discard()
+        return StepOutcome("; ".join(done) or "nothing had changed")
+
+    def finish(self) -> StepOutcome:
+        self._unpause()
+        with contextlib.suppress(redis.RedisError, BdrError):  # a pause left by a killed run, after a resume
+            self.target.runtime.client(timeout=5.0, retries=0).execute_command("CLIENT", "UNPAUSE")
+        if self.swap is not None:
+            self.swap.discard()
+        elif self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+        return StepOutcome("previous files deleted")
+
+    def discard(self) -> None:
+        self._unpause()
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def fetch_into(request: RestoreRequest, dest: Path) -> str:
+    """The set's files (checked against the manifest), or an old script's backup unpacked, in ``dest``."""
+    if request.backup is not None:
+        extract_set(request.repository, request.backup, dest, request.cipher)
+        return f"{len(request.backup.manifest.files)} file(s) match the manifest"
     from bdr.engines.redis.legacy import unpack_legacy
 
-    if request.backup is not None:
-        extract_set(request.repository, request.backup, scratch, request.cipher)
-        return scratch, request.backup.manifest
     assert request.legacy_path is not None
-    return unpack_legacy(request.legacy_path, scratch), None
-
-
-def restore_full(engine: Engine, request: RestoreRequest) -> RestoreResult:
-    instance = request.config.redis_instance(request.target)
-    runtime = redis_runtime(instance)
-    log = request.log
-    ref = request.backup.id if request.backup else str(request.legacy_path)
-    result = RestoreResult(source="redis", ref=ref, target=instance.name, steps=log.steps, dry_run=request.dry_run)
-    layout = layout_of(instance, runtime)
-    scratch = stage_dir(layout.dir)
-    try:
-        with log.step("fetch") as step:
-            files, manifest = fetch(request, scratch / "incoming")
-            facts = dict(manifest.facts) if manifest else {}
-            files, load_from = plan_files(files, layout, facts, manifest.method if manifest else None)
-            step.detail = f"load from {load_from.upper()}"
-        if request.dry_run:
-            log.skipped("safety backup", "dry run")
-            result.checks.append(Check("backup readable", True, f"would restore {ref} into {instance.name}"))
-            return result
-        if request.safety_backup:
-            try:
-                with log.step("safety backup") as step:
-                    safety = safety_backup(engine, request, instance.name)
-                    result.safety_id = safety.id
-                    step.detail = safety.id
-            except NothingToBackUp as exc:
-                log.steps.pop()
-                log.skipped("safety backup", f"nothing to protect: {exc.message}")
-        with log.step("stop"):
-            runtime.stop()
-        clear = [layout.dbfilename, layout.appenddirname, "appendonly.aof"]
-        try:
-            with log.step("replace"):
-                runtime.replace_data(files, clear=clear)
-            with log.step("start"):
-                start_loaded(runtime, instance, layout, load_from, timeout=request.config.redis_instance(
-                    request.target).save_timeout)
-            with log.step("verify") as step:
-                checks = verify_live(instance, facts if manifest else None)
-                result.checks.extend(checks)
-                failed = [c for c in checks if not c.ok]
-                step.detail = "; ".join(f"{c.name}: {c.detail}" for c in checks)
-                if failed:
-                    raise CheckFailed(detail="; ".join(f"{c.name}: {c.detail}" for c in failed))
-        except (BdrError, OSError, redis.RedisError) as exc:
-            if result.safety_id is None:
-                raise
-            try:
-                rollback(request, runtime, instance, layout, result.safety_id, scratch)
-            except (BdrError, OSError, redis.RedisError) as again:
-                raise RollbackFailed(
-                    detail=f"restore of {ref} failed ({getattr(exc, 'message', exc)}) and so did the rollback "
-                    f"({getattr(again, 'message', again)}); the data from before the restore is kept in "
-                    f"safety backup {result.safety_id}"
-                ) from exc
-            failed_step = next((s.name for s in reversed(log.steps) if s.status == "failed"), "?")
-            raise RestoreRolledBack(ref=ref, step=failed_step, detail=getattr(exc, "message", str(exc)),
-                                    safety=result.safety_id) from exc
-        result.facts = {"load_from": load_from, "aof": layout.appendonly, **runtime.describe()}
-        return result
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def rollback(request: RestoreRequest, runtime: Runtime, instance: RedisInstance, layout: PersistenceLayout,
-             safety_id: str, scratch: Path) -> None:
-    """Put the safety backup back and start the server on it."""
-    logger.warning("restore into %s failed; rolling back to safety backup %s", instance.name, safety_id)
-    with request.log.step("rollback") as step:
-        repo: Repository = request.safety_repo
-        safety = repo.get(safety_id)
-        files = scratch / "rollback"
-        extract_set(repo, safety, files, request.cipher)
-        files, load_from = plan_files(files, layout, dict(safety.manifest.facts), safety.manifest.method)
-        if runtime.running():
-            runtime.stop()
-        runtime.replace_data(files, clear=[layout.dbfilename, layout.appenddirname, "appendonly.aof"])
-        start_loaded(runtime, instance, layout, load_from, timeout=instance.save_timeout)
-        step.detail = f"restored {safety_id}"
+    data = unpack_legacy(request.legacy_path, dest.parent / "legacy")
+    data.rename(dest)
+    return f"old script's backup {request.legacy_path.name} unpacked (no manifest to check it against)"

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,11 +48,15 @@ from typing import Any, cast
 import redis
 
 from bdr.clients import redis_client, redis_errors
-from bdr.config import RedisInstance
-from bdr.engines.base import Check, RestoreRequest, RestoreResult, StepLog, safety_backup
+from bdr.config import Config, RedisInstance
+from bdr.engines.base import Check, RestoreRequest, RestoreResult, safety_backup
 from bdr.engines.redis.temporary import temporary_instance
 from bdr.engines.redis.wire import Wire, call_many, wire
-from bdr.errors import SelectionConflict, ServiceError, UsageError
+from bdr.engines.runbook import StepOutcome
+from bdr.errors import NothingToRestore, SelectionConflict, ServiceError, UsageError
+from bdr.journal import Journal, JournalEntry
+from bdr.repository import Repository, extract_set
+from bdr.runtime.process import RedisProcess
 
 logger = logging.getLogger(__name__)
 
@@ -391,76 +397,186 @@ def verify_copy(plans: list[DbPlan], target_for: ClientFor, counts: CopyCounts) 
                  f"only {present} of {expected} copied keys are in the target: something deleted them meanwhile{note}")
 
 
-def _write(request: RestoreRequest, result: RestoreResult, plans: list[DbPlan], selection: KeySelection,
-           counts: CopyCounts, source_for: ClientFor, target_for: ClientFor, target: RedisInstance) -> None:
-    """The steps that change the target: safety backup (replace only), copy, verify."""
-    log = request.log
-    if selection.conflict is Conflict.REPLACE and request.safety_backup and any(p.existing for p in plans):
+def _copy(plans: list[DbPlan], selection: KeySelection, counts: CopyCounts, source_for: ClientFor,
+          target_for: ClientFor, target: RedisInstance, result: RestoreResult) -> str:
+    begun = time.perf_counter()
+    with redis_errors(target, "restore the keys"):
+        for plan in plans:
+            KeyCopier(source_for(plan.db), target_for(plan.db), selection.conflict, target.name).copy(plan, counts)
+    seconds = time.perf_counter() - begun
+    written = counts.copied + counts.replaced
+    result.facts["keys_per_second"] = round(written / seconds) if seconds > 0 else 0
+    return f"{written} keys in {seconds:.2f}s"
+
+
+@dataclass(slots=True)
+class SelectiveRestore:
+    """A selective restore through the runbook: the live instance is never stopped.
+
+    ``fetch`` extracts the set into a work directory; ``check`` starts the temporary
+    server, lists the matching keys and looks them up in the target (``--conflict fail``
+    refuses here, before anything is written); ``safety backup`` only when keys will be
+    overwritten (``--conflict replace``); ``replace`` copies the keys; ``verify`` checks
+    they are there. A rollback puts back, from the safety set, the keys the copy
+    overwrote; keys it added (which were missing) are left: removing them could drop a
+    write the application made to them since. ``--resume`` copies again what is left
+    (keys already copied are skipped).
+    """
+
+    config: Config
+    request: RestoreRequest | None
+    target_instance: RedisInstance
+    result: RestoreResult
+    selection: KeySelection
+    work: Path | None = None
+    counts: CopyCounts = field(default_factory=CopyCounts)
+    plans: list[DbPlan] = field(default_factory=list)
+    source: str = "redis"
+    stops_service: bool = False
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
+    _server: RedisProcess | None = None
+
+    @property
+    def instance(self) -> str:
+        return self.target_instance.name
+
+    @classmethod
+    def new(cls, request: RestoreRequest) -> SelectiveRestore:
+        selection = KeySelection.from_request(request)
+        target = request.config.redis_instance(request.target)
+        ref = request.backup.id if request.backup else str(request.legacy_path)
+        result = RestoreResult(source="redis", ref=ref, target=target.name, steps=request.log.steps,
+                               dry_run=selection.dry_run)
+        return cls(request.config, request, target, result, selection)
+
+    @classmethod
+    def resumed(cls, request: RestoreRequest, entry: JournalEntry, result: RestoreResult) -> SelectiveRestore:
+        state = entry.state
+        config = request.config
+        name = str(state["instance"])
+        target = config.redis[name] if name in config.redis else RedisInstance(name=name, url=str(state["url"]))
+        conflict = Conflict(state["conflict"])
+        if conflict is Conflict.FAIL:
+            conflict = Conflict.SKIP  # the keys copied before the crash exist now: they are ours
+        selection = KeySelection(str(state["pattern"]), state.get("db"), conflict)
+        return cls(config, request, target, result, selection, work=Path(state["work"]))
+
+    def state(self) -> dict[str, Any]:
+        return {"mode": "selective", "instance": self.target_instance.name, "url": self.target_instance.url,
+                "pattern": self.selection.pattern, "db": self.selection.db,
+                "selection": {"keys": self.selection.pattern, "db": self.selection.db},
+                "conflict": str(self.selection.conflict), "work": str(self.work) if self.work else None}
+
+    def _source_for(self, db: int) -> redis.Redis:
+        assert self._server is not None
+        return self._server.client(db=db, timeout=120.0)
+
+    def _target_for(self, db: int) -> redis.Redis:
+        return redis_client(self.target_instance, db=db, timeout=120.0)
+
+    def fetch(self) -> StepOutcome:
+        assert self.request is not None
+        from bdr.engines.redis.restore import fetch_into
+
+        root = Journal.at(self.config.repository_path()).root / "work"
+        root.mkdir(parents=True, exist_ok=True)
+        self.work = Path(tempfile.mkdtemp(prefix="selective-", dir=root))
+        return StepOutcome(fetch_into(self.request, self.work / "incoming"))
+
+    def check(self) -> StepOutcome:
+        assert self.work is not None
+        self._server = self._stack.enter_context(temporary_instance(self.work / "incoming"))
+        self.counts = CopyCounts()
+        with redis_errors(self.target_instance, "look up the matching keys"):
+            self.plans = find_keys(self._source_for(0), self._source_for, self._target_for, self.selection,
+                                   self.counts)
+            existing = sum(p.existing for p in self.plans)
+            if existing and self.selection.conflict is Conflict.FAIL:
+                raise _conflict_error(self.plans, self._target_for, self.target_instance)
+        if self.counts.matched == 0:
+            raise NothingToRestore(detail=f"no key of the backup matches {self.selection.describe()}: check the "
+                                   "pattern")
+        return StepOutcome(f"{self.counts.matched} keys match {self.selection.describe()}, {existing} exist in "
+                           f"{self.instance} (temporary server {self._server.instance.url})")
+
+    def dry_run(self) -> list[Check]:
+        _dry_run_counts(self.plans, self.selection.conflict, self.counts)
+        self.result.counts = self.counts.to_dict()
+        self._facts()
+        return [Check("dry run", True, f"would copy {self.counts.copied} new and "
+                      f"{'replace' if self.selection.conflict is Conflict.REPLACE else 'skip'} "
+                      f"{self.counts.replaced or self.counts.skipped} existing keys matching "
+                      f"{self.selection.describe()} into Redis {self.instance} (dry run, nothing changed)")]
+
+    def safety_backup(self) -> tuple[str | None, StepOutcome]:
+        if self.selection.conflict is not Conflict.REPLACE or not any(p.existing for p in self.plans):
+            return None, StepOutcome("nothing is overwritten", skipped=True)
+        assert self.request is not None
         from bdr.engines.redis import ENGINE
 
-        with log.step("safety backup") as step:
-            safety = safety_backup(ENGINE, request, target.name)
-            result.safety_id = safety.id
-            step.detail = safety.id
-    with log.step("copy keys") as step:
-        begun = time.perf_counter()
-        with redis_errors(target, "restore the keys"):
-            for plan in plans:
-                KeyCopier(source_for(plan.db), target_for(plan.db), selection.conflict, target.name).copy(plan, counts)
-        seconds = time.perf_counter() - begun
-        written = counts.copied + counts.replaced
-        step.detail = f"{written} keys in {seconds:.2f}s"
-        result.facts["keys_per_second"] = round(written / seconds) if seconds > 0 else 0
-    with log.step("verify") as step, redis_errors(target, "answer the check of the copied keys"):
-        check = verify_copy(plans, target_for, counts)
-        result.checks.append(check)
-        step.detail = check.detail
-    if counts.conflicts:
-        result.checks.append(Check(
-            "keys created meanwhile", False,
-            f"{counts.conflicts} matching keys were created in {target.name} during the copy and were left as they "
-            "are; compare them with the backup, or run again with --conflict replace"))
+        safety = safety_backup(ENGINE, self.request, self.target_instance.name)
+        return safety.id, StepOutcome(safety.id)
 
+    def stop(self) -> StepOutcome:
+        return StepOutcome(skipped=True)
 
-def selective_restore(request: RestoreRequest, files_dir: Path, target: RedisInstance) -> RestoreResult:
-    """Copy the keys of ``request.selection`` from the set's files in ``files_dir`` into ``target``."""
-    selection = KeySelection.from_request(request)
-    log: StepLog = request.log
-    ref = request.backup.id if request.backup else str(request.legacy_path)
-    result = RestoreResult(source="redis", ref=ref, target=target.name, steps=log.steps, dry_run=selection.dry_run)
-    counts = CopyCounts()
-    stack = contextlib.ExitStack()
-    try:
-        with log.step("start temporary instance") as step:
-            server = stack.enter_context(temporary_instance(files_dir))
-            step.detail = server.instance.url
+    start = stop
 
-        def source_for(db: int) -> redis.Redis:
-            return server.client(db=db, timeout=120.0)
+    def replace(self) -> StepOutcome:
+        if self._server is None:  # resumed: the temporary server died with the killed run
+            self.check()
+        return StepOutcome(_copy(self.plans, self.selection, self.counts, self._source_for, self._target_for,
+                                 self.target_instance, self.result))
 
-        def target_for(db: int) -> redis.Redis:
-            return redis_client(target, db=db, timeout=120.0)
+    def verify(self) -> list[Check]:
+        with redis_errors(self.target_instance, "answer the check of the copied keys"):
+            checks = [verify_copy(self.plans, self._target_for, self.counts)]
+        if self.counts.conflicts:
+            checks.append(Check(
+                "keys created meanwhile", False,
+                f"{self.counts.conflicts} matching keys were created in {self.instance} during the copy and were left "
+                "as they are; compare them with the backup, or run again with --conflict replace"))
+        self.result.counts = self.counts.to_dict()
+        self._facts()
+        return checks
 
-        with log.step("find keys") as step:
-            with redis_errors(target, "look up the matching keys"):
-                plans = find_keys(source_for(0), source_for, target_for, selection, counts)
-                existing = sum(p.existing for p in plans)
-                if existing and selection.conflict is Conflict.FAIL:
-                    raise _conflict_error(plans, target_for, target)
-            step.detail = f"{counts.matched} keys match {selection.describe()}, {existing} exist in {target.name}"
-        if selection.dry_run:
-            _dry_run_counts(plans, selection.conflict, counts)
-            log.skipped("copy keys", "dry run: nothing written")
-        else:
-            _write(request, result, plans, selection, counts, source_for, target_for, target)
-        if counts.matched == 0:
-            result.checks.append(Check("keys matched", False,
-                                       f"no key of the backup matches {selection.describe()}: check the pattern"))
-    finally:
-        with log.step("cleanup"):
-            stack.close()
-    result.counts = counts.to_dict()
-    result.facts.update(pattern=selection.pattern, db=selection.db, conflict=str(selection.conflict))
-    logger.info("selective restore of %s from %s into %s: %s", selection.describe(), ref, target.name,
-                result.counts)
-    return result
+    def _facts(self) -> None:
+        self.result.facts.update(pattern=self.selection.pattern, db=self.selection.db,
+                                 conflict=str(self.selection.conflict))
+
+    def rollback(self, safety_id: str | None) -> StepOutcome:
+        self._close()
+        if safety_id is None:
+            return StepOutcome("nothing was overwritten; the keys added (missing before) are left")
+        repo = self.request.safety_repo if self.request is not None else Repository.open(
+            self.config.repository_path())
+        safety = repo.get(safety_id)
+        assert self.work is not None
+        files = self.work / "rollback"
+        shutil.rmtree(files, ignore_errors=True)
+        extract_set(repo, safety, files, None)
+        put_back = KeySelection(self.selection.pattern, self.selection.db, Conflict.REPLACE)
+        counts = CopyCounts()
+        with temporary_instance(files) as server:
+            def source_for(db: int) -> redis.Redis:
+                return server.client(db=db, timeout=120.0)
+
+            plans = find_keys(source_for(0), source_for, self._target_for, put_back, counts)
+            _copy(plans, put_back, counts, source_for, self._target_for, self.target_instance,
+                  RestoreResult("redis", safety_id, self.instance, []))
+        return StepOutcome(f"{counts.replaced + counts.copied} overwritten keys put back from {safety_id}")
+
+    def _close(self) -> None:
+        self._stack.close()
+        self._server = None
+
+    def finish(self) -> StepOutcome:
+        self.discard()
+        logger.info("selective restore of %s from %s into %s: %s", self.selection.describe(), self.result.ref,
+                    self.instance, self.result.counts)
+        return StepOutcome("temporary server removed")
+
+    def discard(self) -> None:
+        self._close()
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)

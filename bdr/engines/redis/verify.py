@@ -12,9 +12,11 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from bdr.engines.base import Check
 from bdr.engines.redis.info import DIGEST_UNAVAILABLE, Keyspace, digest
+from bdr.errors import BdrError
 from bdr.manifest import Manifest
 
 TOOL_TIMEOUT = 600
@@ -38,12 +40,34 @@ def run_checker(tool: str, target: Path) -> Check:
     return Check(f"{tool} {target.name}", ok, f"{summary}{f' ({keys})' if keys and ok else ''}"[:200])
 
 
+def content_check(facts: dict[str, Any], rdb: Path) -> Check:
+    """The content digest of the stored RDB, recomputed, against the one the manifest records."""
+    from bdr.engines.redis.content import digest_facts
+
+    want = facts.get("content")
+    if not want:
+        why = facts.get("content_unavailable") or "the set records no content digest (an older bdr, or a copy of " \
+            "a stopped server's files)"
+        return Check("content digest", True, f"not verified: {why}", skipped=True)
+    try:
+        got = digest_facts(rdb)
+    except BdrError as exc:
+        return Check("content digest", False, exc.message)
+    if got.facts is None:
+        return Check("content digest", True, f"not verified: {got.unavailable}", skipped=True)
+    same = got.facts.get("value") == want.get("value") and got.facts.get("keys") == want.get("keys")
+    total = sum(int(n) for n in (got.facts.get("keys") or {}).values())
+    return Check("content digest", same, f"{want.get('algorithm')} {str(want.get('value'))[:16]}, {total} keys: "
+                 + ("equal to the manifest" if same else f"recomputed {str(got.facts.get('value'))[:16]}, differs"))
+
+
 def check_files(manifest: Manifest | None, files: Path) -> list[Check]:
     facts = dict(manifest.facts) if manifest else {}
     checks: list[Check] = []
     rdb = files / facts.get("dbfilename", "dump.rdb")
     if rdb.is_file():
         checks.append(run_checker("redis-check-rdb", rdb))
+        checks.append(content_check(facts, rdb))
     aof_dir = files / facts.get("appenddirname", "appendonlydir")
     if aof_dir.is_dir():
         manifests = sorted(aof_dir.glob("*.manifest"))
@@ -59,16 +83,37 @@ def check_files(manifest: Manifest | None, files: Path) -> list[Check]:
 
 
 def restore_test(manifest: Manifest, files: Path) -> list[Check]:
-    """Load the files into a temporary server and compare counts and digest with the manifest."""
+    """Load the files into a temporary server and compare it with the manifest: counts, content, digest.
+
+    The content proof goes through Redis itself: the temporary server, once loaded, saves
+    its data again and that RDB's content digest must equal the manifest's (keys whose TTL
+    passed are dropped at load: then the sampled keys are compared instead).
+    """
+    from bdr.engines.redis.content import digest_facts, sample_checks
     from bdr.engines.redis.temporary import temporary_instance
 
     facts = dict(manifest.facts)
+    checks: list[Check] = []
     with temporary_instance(files) as server:
-        client = server.client(timeout=60.0)
+        client = server.client(timeout=600.0)
         live = Keyspace.from_info(client.info("keyspace"))
         live_digest = digest(client)
-    checks = []
-    expected = Keyspace.from_facts(facts.get("keyspace") or {})
+        expected = Keyspace.from_facts(facts.get("keyspace") or {})
+        content = facts.get("content")
+        if content and live.total_keys == expected.total_keys:
+            client.save()
+            saved = Path(str(client.config_get("dir")["dir"])) / str(client.config_get("dbfilename")["dbfilename"])
+            again = digest_facts(saved)
+            if again.facts is not None:
+                same = again.facts.get("value") == content.get("value")
+                checks.append(Check("restore test: content", same,
+                                    "loaded and saved again by redis-server: content digest equal" if same else
+                                    f"content digest after a load {str(again.facts.get('value'))[:16]} != backup "
+                                    f"{str(content.get('value'))[:16]}"))
+        elif content:
+            gone = {db: keys - live.dbs.get(db, (0, 0))[0] for db, (keys, _) in expected.dbs.items()}
+            checks += [Check(f"restore test: {c.name}", c.ok, c.detail, c.skipped)
+                       for c in sample_checks(lambda db: server.client(db=db, timeout=60.0), content, gone)]
     if facts.get("keyspace"):
         # Keys whose TTL passed since the backup are not loaded: allow exactly that difference.
         ok = all(
