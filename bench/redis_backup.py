@@ -1,109 +1,458 @@
-"""Benchmarks of the Redis engine, as ratios against a floor measured in the same run.
+"""Benchmarks of the Redis engine, as ratios against floors measured in the same run, on the same servers.
 
-Backup (``bdr backup redis``) against the floor ``BGSAVE`` + ``cp dump.rdb``; restore
-(``bdr restore redis``, all five steps, into an empty instance) against the floor of a cold
-``redis-server`` start loading the same RDB. Same data, same run.
+For each ``--keys`` size (default 1,000,000 and 5,000,000) a private redis-server
+("production", on a free loopback port) is filled server-side by a Lua script: 50% strings,
+15% hashes, 10% lists, 10% sets, 5% sorted sets, all named ``user:*``, plus 10% strings named
+``other:*``; 10% of all keys have a TTL (a day: none expires during the run). Then:
 
-Selective restore (``bdr restore redis BACKUP --keys 'user:*'``): a backup holding ``--keys``
-matching keys (default 1,000,000: strings, hashes, lists, 10% with a TTL) plus non-matching
-ones is restored key by key into an empty Redis, three ways:
+**Backup** (``bdr.api.backup(config, "redis")``: an honest BGSAVE, the RDB copied into a local
+repository while bdr's C parser digests it in a thread (``bdr-rdb-1``), a sealed manifest).
+Floor: ``BGSAVE`` (polled every 10 ms until ``rdb_saves`` moves) + ``cp dump.rdb`` into the
+same file system, which is what the old ``backup-redis.sh`` did and the least any RDB backup
+can do: Redis must write the snapshot, and a backup must copy it out of the data directory.
+Shown for reference: the same floor plus an ``fsync`` of the copy (bdr fsyncs every object,
+the floor does not), and ``--compress``. Aim: 1.15x the floor's time.
 
-- ``floor``: the plain client pipeline anyone would write: SCAN the source, then per batch
-  of 1000 keys pipelined ``DUMP`` + ``PTTL``, then pipelined ``RESTORE`` (redis-py);
-- ``bdr``: :func:`bdr.engines.redis.selective.selective_restore` end to end (start a
-  temporary server from the backup's files, find, check conflicts, copy, verify, clean up),
-  and its ``copy keys`` step alone;
-- ``migrate``: ``MIGRATE ... COPY KEYS`` batches of 2000 from the source to the target,
-  the server-to-server alternative, for reference.
+**Restore** (``bdr.api.restore(config, "redis", <set>, target="target")``, every step of the
+runbook: fetch, check, safety backup, stop, replace, start, verify, finish), into a running
+instance that is (a) *empty* (no keys: its safety backup is an empty BGSAVE) and (b)
+*holding data*: as many keys of the same shape as the backup, with other values (the live
+data a restore replaces; its safety backup is a full BGSAVE + copy + digest). Floor: a cold
+``redis-server`` start on a data directory holding the set's RDB, timed from the exec to
+``loading:0`` (bdr's own ``spawn_redis`` start and readiness poll): loading the RDB is what
+any restore must pay, everything else is bdr's. Aim: 1.3x. For (b) the floor of a restore
+that keeps what it replaces is printed too: BGSAVE + cp of data of that size, then the cold
+start. The per-step times of each restore (``result.steps``) are printed, medians.
 
-Run: ``.venv/bin/python bench/redis_backup.py [--keys N]``. Each measurement is one function;
-``main`` prints a table. Nothing is asserted: the numbers are the result.
+**Selective restore** (``bdr.api.restore(..., selection={"keys": "user:*"}, conflict="fail")``)
+of the matching 90% into an empty instance, three ways:
+
+- ``floor``: the plain client pipeline anyone would write against the *live* source (no
+  backup to load first): SCAN, then per batch of 1000 keys pipelined ``DUMP`` + ``PTTL``,
+  then pipelined ``RESTORE`` (redis-py);
+- ``bdr``: end to end (fetch the set, start a temporary server from it, find, check
+  conflicts, copy, verify, clean up), and its ``replace`` step (the copy) alone;
+- ``reference``: ``MIGRATE ... COPY KEYS`` batches of 2000 from the live source (server to
+  server).
+
+Runs are interleaved (floor, bdr, floor, bdr, ...) so that the load of a shared machine
+falls on both; each row shows the median of ``--runs`` runs with its min and max, and the
+ratio of the medians. Nothing is asserted: the table is the result.
+
+Run: ``.venv/bin/python bench/redis_backup.py [--keys 1000000 5000000] [--runs 3]
+[--only backup restore selective]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
 import redis
 
-from bdr.config import Config
-from bdr.engines.base import RestoreRequest
-from bdr.engines.redis.selective import selective_restore
+from bdr import api
+from bdr.config import Config, RedisInstance
+from bdr.engines.base import RestoreResult, StepStatus
 from bdr.repository import Repository
 from bdr.runtime.process import RedisProcess, spawn_redis
+from bdr.runtime.procfs import port_free
+from bdr.waiting import wait_for
 
+BATCH = 50_000
 PATTERN = "user:*"
 FLOOR_BATCH = 1_000
 MIGRATE_BATCH = 2_000
+POLL = 0.01
+BACKUP_AIM = 1.15
+RESTORE_AIM = 1.3
+
+POPULATE = """
+local first, last, salt = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+for i = first, last do
+  local kind = i % 20
+  local key
+  if kind < 10 then
+    key = 'user:session:' .. i
+    redis.call('SET', key, 'token:' .. salt .. i .. ':abcdefghijklmnopqrstuvwxyz0123456789')
+  elseif kind < 12 then
+    key = 'other:cache:' .. i
+    redis.call('SET', key, salt .. string.rep('x', 32))
+  elseif kind < 15 then
+    key = 'user:profile:' .. i
+    redis.call('HSET', key, 'name', 'user ' .. salt .. i, 'plan', 'pro', 'seen', i)
+  elseif kind < 17 then
+    key = 'user:history:' .. i
+    redis.call('RPUSH', key, 'login', 'search' .. salt, 'chat:' .. i)
+  elseif kind < 19 then
+    key = 'user:tags:' .. i
+    redis.call('SADD', key, 'a' .. salt, 'b' .. i % 100, i)
+  else
+    key = 'user:scores:' .. i
+    redis.call('ZADD', key, 1, 'x' .. salt, i / 7, 'y', -i, 'z')
+  end
+  if i % 10 == 3 then redis.call('PEXPIRE', key, 86400000 + i % 1000) end
+end
+return last - first + 1
+"""
+
+
+# --- results ---------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Series:
+    """Repeated runs of one measurement: seconds per run, and the per-step seconds of each run."""
+
+    name: str
+    seconds: list[float] = field(default_factory=list)
+    steps: list[dict[str, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, seconds: float, steps: dict[str, float] | None = None, note: str = "") -> None:
+        self.seconds.append(seconds)
+        if steps is not None:
+            self.steps.append(steps)
+        if note and note not in self.notes:
+            self.notes.append(note)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    def spread(self) -> str:
+        """``[min-max] ±x%``: how far the runs were apart, relative to the median."""
+        low, high = min(self.seconds), max(self.seconds)
+        return f"[{low:.2f}-{high:.2f}] {100 * (high - low) / self.median if self.median else 0:.0f}%"
+
+    def step_medians(self) -> list[tuple[str, float, float, float]]:
+        """(step, median, min, max) over the runs, in the order the steps ran."""
+        names = list(dict.fromkeys(name for run in self.steps for name in run))
+        out = []
+        for name in names:
+            values = [run.get(name, 0.0) for run in self.steps]
+            out.append((name, statistics.median(values), min(values), max(values)))
+        return out
 
 
 @dataclass(frozen=True, slots=True)
-class Measurement:
-    name: str
-    keys: int
-    seconds: float
-    note: str = ""
+class Verdict:
+    """One line of the summary: what, bdr's median, the floor's, and the aim."""
+
+    size: str
+    what: str
+    ours: Series
+    floor_seconds: float
+    floor_name: str
+    aim: float | None
 
     @property
-    def rate(self) -> float:
-        return self.keys / self.seconds if self.seconds > 0 else 0.0
+    def ratio(self) -> float:
+        return self.ours.median / self.floor_seconds if self.floor_seconds else 0.0
 
 
-# --- data ----------------------------------------------------------------------------------------------
+def load_note() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min) {five:.2f} (5 min) on {os.cpu_count()} cores"
 
 
-def populate(client: redis.Redis, keys: int) -> None:
-    """``keys`` keys matching ``user:*`` (70% strings, 20% hashes, 10% lists; 10% with a TTL) + 10% others."""
-    strings = keys * 7 // 10
-    client.execute_command("DEBUG", "POPULATE", strings, "user:session:", 64)
-    pipe = client.pipeline(transaction=False)
-    hashes = keys * 2 // 10
-    lists = keys - strings - hashes
-    for i in range(hashes):
-        pipe.hset(f"user:profile:{i}", mapping={"name": f"user {i}", "plan": "pro", "seen": str(i)})
-        if len(pipe) >= 5_000:
-            pipe.execute()
-    for i in range(lists):
-        pipe.rpush(f"user:history:{i}", "login", "search", f"chat:{i}")
-        if len(pipe) >= 5_000:
-            pipe.execute()
-    for i in range(0, strings, 10):
-        pipe.pexpire(f"user:session:{i}", 3_600_000 + i % 1000)
-        if len(pipe) >= 5_000:
-            pipe.execute()
-    for i in range(keys // 10):
-        pipe.set(f"other:cache:{i}", "x" * 32)
-        if len(pipe) >= 5_000:
-            pipe.execute()
-    pipe.execute()
+def interleaved(runs: int, measures: Sequence[tuple[Series, Callable[[Series], None]]]) -> None:
+    """Run each measure ``runs`` times, round-robin, so background load falls on all of them alike."""
+    for run in range(runs):
+        for series, measure in measures:
+            measure(series)
+            print(f"  run {run + 1}/{runs} {series.name}: {series.seconds[-1]:.2f}s", file=sys.stderr, flush=True)
 
 
-@contextmanager
-def backup_files(workdir: Path, keys: int) -> Iterator[tuple[RedisProcess, Path]]:
-    """A source server with the data, and a directory holding its saved dump.rdb (the 'backup')."""
-    source = spawn_redis(workdir / "source" / "data", name="source", extra=["--enable-debug-command", "yes"])
+def print_rows(title: str, floor: Series, rows: Sequence[Series], aim: float | None = None) -> None:
+    print(f"\n{title}")
+    print(f"{'method':<62} {'median s':>9} {'[min-max] spread':>22} {'x floor':>8}")
+    for row in [floor, *rows]:
+        ratio = row.median / floor.median if floor.median else 0.0
+        mark = ""
+        if aim is not None and row is not floor and not row.name.startswith("reference"):
+            mark = f"  (aim {aim:.2f}x: {'met' if ratio <= aim else 'NOT met'})"
+        print(f"{row.name:<62} {row.median:>9.2f} {row.spread():>22} {ratio:>8.2f}{mark}")
+        for note in row.notes:
+            print(f"    {note}")
+        if row.steps:
+            parts = [f"{name} {med:.2f} [{low:.2f}-{high:.2f}]" for name, med, low, high in row.step_medians()]
+            print("    steps (median [min-max] s): " + ", ".join(parts))
+
+
+# --- servers and data ------------------------------------------------------------------------------------
+
+
+def populate(client: redis.Redis, keys: int, salt: str) -> None:
+    script = client.register_script(POPULATE)
+    for first in range(0, keys, BATCH):
+        script(args=[first, min(first + BATCH, keys) - 1, salt])
+
+
+def bgsave_and_wait(client: redis.Redis) -> None:
+    """BGSAVE, then poll every 10 ms until the save counter moves and no child runs."""
+    saves = int(client.info("persistence")["rdb_saves"])
+    client.bgsave()
+    while True:
+        info = client.info("persistence")
+        if int(info["rdb_saves"]) > saves and not int(info["rdb_bgsave_in_progress"]):
+            break
+        time.sleep(POLL)
+    if info.get("rdb_last_bgsave_status") != "ok":
+        raise SystemExit(f"BGSAVE failed: {info.get('rdb_last_bgsave_status')}")
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        client = source.client(timeout=600)
-        started = time.perf_counter()
-        populate(client, keys)
-        client.save()
-        files = workdir / "backup"
-        files.mkdir()
-        shutil.copy2(source.data_path() / "dump.rdb", files / "dump.rdb")
-        print(f"prepared {client.dbsize()} keys in {time.perf_counter() - started:.1f}s "
-              f"(dump.rdb {(files / 'dump.rdb').stat().st_size / 1e6:.0f} MB)", file=sys.stderr)
-        yield source, files
+        os.fsync(fd)
     finally:
-        source.stop()
+        os.close(fd)
+
+
+def shutdown(instance: RedisInstance) -> None:
+    """SHUTDOWN NOSAVE whichever process serves the instance now (bdr may have restarted it); wait for the port."""
+    port = int(instance.url.rsplit(":", 1)[1].split("/")[0])
+    with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+        redis.Redis(host="127.0.0.1", port=port, socket_timeout=30).shutdown(nosave=True)
+    if not wait_for(lambda: port_free(port), 60.0, 0.01):
+        raise SystemExit(f"port {port} still busy after SHUTDOWN NOSAVE")
+
+
+@dataclass(slots=True)
+class Target:
+    """The instance restores go into: a redis-server on a fixed port and data directory, reset between runs."""
+
+    data: Path
+    instance: RedisInstance
+    port: int
+
+    @classmethod
+    def spawn(cls, data: Path) -> Target:
+        server = spawn_redis(data, name="target")
+        return cls(data, server.instance, server.address()[1])
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=600)
+
+    def reset(self, rdb: Path | None) -> None:
+        """Stop it, give it a data directory holding ``rdb`` (or nothing), start it again (not timed)."""
+        shutdown(self.instance)
+        shutil.rmtree(self.data, ignore_errors=True)
+        self.data.mkdir(parents=True)
+        if rdb is not None:
+            shutil.copyfile(rdb, self.data / "dump.rdb")
+        server = spawn_redis(self.data, name="target", port=self.port, timeout=600)
+        if server.instance != self.instance:
+            raise SystemExit("the target came back with another configuration")
+
+    def stop(self) -> None:
+        shutdown(self.instance)
+
+
+@dataclass(slots=True)
+class Lab:
+    """One data size: the production server with the data, the target, a repository, the config."""
+
+    keys: int
+    workdir: Path
+    production: RedisProcess
+    target: Target
+    config: Config
+    variant: Path
+    """An RDB of as many keys of the same shape with other values: what the target holds in the 'holding' case."""
+    backup_id: str = ""
+    rdb_bytes: int = 0
+
+    @property
+    def repo(self) -> Repository:
+        return Repository.open(self.workdir / "repo")
+
+    def set_rdb(self) -> Path:
+        """The RDB object of the set restores read (an uncompressed set stores it as it is)."""
+        return self.workdir / "repo" / "redis" / self.backup_id / "dump.rdb"
+
+    def drop_other_sets(self) -> None:
+        """Delete every set but the one restores read (safety sets, later backups): the disk stays as it was."""
+        repo = self.repo
+        for backup in repo.sets("redis"):
+            if backup.id != self.backup_id:
+                repo.delete(backup)
+
+
+@contextlib.contextmanager
+def lab(keys: int, workdir: Path) -> Iterator[Lab]:
+    production = spawn_redis(workdir / "production" / "data", name="production", timeout=600)
+    target: Target | None = None
+    try:
+        started = time.perf_counter()
+        client = production.client(timeout=600)
+        populate(client, keys, "p")
+        target = Target.spawn(workdir / "target" / "data")
+        populate(target.client(), keys, "v")
+        target.client().save()
+        variant = workdir / "variant.rdb"
+        shutil.copyfile(target.data / "dump.rdb", variant)
+        config = dataclasses.replace(Config(), repository=str(workdir / "repo"),
+                                     redis={"production": production.instance, "target": target.instance})
+        print(f"generated {client.dbsize()} keys (and as many other ones in the target) in "
+              f"{time.perf_counter() - started:.1f}s", file=sys.stderr)
+        yield Lab(keys, workdir, production, target, config, variant)
+    finally:
+        if target is not None:
+            target.stop()
+        production.stop()
+
+
+# --- backup ----------------------------------------------------------------------------------------------
+
+
+def measure_backup_floor(lab: Lab, floor: Series, with_fsync: Series) -> None:
+    """BGSAVE, wait for it, cp dump.rdb (and, for reference, fsync the copy)."""
+    dest = lab.workdir / "floor-backup" / "dump.rdb"
+    dest.parent.mkdir(exist_ok=True)
+    dest.unlink(missing_ok=True)
+    client = lab.production.client(timeout=600)
+    started = time.perf_counter()
+    bgsave_and_wait(client)
+    shutil.copyfile(lab.production.data_path() / "dump.rdb", dest)
+    copied = time.perf_counter()
+    fsync_file(dest)
+    synced = time.perf_counter()
+    floor.add(copied - started)
+    with_fsync.add(synced - started)
+    lab.rdb_bytes = dest.stat().st_size
+
+
+def measure_bdr_backup(lab: Lab, series: Series, compress: bool = False) -> None:
+    started = time.perf_counter()
+    outcome = api.backup(lab.config, "redis", instance="production", compress=compress)
+    seconds = time.perf_counter() - started
+    facts = outcome.manifest.facts
+    content = facts.get("content") or {}
+    keys = sum(int(v["keys"]) for v in facts["keyspace"].values())
+    if keys != lab.keys:
+        raise SystemExit(f"backup {outcome.manifest.id} records {keys} keys, the server holds {lab.keys}")
+    digest = (f"content digest {content.get('algorithm')} {str(content.get('value'))[:12]}... "
+              f"({content.get('implementation')}, {float(content.get('seconds', 0)):.2f}s in its thread)"
+              if content else f"NO content digest: {facts.get('content_unavailable')}")
+    series.add(seconds, {"outside api.backup's step": seconds - outcome.seconds, "backup redis": outcome.seconds},
+               note=f"{outcome.manifest.stored_size / 1e6:.0f} MB stored; {digest}")
+    if not lab.backup_id and not compress:
+        lab.backup_id = outcome.manifest.id
+    lab.drop_other_sets()
+
+
+def bench_backup(lab: Lab, runs: int) -> tuple[Series, Series]:
+    floor = Series("floor: BGSAVE + cp dump.rdb")
+    floor_sync = Series("reference: BGSAVE + cp dump.rdb + fsync of the copy")
+    ours = Series("bdr backup redis (content digest, uncompressed)")
+    packed = Series("reference: bdr backup redis --compress")
+    print(f"backup, {lab.keys} keys: {load_note()}", file=sys.stderr)
+    interleaved(runs, [
+        (floor, lambda s: measure_backup_floor(lab, s, floor_sync)),
+        (ours, lambda s: measure_bdr_backup(lab, s)),
+        (packed, lambda s: measure_bdr_backup(lab, s, compress=True)),
+    ])
+    ours.notes.append(f"after: {load_note()}")
+    print_rows(f"backup of {lab.keys} keys (RDB {lab.rdb_bytes / 1e6:.0f} MB), median of {runs} interleaved runs",
+               floor, [ours, floor_sync, packed], BACKUP_AIM)
+    return floor, ours
+
+
+def ensure_backup(lab: Lab) -> None:
+    """The set restores read, when the backup part did not run."""
+    if not lab.backup_id:
+        measure_bdr_backup(lab, Series("setup"))
+        lab.rdb_bytes = lab.set_rdb().stat().st_size
+
+
+# --- restore ---------------------------------------------------------------------------------------------
+
+
+def measure_cold_start(lab: Lab, series: Series) -> None:
+    """A redis-server started on a data directory holding the set's RDB, until ``loading:0``."""
+    data = lab.workdir / "cold" / "data"
+    shutil.rmtree(data.parent, ignore_errors=True)
+    data.mkdir(parents=True)
+    shutil.copyfile(lab.set_rdb(), data / "dump.rdb")
+    started = time.perf_counter()
+    server = spawn_redis(data, name="cold", timeout=600)
+    seconds = time.perf_counter() - started
+    try:
+        loaded = server.client(timeout=60).dbsize()
+    finally:
+        server.stop()
+        shutil.rmtree(data.parent, ignore_errors=True)
+    if loaded != lab.keys:
+        raise SystemExit(f"the cold start loaded {loaded} keys, the RDB holds {lab.keys}")
+    series.add(seconds)
+
+
+def step_times(result: RestoreResult, total: float) -> dict[str, float]:
+    steps = {s.name + (" (skipped)" if s.status == StepStatus.SKIPPED else ""): s.seconds for s in result.steps}
+    steps["outside the steps"] = total - sum(s.seconds for s in result.steps)
+    return steps
+
+
+def measure_bdr_restore(lab: Lab, series: Series, holding: bool) -> None:
+    lab.target.reset(lab.variant if holding else None)
+    before = int(lab.target.client().dbsize())
+    started = time.perf_counter()
+    result = api.restore(lab.config, "redis", lab.backup_id, target="target")
+    seconds = time.perf_counter() - started
+    if not result.ok:
+        raise SystemExit(f"restore failed its checks: {[c.to_dict() for c in result.checks if not c.ok]}")
+    after = int(lab.target.client().dbsize())
+    if after != lab.keys:
+        raise SystemExit(f"the target holds {after} keys after the restore, the backup {lab.keys}")
+    checks = ", ".join(f"{c.name}{' (not verified)' if c.skipped else ''}" for c in result.checks)
+    series.add(seconds, step_times(result, seconds), note=f"target held {before} keys before; checks: {checks}")
+    lab.drop_other_sets()
+
+
+def bench_restore(lab: Lab, runs: int) -> tuple[Series, Series, Series, float]:
+    floor = Series("floor: cold redis-server start on the RDB (to loading:0)")
+    empty = Series("bdr restore redis, all steps, into an empty instance")
+    holding = Series(f"bdr restore redis, all steps, into an instance holding {lab.keys} keys")
+    print(f"restore, {lab.keys} keys: {load_note()}", file=sys.stderr)
+    interleaved(runs, [
+        (floor, lambda s: measure_cold_start(lab, s)),
+        (empty, lambda s: measure_bdr_restore(lab, s, holding=False)),
+        (holding, lambda s: measure_bdr_restore(lab, s, holding=True)),
+    ])
+    # the floor of a restore that keeps what it replaces: snapshot + copy out the live data, then the cold start
+    save_floor = Series("BGSAVE + cp of the target's data")
+    lab.target.reset(lab.variant)
+    for _ in range(runs):
+        dest = lab.workdir / "keep.rdb"
+        client = lab.target.client()
+        started = time.perf_counter()
+        bgsave_and_wait(client)
+        shutil.copyfile(lab.target.data / "dump.rdb", dest)
+        save_floor.add(time.perf_counter() - started)
+        dest.unlink()
+    keep_floor = save_floor.median + floor.median
+    holding.notes.append(f"reference floor of a restore that keeps what it replaces (BGSAVE + cp of the target's "
+                         f"{lab.keys} keys {save_floor.median:.2f}s {save_floor.spread()}, then the cold start): "
+                         f"{keep_floor:.2f}s, ratio {holding.median / keep_floor:.2f}")
+    holding.notes.append(f"after: {load_note()}")
+    print_rows(f"restore of {lab.keys} keys (RDB {lab.rdb_bytes / 1e6:.0f} MB), median of {runs} interleaved runs",
+               floor, [empty, holding], RESTORE_AIM)
+    return floor, empty, holding, keep_floor
+
+
+# --- selective restore -----------------------------------------------------------------------------------
 
 
 def matching_keys(client: redis.Redis) -> list[bytes]:
@@ -116,12 +465,9 @@ def matching_keys(client: redis.Redis) -> list[bytes]:
             return keys
 
 
-# --- measurements ------------------------------------------------------------------------------------
-
-
-def measure_pipeline_floor(source: RedisProcess, target: RedisProcess) -> Measurement:
+def measure_pipeline_floor(lab: Lab, series: Series) -> None:
     """SCAN, then DUMP+PTTL -> RESTORE in pipelined batches of 1000 with plain redis-py."""
-    src, dst = source.client(timeout=600), target.client(timeout=600)
+    src, dst = lab.production.client(timeout=600), lab.target.client()
     started = time.perf_counter()
     keys = matching_keys(src)
     for i in range(0, len(keys), FLOOR_BATCH):
@@ -137,178 +483,124 @@ def measure_pipeline_floor(source: RedisProcess, target: RedisProcess) -> Measur
             if payload is not None:
                 write.restore(key, max(ttl, 0), payload)
         write.execute()
-    return Measurement("floor: redis-py pipeline DUMP+PTTL -> RESTORE", len(keys), time.perf_counter() - started)
+    series.add(time.perf_counter() - started)
 
 
-def measure_selective_restore(files: Path, target: RedisProcess, workdir: Path) -> list[Measurement]:
-    """bdr's selective restore, end to end and its copy step alone."""
-    repo_dir = workdir / "repo"
-    repo_dir.mkdir(exist_ok=True)
-    request = RestoreRequest(config=Config(), repository=Repository.open(repo_dir), backup=None, legacy_path=files,
-                             selection={"keys": PATTERN, "db": None}, conflict="fail")
-    started = time.perf_counter()
-    result = selective_restore(request, files, target.instance)
-    total = time.perf_counter() - started
-    copied = result.counts["copied"]
-    steps = {s.name: s.seconds for s in result.steps}
-    detail = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in steps.items())
-    return [
-        Measurement("bdr selective restore, end to end", copied, total, detail),
-        Measurement("bdr selective restore, copy keys step", copied, steps["copy keys"]),
-    ]
-
-
-def measure_migrate(source: RedisProcess, target: RedisProcess) -> Measurement:
+def measure_migrate(lab: Lab, series: Series) -> None:
     """SCAN, then MIGRATE host port "" 0 timeout COPY KEYS ... in batches of 2000 (server to server)."""
-    src = source.client(timeout=600)
-    host, port = target.address()
+    src = lab.production.client(timeout=600)
     started = time.perf_counter()
     keys = matching_keys(src)
     for i in range(0, len(keys), MIGRATE_BATCH):
-        src.execute_command("MIGRATE", host, port, "", 0, 60_000, "COPY", "KEYS", *keys[i:i + MIGRATE_BATCH])
-    return Measurement("reference: MIGRATE COPY, batches of 2000", len(keys), time.perf_counter() - started)
+        src.execute_command("MIGRATE", "127.0.0.1", lab.target.port, "", 0, 60_000, "COPY", "KEYS",
+                            *keys[i:i + MIGRATE_BATCH])
+    series.add(time.perf_counter() - started)
 
 
-# --- main ----------------------------------------------------------------------------------------------
-
-
-def run_fresh(target: RedisProcess, expected: int, measure: Callable[[], list[Measurement]]) -> list[Measurement]:
-    client = target.client(timeout=600)
-    client.flushall()
-    results = measure()
-    if client.dbsize() != expected:
-        raise SystemExit(f"target holds {client.dbsize()} keys after {results[0].name}, expected {expected}")
-    return results
-
-
-def print_table(title: str, floor: Measurement, rows: list[Measurement]) -> None:
-    print(f"\n{title}")
-    print(f"{'method':<48} {'keys':>10} {'seconds':>9} {'keys/s':>10} {'x floor':>8}")
-    for row in [floor, *rows]:
-        print(f"{row.name:<48} {row.keys:>10} {row.seconds:>9.2f} {row.rate:>10.0f} {row.rate / floor.rate:>8.2f}")
-        if row.note:
-            print(f"    {row.note}")
-
-
-def bench_selective(keys: int, workdir: Path) -> None:
-    with backup_files(workdir, keys) as (source, files):
-        expected = len(matching_keys(source.client(timeout=600)))
-        target = spawn_redis(workdir / "target" / "data", name="target")
-        try:
-            floor = run_fresh(target, expected, lambda: [measure_pipeline_floor(source, target)])[0]
-            ours = run_fresh(target, expected, lambda: measure_selective_restore(files, target, workdir))
-            migrate = run_fresh(target, expected, lambda: [measure_migrate(source, target)])
-        finally:
-            target.stop()
-    print_table(f"selective restore of {expected} keys matching {PATTERN!r}", floor, [*ours, *migrate])
-
-
-def measure_backup_floor(source: RedisProcess, dest: Path) -> Measurement:
-    """BGSAVE, wait for it, copy dump.rdb: what the old backup-redis.sh did."""
-    client = source.client(timeout=600)
-    saves = int(client.info("persistence")["rdb_saves"])
+def measure_bdr_selective(lab: Lab, series: Series, copy_step: Series) -> None:
     started = time.perf_counter()
-    client.bgsave()
-    while int(client.info("persistence")["rdb_saves"]) == saves or client.info("persistence")["rdb_bgsave_in_progress"]:
-        time.sleep(0.01)
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source.data_path() / "dump.rdb", dest / "dump.rdb")
-    return Measurement("floor: BGSAVE + cp dump.rdb", client.dbsize(), time.perf_counter() - started)
-
-
-def measure_bdr_backup(config: Config, compress: bool) -> Measurement:
-    from bdr import api
-
-    started = time.perf_counter()
-    outcome = api.backup(config, "redis", compress=compress)
+    result = api.restore(lab.config, "redis", lab.backup_id, target="target", selection={"keys": PATTERN},
+                         conflict="fail")
     seconds = time.perf_counter() - started
-    keys = sum(int(v["keys"]) for v in outcome.manifest.facts["keyspace"].values())
-    return Measurement(f"bdr backup redis{' --compress' if compress else ''}", keys, seconds,
-                       f"{outcome.manifest.stored_size / 1e6:.0f} MB stored, digest "
-                       f"{'recorded' if outcome.manifest.facts['digest'] != 'unavailable' else 'skipped (size)'}")
+    if not result.ok:
+        raise SystemExit(f"selective restore failed its checks: {[c.to_dict() for c in result.checks]}")
+    steps = step_times(result, seconds)
+    series.add(seconds, steps, note=f"counts {result.counts}")
+    copy_step.add(steps["replace"])
 
 
-def measure_cold_start_floor(rdb: Path, workdir: Path) -> Measurement:
-    """A redis-server started on a data directory holding the RDB, until it has loaded."""
-    data = workdir / "cold" / "data"
-    data.mkdir(parents=True)
-    shutil.copyfile(rdb, data / "dump.rdb")
-    started = time.perf_counter()
-    server = spawn_redis(data, name="cold")
-    seconds = time.perf_counter() - started
-    keys = server.client().dbsize()
-    server.stop()
-    return Measurement("floor: cold redis-server start loading the RDB", keys, seconds)
+def bench_selective(lab: Lab, runs: int) -> None:
+    expected = len(matching_keys(lab.production.client(timeout=600)))
+    floor = Series("floor: redis-py pipeline DUMP+PTTL -> RESTORE from the live source")
+    ours = Series("bdr selective restore, end to end (from the set)")
+    copy_step = Series("bdr selective restore, its replace (copy) step alone")
+    migrate = Series("reference: MIGRATE COPY from the live source, batches of 2000")
+    lab.target.reset(None)
+
+    def fresh(measure: Callable[[Lab, Series], None]) -> Callable[[Series], None]:
+        def run(series: Series) -> None:
+            lab.target.client().flushall()
+            measure(lab, series)
+            held = int(lab.target.client().dbsize())
+            if held != expected:
+                raise SystemExit(f"the target holds {held} keys after {series.name}, expected {expected}")
+        return run
+
+    print(f"selective, {lab.keys} keys: {load_note()}", file=sys.stderr)
+    interleaved(runs, [
+        (floor, fresh(measure_pipeline_floor)),
+        (ours, fresh(lambda lab, s: measure_bdr_selective(lab, s, copy_step))),
+        (migrate, fresh(measure_migrate)),
+    ])
+    print(f"\nselective restore of {expected} keys matching {PATTERN!r} (of {lab.keys}) into an empty instance, "
+          f"median of {runs}")
+    print(f"{'method':<62} {'median s':>9} {'[min-max] spread':>22} {'keys/s':>9} {'x floor rate':>13}")
+    for row in (floor, ours, copy_step, migrate):
+        rate = expected / row.median
+        print(f"{row.name:<62} {row.median:>9.2f} {row.spread():>22} {rate:>9.0f} {floor.median / row.median:>13.2f}")
+        for note in row.notes:
+            print(f"    {note}")
+        if row.steps:
+            parts = [f"{name} {med:.2f}" for name, med, _, _ in row.step_medians()]
+            print("    steps (median s): " + ", ".join(parts))
 
 
-def measure_bdr_restore(config: Config, backup_id: str, target: RedisProcess) -> Measurement:
-    from bdr import api
-
-    target.client(timeout=600).flushall()  # an empty instance: its safety backup is cheap, as in a disaster
-    started = time.perf_counter()
-    result = api.restore(config, "redis", backup_id, target="target")
-    seconds = time.perf_counter() - started
-    steps = ", ".join(f"{s.name} {s.seconds:.2f}s" for s in result.steps)
-    keys = int(result.checks[1].detail.split()[1]) if len(result.checks) > 1 else 0
-    return Measurement("bdr restore redis (5 steps) into an empty instance", keys, seconds, steps)
+# --- main ------------------------------------------------------------------------------------------------
 
 
-def median_of(runs: int, measure: Callable[[], Measurement]) -> Measurement:
-    """The run with the median time of ``runs`` runs (the machine has 2 busy cores)."""
-    results = sorted((measure() for _ in range(runs)), key=lambda m: m.seconds)
-    return results[len(results) // 2]
+def print_summary(verdicts: list[Verdict]) -> None:
+    print("\nsummary (medians; ratio = bdr / floor)")
+    print(f"{'keys':>9} {'what':<34} {'bdr s':>8} {'floor s':>8} {'ratio':>6} {'aim':>6}  {'':<8} floor")
+    for v in verdicts:
+        aim = f"{v.aim:.2f}" if v.aim else "-"
+        met = "" if not v.aim else ("met" if v.ratio <= v.aim else "NOT met")
+        print(f"{v.size:>9} {v.what:<34} {v.ours.median:>8.2f} {v.floor_seconds:>8.2f} {v.ratio:>6.2f} {aim:>6}  "
+              f"{met:<8} {v.floor_name}")
 
 
-def print_times(title: str, floor: Measurement, rows: list[Measurement]) -> None:
-    print(f"\n{title}")
-    print(f"{'method':<52} {'seconds':>9} {'x floor time':>13}")
-    for row in [floor, *rows]:
-        print(f"{row.name:<52} {row.seconds:>9.2f} {row.seconds / floor.seconds:>13.2f}")
-        if row.note:
-            print(f"    {row.note}")
-
-
-def bench_backup_restore(keys: int, workdir: Path, runs: int = 3) -> None:
-    import dataclasses
-
-    import bdr.api
-    import bdr.engines.redis  # noqa: F401  (imports are not what is measured)
-
-    source = spawn_redis(workdir / "bsource" / "data", name="production", extra=["--enable-debug-command", "yes"])
-    target = spawn_redis(workdir / "btarget" / "data", name="target")
-    try:
-        client = source.client(timeout=600)
-        client.execute_command("DEBUG", "POPULATE", keys, "key:", 64)
-        config = dataclasses.replace(Config(), repository=str(workdir / "brepo"),
-                                     redis={"production": source.instance, "target": target.instance})
-        backup_floor = median_of(runs, lambda: measure_backup_floor(source, workdir / "floor-backup"))
-        ours = [median_of(runs, lambda: measure_bdr_backup(config, compress=False))]
-        backup_id = Repository.open(workdir / "brepo").sets("redis")[0].id
-        ours.append(median_of(runs, lambda: measure_bdr_backup(config, compress=True)))
-        size = (workdir / "floor-backup" / "dump.rdb").stat().st_size / 1e6
-        print_times(f"backup of {keys} keys (RDB {size:.0f} MB), median of {runs}", backup_floor, ours)
-        restore_floor = median_of(runs, lambda: measure_cold_start_floor(workdir / "floor-backup" / "dump.rdb",
-                                                                         Path(tempfile.mkdtemp(dir=workdir))))
-        restored = median_of(runs, lambda: measure_bdr_restore(config, backup_id, target))
-        print_times(f"restore of {keys} keys, median of {runs}", restore_floor, [restored])
-    finally:
-        source.stop()
-        target.stop()
+def run_size(keys: int, runs: int, selective_runs: int, parts: set[str], workdir: Path) -> list[Verdict]:
+    verdicts: list[Verdict] = []
+    size = f"{keys / 1e6:g}M" if keys >= 1_000_000 else str(keys)
+    with lab(keys, workdir) as here:
+        if "backup" in parts:
+            floor, ours = bench_backup(here, runs)
+            verdicts.append(Verdict(size, "backup (content digest)", ours, floor.median, floor.name, BACKUP_AIM))
+        if parts & {"restore", "selective"}:
+            ensure_backup(here)
+        if "restore" in parts:
+            cold, empty, holding, keep_floor = bench_restore(here, runs)
+            verdicts.append(Verdict(size, "restore into an empty instance", empty, cold.median, cold.name,
+                                    RESTORE_AIM))
+            verdicts.append(Verdict(size, "restore into one holding data", holding, cold.median, cold.name,
+                                    RESTORE_AIM))
+            verdicts.append(Verdict(size, "  same, vs keep-what-it-replaces", holding, keep_floor,
+                                    "BGSAVE + cp of the live data, then the cold start", None))
+        if "selective" in parts and selective_runs:
+            bench_selective(here, selective_runs)
+    return verdicts
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--keys", type=int, default=1_000_000, help="keys in the data set (default 1M)")
-    parser.add_argument("--only", choices=["backup", "selective"], help="run one part only")
-    args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="bdr-bench-redis-"))
-    try:
-        if args.only != "selective":
-            bench_backup_restore(args.keys, workdir)
-        if args.only != "backup":
-            bench_selective(args.keys, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    parser.add_argument("--keys", type=int, nargs="+", default=[1_000_000, 5_000_000],
+                        help="data set sizes in keys (default 1M and 5M)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each backup/restore measurement (median shown)")
+    parser.add_argument("--selective-runs", type=int, default=1, help="runs of each selective measurement")
+    parser.add_argument("--only", nargs="+", choices=["backup", "restore", "selective"],
+                        default=["backup", "restore", "selective"], help="the parts to run")
+    args, _ = parser.parse_known_args(argv)  # run.sh bench passes the same flags to every bench
+    verdicts: list[Verdict] = []
+    started = time.perf_counter()
+    for keys in args.keys:
+        workdir = Path(tempfile.mkdtemp(prefix="bdr-bench-redis-"))
+        try:
+            verdicts += run_size(keys, args.runs, args.selective_runs, set(args.only), workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if verdicts:
+        print_summary(verdicts)
+    print(f"\n{time.perf_counter() - started:.0f}s in all; {load_note()} at the end. Runs are interleaved; a spread "
+          "(max-min over the median) above ~10% means the machine was busy: compare ratios, not seconds.")
 
 
 if __name__ == "__main__":
