@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any, Protocol
 
 from bdr.config import Config
@@ -52,6 +50,7 @@ from bdr.errors import (
 from bdr.failpoints import failpoint
 from bdr.journal import Journal, JournalEntry, Status, new_restore_id
 from bdr.repository import ObjectCipher
+from bdr.signals import Interrupted, signals_as_interrupts, signals_held
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +59,6 @@ FETCH, CHECK, SAFETY, STOP, REPLACE, START, VERIFY, FINISH, ROLLBACK = (
 ORDER = (FETCH, CHECK, SAFETY, STOP, REPLACE, START, VERIFY, FINISH)
 UNTOUCHED = (FETCH, CHECK, SAFETY)
 """Steps before which nothing live has changed: a failure there needs no rollback."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGINT arrived during a restore: roll back, then stop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,36 +122,6 @@ class Restorer(Protocol):
         ...
 
 
-@contextlib.contextmanager
-def signals_as_interrupts() -> Iterator[None]:
-    """SIGTERM (and SIGINT) raise :class:`Interrupted` inside the block, so a rollback runs."""
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        raise Interrupted(signal.Signals(signum).name)
-
-    previous = {}
-    try:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread (a member of `bdr restore all`): leave signals alone
-        pass
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-@contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """Hold SIGTERM/SIGINT back during a rollback: it must not be interrupted half-way."""
-    blocked = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
 def _translated(exc: OSError) -> BdrError:
     from bdr.storage.local import translate_os_error
 
@@ -218,34 +183,44 @@ class Runbook:
     def run(self, restorer: Restorer, *, ref: str, repository: str, safety_repository: str, dry_run: bool = False,
             safety: bool = True) -> RestoreResult:
         """The whole restore of ``restorer`` (``dry_run``: fetch and check, then say what would change)."""
-        result = restorer.result
         self._begin(restorer, ref, repository, safety_repository)
         with signals_as_interrupts():
-            try:
-                self._run_step(restorer, FETCH, restorer.fetch)
-                self._run_step(restorer, CHECK, restorer.check)
-                if dry_run:
-                    result.checks.extend(restorer.dry_run())
-                    self._close_untouched(restorer, Status.ABORTED)
-                    return result
-                if safety:
-                    def take() -> StepOutcome:
-                        safety_id, outcome = restorer.safety_backup()
-                        result.safety_id = safety_id
-                        assert self.entry is not None
-                        self.entry.safety_id = safety_id
-                        return outcome
-
-                    self._run_step(restorer, SAFETY, take)
-                else:
-                    self.log.skipped(SAFETY, "turned off")
-            except OSError as exc:
-                self._close_untouched(restorer, Status.ABORTED, exc)
-                raise _translated(exc) from exc
-            except BaseException as exc:
-                self._close_untouched(restorer, Status.ABORTED, exc)
-                raise
+            if not self._prepare(restorer, dry_run=dry_run, safety=safety):
+                return restorer.result
             return self._go_on(restorer, STOP if restorer.stops_service else REPLACE)
+
+    def _prepare(self, restorer: Restorer, *, dry_run: bool = False, safety: bool = True) -> bool:
+        """fetch, check, safety backup: nothing live is touched; a failure cleans up and leaves no journal.
+
+        Returns False after a dry run (the restore ends there). A safety set already recorded
+        (a resumed restore) is reused.
+        """
+        result = restorer.result
+        try:
+            self._run_step(restorer, FETCH, restorer.fetch)
+            self._run_step(restorer, CHECK, restorer.check)
+            if dry_run:
+                result.checks.extend(restorer.dry_run())
+                self._close_untouched(restorer, Status.ABORTED)
+                return False
+            if not safety:
+                self.log.skipped(SAFETY, "turned off")
+            elif result.safety_id is None:
+                def take() -> StepOutcome:
+                    safety_id, outcome = restorer.safety_backup()
+                    result.safety_id = safety_id
+                    assert self.entry is not None
+                    self.entry.safety_id = safety_id
+                    return outcome
+
+                self._run_step(restorer, SAFETY, take)
+        except OSError as exc:
+            self._close_untouched(restorer, Status.ABORTED, exc)
+            raise _translated(exc) from exc
+        except BaseException as exc:
+            self._close_untouched(restorer, Status.ABORTED, exc)
+            raise
+        return True
 
     def _go_on(self, restorer: Restorer, first: str) -> RestoreResult:
         """From ``first`` to the end; on failure, roll back."""
@@ -342,26 +317,8 @@ class Runbook:
         with signals_as_interrupts():
             if entry.status in (Status.ROLLING_BACK, Status.ROLLBACK_FAILED) or entry.step == ROLLBACK:
                 return self._abort(restorer)
-            if entry.step in UNTOUCHED:
-                # nothing live was touched: start again from the fetch (a safety set taken is reused)
-                try:
-                    self._run_step(restorer, FETCH, restorer.fetch)
-                    self._run_step(restorer, CHECK, restorer.check)
-                    if entry.safety_id is None:
-                        def take() -> StepOutcome:
-                            safety_id, outcome = restorer.safety_backup()
-                            restorer.result.safety_id = safety_id
-                            assert self.entry is not None
-                            self.entry.safety_id = safety_id
-                            return outcome
-
-                        self._run_step(restorer, SAFETY, take)
-                except OSError as exc:
-                    self._close_untouched(restorer, Status.ABORTED, exc)
-                    raise _translated(exc) from exc
-                except BaseException as exc:
-                    self._close_untouched(restorer, Status.ABORTED, exc)
-                    raise
+            if entry.step in UNTOUCHED:  # nothing live was touched: start again from the fetch
+                self._prepare(restorer)
                 return self._go_on(restorer, STOP if restorer.stops_service else REPLACE)
             first = entry.step if entry.step in ORDER else VERIFY
             if first == FINISH:

@@ -160,15 +160,8 @@ class CommandRedis(RedisBase):
                            f"redis.{self.name} in bdr.yaml")
         return read_launch_config(launch.argv, launch.cwd)
 
-    def settings(self, names: Sequence[str]) -> dict[str, str]:
-        if self.answering():
-            return self.running_settings(names)
+    def down_settings(self, names: Sequence[str]) -> dict[str, str]:
         return self.launch_config().settings(names)
-
-    def data_path(self) -> Path:
-        if self.instance.data_dir:
-            return Path(self.instance.data_dir)
-        return Path(self.settings(["dir"])["dir"])
 
     # --- preflight ------------------------------------------------------------------------------
 

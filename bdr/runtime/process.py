@@ -183,15 +183,8 @@ class RedisProcess(RedisBase):
         stdin = self._stdin_values(launch) if launch.stdin_settings else None
         return read_launch_config(launch.argv, launch.cwd, stdin)
 
-    def settings(self, names: Sequence[str]) -> dict[str, str]:
-        if self.answering():
-            return self.running_settings(names)
+    def down_settings(self, names: Sequence[str]) -> dict[str, str]:
         return self.launch_config(self._down_launch()).settings(names)
-
-    def data_path(self) -> Path:
-        if self.instance.data_dir:
-            return Path(self.instance.data_dir)
-        return Path(self.settings(["dir"])["dir"])
 
     # --- stop and start -----------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 
@@ -113,6 +114,21 @@ class RedisBase:
             if facts is not None and facts.nspid == pid:
                 return candidate
         return pid if procfs.read_process(pid) is not None and not holders else None
+
+    def settings(self, names: Sequence[str]) -> dict[str, str]:
+        """The effective settings: ``CONFIG GET`` while it answers, else what its launch configures."""
+        if self.answering():
+            return self.running_settings(names)
+        return self.down_settings(names)
+
+    def down_settings(self, names: Sequence[str]) -> dict[str, str]:
+        """The settings of the server while it is down (from its config file and launch arguments)."""
+        raise NotImplementedError
+
+    def data_path(self) -> Path:
+        if self.instance.data_dir:
+            return Path(self.instance.data_dir)
+        return Path(self.settings(["dir"])["dir"])
 
     def running_settings(self, names: Sequence[str]) -> dict[str, str]:
         with redis_errors(self.instance, "show its configuration"):

@@ -185,15 +185,8 @@ class SystemdRedis(RedisBase):
                                f"redis.{self.name} in bdr.yaml")
         return read_launch_config(self._readable(argv), cwd)
 
-    def settings(self, names: Sequence[str]) -> dict[str, str]:
-        if self.answering():
-            return self.running_settings(names)
+    def down_settings(self, names: Sequence[str]) -> dict[str, str]:
         return self.launch_config().settings(names)
-
-    def data_path(self) -> Path:
-        if self.instance.data_dir:
-            return Path(self.instance.data_dir)
-        return Path(self.settings(["dir"])["dir"])
 
     # --- preflight ------------------------------------------------------------------------------
 

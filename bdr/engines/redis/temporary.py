@@ -29,8 +29,6 @@ import logging
 import os
 import secrets
 import shutil
-import signal
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ import redis
 
 from bdr.errors import BackupDoesNotLoad, BdrError, ServiceError, ServiceTimeout
 from bdr.runtime.process import RedisProcess, spawn_redis
+from bdr.signals import signals_held
 
 logger = logging.getLogger(__name__)
 
@@ -133,30 +132,10 @@ def _private_password(scratch: Path) -> tuple[Path, Path]:
     return secret, acl
 
 
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold back Ctrl-C and SIGTERM while cleaning up, so a second one cannot leave a server behind."""
-    blocked = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 def _shutdown(process: RedisProcess) -> None:
     """SIGKILL: nothing of a temporary server is worth saving, and it is the only way that cannot hang."""
-    popen = getattr(process, "_proc", None)
-    if popen is None:
-        with contextlib.suppress(BdrError, redis.RedisError, OSError):
-            process.stop(timeout=30.0)
-        return
-    if popen.poll() is None:
-        popen.kill()
-    try:
-        popen.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        logger.warning("temporary redis-server pid %s did not exit after SIGKILL", popen.pid)
+    with contextlib.suppress(BdrError):  # never started, or gone already
+        process.kill()
 
 
 @contextlib.contextmanager
@@ -193,7 +172,7 @@ def temporary_instance(files_dir: Path, *, load_from: LoadFrom | str | None = No
             process.client(timeout=10.0).execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
         yield process
     finally:
-        with _signals_deferred():
+        with signals_held():
             if process is not None:
                 _shutdown(process)
             shutil.rmtree(scratch, ignore_errors=True)
