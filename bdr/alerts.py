@@ -5,6 +5,9 @@ alert                          severity    fires when
 =============================  ==========  ======================================================
 BackupTooOld                   critical    the newest good backup is older than ``max_backup_age``
                                            (24 h by default; a group never backed up is at 0)
+BackupNeverReported            critical    no ``backup_last_success_timestamp`` of an expected group for
+                                           ``max_backup_age``: the job never ran, or the textfile is gone
+                                           (``absent()``: BackupTooOld cannot fire without a series)
 BackupFailed                   critical    the last ``bdr backup`` failed (failure newer than success)
 BackupVerificationStale        warning     no successful ``bdr verify`` within ``max_verify_age`` (7 d)
 BackupVerificationFailed       critical    the last ``bdr verify`` failed
@@ -96,6 +99,38 @@ def _age_rules(alert: str, metric: str, setting: str, limits: Mapping[str, float
     return rules
 
 
+def prometheus_duration(seconds: float) -> str:
+    """A ``for:`` duration Prometheus reads (``24h``, ``90m``, ``45s``)."""
+    whole = max(1, round(seconds))
+    for unit, size in (("h", 3600), ("m", 60)):
+        if whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
+def never_reported_rules(config: Config) -> list[dict[str, Any]]:
+    """One ``absent()`` rule per expected group (every instance the schedule backs up)."""
+    from bdr.status import expected_groups
+
+    rules = []
+    for group in expected_groups(config):
+        who = f"{group.source}/{group.instance}"
+        rules.append({
+            "alert": "BackupNeverReported",
+            "expr": f'absent(backup_last_success_timestamp{{source="{group.source}",instance="{group.instance}"}})',
+            "for": prometheus_duration(group.max_age),
+            "labels": {"severity": "critical", "source": group.source, "instance": group.instance},
+            "annotations": {
+                "summary": f"{who}: no backup has reported for {policy_span(group.max_age)}",
+                "description": f"Prometheus has no backup_last_success_timestamp of {who}: its backup job never "
+                               "ran, or node_exporter no longer reads bdr's metrics textfile. Check the timer "
+                               "(`systemctl list-timers 'bdr-*'`) or cron job, metrics_textfile in bdr.yaml and "
+                               "node_exporter's --collector.textfile.directory.",
+            },
+        })
+    return rules
+
+
 def alert_rules(config: Config) -> dict[str, Any]:
     """The rule file as data (``groups: [{name, rules}]``)."""
     rules: list[dict[str, Any]] = []
@@ -106,6 +141,7 @@ def alert_rules(config: Config) -> dict[str, Any]:
         "The newest good backup of {who} finished {{{{ $value | humanizeDuration }}}} ago; the policy allows "
         "{limit}. Check the backup job (cron, logs) and run `bdr status`.",
     )
+    rules += never_reported_rules(config)
     rules.append({
         "alert": "BackupFailed",
         "expr": "backup_last_failure_timestamp > backup_last_success_timestamp",

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from bdr.drill.settings import DrillSettings, check_targets, parse_drill, parse_owners
 from bdr.durations import parse_duration
 from bdr.errors import ConfigError, UnknownTarget
 
@@ -87,6 +88,9 @@ class RedisInstance:
     """docker runtime: the data directory inside the container (default: where ``volume`` is mounted, else /data)."""
     method: str = "rdb"
     """Backup method: ``rdb`` (BGSAVE + copy of the data directory) or ``replication``."""
+    backup: bool = True
+    """False for an instance bdr only restores into (the monthly restore test's ``test``): ``bdr status`` and
+    ``bdr schedule`` expect no backups of it, and ``latest`` for it is the default instance's newest set."""
     digest_max_keys: int = 200_000
     """Record ``DEBUG DIGEST`` only up to this many keys: the command blocks the server for its
     whole run (about 3 s per million keys); bigger instances are verified by key counts.
@@ -98,6 +102,8 @@ class RedisInstance:
         from bdr.runtime import runtime_names
 
         where = f"redis.{self.name}"
+        if not isinstance(self.backup, bool):
+            raise ConfigError(path=path, detail=f"{where}.backup must be true or false")
         known = runtime_names("redis")
         if self.runtime not in known:
             raise ConfigError(path=path, detail=f"{where}.runtime: unknown runtime {self.runtime!r} "
@@ -197,6 +203,8 @@ class QdrantInstance:
     storage_dir: str | None = None
     """volume method on a server: the Qdrant storage directory (the service must be stopped)."""
     timeout: float = 300.0
+    backup: bool = True
+    """False for an instance bdr only restores into (``test``): not expected to have backups."""
 
     @property
     def embedded(self) -> bool:
@@ -206,6 +214,8 @@ class QdrantInstance:
         """Raise :class:`ConfigError` for an unknown runtime (called when the file is loaded)."""
         from bdr.runtime import runtime_names
 
+        if not isinstance(self.backup, bool):
+            raise ConfigError(path=path, detail=f"qdrant.{self.name}.backup must be true or false")
         known = ["process", *runtime_names("qdrant")]
         if self.runtime not in known:
             raise ConfigError(path=path, detail=f"qdrant.{self.name}.runtime: unknown runtime {self.runtime!r} "
@@ -367,6 +377,8 @@ class Targets:
         default_factory=lambda: {
             "redis_restart": 60.0,
             "redis_local_restore": 300.0,
+            "qdrant_restore": 900.0,
+            "config_restore": 300.0,
             "full_system_restore": 1800.0,
             "offsite_restore": 3600.0,
         }
@@ -412,12 +424,48 @@ DEFAULT_RETENTION: tuple[RetentionRule, ...] = (
 )
 
 
+SCHEDULE_KINDS = ("backup", "offsite", "prune", "verify", "drill")
+"""What a ``schedule:`` entry runs (see :class:`ScheduleEntry`)."""
+SCHEDULE_SOURCES = ("redis", "qdrant", "config", "all")
+SCHEDULE_OPTIONS = ("cron", "source", "remote", "restore_test", "compress", "wait_lock")
+
+
 @dataclass(frozen=True, slots=True)
 class ScheduleEntry:
-    """A backup schedule as cron would run it: ``cron`` expression and the source it backs up."""
+    """One job of ``schedule:``: what runs, on which cron expression (``bdr schedule`` installs them).
+
+    The key says what runs: a source (``redis``, ``qdrant``, ``config``: a backup of each of its
+    instances; ``all``: the whole-system set), ``redis/NAME`` (one instance, on its own
+    schedule), ``offsite`` or ``offsite/SOURCE`` (``bdr backup SOURCE --remote``: the off-site
+    copy), ``prune``, ``verify`` (``bdr verify latest`` of every backed-up instance) and
+    ``drill`` (the monthly ``bdr drill --live``). The value is a cron expression, or a mapping
+    with ``cron`` and the job's options (``remote``, ``restore_test``, ``compress``, ``wait_lock``).
+    """
 
     source: str
+    """A backup's source (``redis`` ...; ``all``); the kind's name for the other jobs (``prune``)."""
     cron: str
+    kind: str = "backup"
+    instance: str | None = None
+    """``redis/NAME``: the one instance this entry backs up (None: every instance of the source)."""
+    name: str = ""
+    """The key in bdr.yaml (``redis``, ``redis/cache``, ``offsite``, ``prune``)."""
+    remote: str | None = None
+    """offsite: the repository url (None: ``remote.url``)."""
+    restore_test: bool = False
+    """verify: also load each set into a temporary instance (``--restore-test``)."""
+    compress: bool = False
+    wait_lock: float | None = None
+    """How long the job waits for the repository lock when another run holds it (None: ``bdr schedule`` picks
+    the time until its next run, at most 1 h)."""
+
+    @property
+    def key(self) -> str:
+        return self.name or self.source
+
+    @property
+    def takes_backup(self) -> bool:
+        return self.kind in ("backup", "offsite")
 
 
 DEFAULT_SCHEDULE: tuple[ScheduleEntry, ...] = (
@@ -470,6 +518,10 @@ class Config:
     metrics_state: str | None = None
     """Where bdr remembers failures and drill results for its metrics (default: beside metrics_textfile)."""
     lint: LintSettings = field(default_factory=LintSettings)
+    owners: Mapping[str, str] = field(default_factory=dict)
+    """Who fixes what a drill finds, per source (``redis``, ``qdrant``, ``config``, ``default``): remediation items."""
+    drill: DrillSettings = field(default_factory=DrillSettings)
+    """``bdr drill --live``: test targets, application checks, evidence retention, signing key (:mod:`bdr.drill`)."""
 
     @property
     def source_label(self) -> str:
@@ -635,6 +687,60 @@ def _retention(section: Any, path: str) -> tuple[RetentionRule, ...]:
     return tuple(rules)
 
 
+def _schedule_entry(key: str, value: Any, path: str) -> ScheduleEntry:
+    """One ``schedule:`` entry; a key bdr does not know stays a backup of an unknown source (``bdr lint``
+    warns, ``bdr schedule`` refuses it)."""
+    where = f"schedule.{key}"
+    options: dict[str, Any] = dict(value) if isinstance(value, Mapping) else {"cron": value}
+    unknown = sorted(set(options) - set(SCHEDULE_OPTIONS))
+    if unknown:
+        raise ConfigError(path=path, detail=f"unknown key(s) in {where}: {', '.join(map(str, unknown))} "
+                          f"(known: {', '.join(SCHEDULE_OPTIONS)})")
+    cron = options.get("cron")
+    if not isinstance(cron, str) or not cron.strip():
+        raise ConfigError(path=path, detail=f"{where} needs a cron expression, e.g. \"*/30 * * * *\" "
+                          f"(or cron: in a mapping), got {cron!r}")
+    head, _, rest = key.partition("/")
+    fields: dict[str, Any] = {"name": key, "cron": cron}
+    if head == "offsite":
+        source = rest or str(options.get("source", "all"))
+        if source not in SCHEDULE_SOURCES:
+            raise ConfigError(path=path, detail=f"{where}: source must be one of {', '.join(SCHEDULE_SOURCES)}, "
+                              f"got {source!r}")
+        remote = options.get("remote")
+        if remote is not None and (not isinstance(remote, str) or not remote.startswith("s3://")):
+            raise ConfigError(path=path, detail=f"{where}.remote must be an s3:// url, got {remote!r}")
+        fields.update(kind="offsite", source=source, remote=remote)
+    elif head in ("prune", "verify", "drill") and not rest:
+        fields.update(kind=head, source=head)
+    else:
+        fields.update(kind="backup", source=head, instance=rest or None)
+    if "source" in options and head != "offsite":
+        raise ConfigError(path=path, detail=f"{where}.source is for offsite entries")
+    if "remote" in options and head != "offsite":
+        raise ConfigError(path=path, detail=f"{where}.remote is for offsite entries (bdr backup SOURCE --remote)")
+    for flag, kinds in (("restore_test", ("verify",)), ("compress", ("backup", "offsite"))):
+        if flag in options:
+            if not isinstance(options[flag], bool):
+                raise ConfigError(path=path, detail=f"{where}.{flag} must be true or false")
+            if fields["kind"] not in kinds:
+                raise ConfigError(path=path, detail=f"{where}.{flag} is for {' and '.join(kinds)} entries")
+            fields[flag] = options[flag]
+    if options.get("wait_lock") is not None:
+        try:
+            fields["wait_lock"] = parse_duration(options["wait_lock"])
+        except ValueError as exc:
+            raise ConfigError(path=path, detail=f"{where}.wait_lock: {exc}") from exc
+    return ScheduleEntry(**fields)
+
+
+def _schedule(section: Any, path: str) -> tuple[ScheduleEntry, ...]:
+    if not isinstance(section or {}, Mapping):
+        raise ConfigError(path=path, detail="schedule must be a mapping of job: cron expression "
+                          "(redis: \"*/30 * * * *\")")
+    return tuple(_schedule_entry(str(k), v, path) for k, v in (section or {}).items())
+
+
 def parse_config(data: Mapping[str, Any] | None, path: Path | None = None) -> Config:
     """Validate a parsed ``bdr.yaml`` and fill in the defaults."""
     label = str(path) if path else "embedded defaults"
@@ -678,10 +784,7 @@ def parse_config(data: Mapping[str, Any] | None, path: Path | None = None) -> Co
     if "retention" in data:
         kwargs["retention"] = _retention(data["retention"], label)
     if "schedule" in data:
-        section = data["schedule"] or {}
-        if not isinstance(section, Mapping):
-            raise ConfigError(path=label, detail="schedule must be a mapping of source: cron expression")
-        kwargs["schedule"] = tuple(ScheduleEntry(str(k), str(v)) for k, v in section.items())
+        kwargs["schedule"] = _schedule(data["schedule"], label)
     if "max_backup_age" in data:
         kwargs["max_backup_age"] = {
             "default": 86400.0,
@@ -706,7 +809,14 @@ def parse_config(data: Mapping[str, Any] | None, path: Path | None = None) -> Co
                 "default": 300.0, **_durations(section["backup_duration"], "lint.backup_duration", label)
             }
         kwargs["lint"] = _build(LintSettings, section, "lint", label)
-    return Config(**kwargs)
+    if "owners" in data:
+        kwargs["owners"] = parse_owners(data["owners"], label)
+    if "drill" in data:
+        kwargs["drill"] = parse_drill(data["drill"], label)
+    config = Config(**kwargs)
+    check_targets(config.drill, config.redis, config.redis_default, config.qdrant, config.qdrant_default,
+                  config.files.root, label)
+    return config
 
 
 def find_config(explicit: str | Path | None = None) -> Path | None:

@@ -16,6 +16,8 @@ def parse_duration(value: str | int | float) -> float:
         if value < 0:
             raise ValueError(f"negative duration: {value!r}")
         return float(value)
+    if not isinstance(value, str):  # a list, a mapping, null in a YAML file: a clear error, not a TypeError
+        raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 5m, 1h, 30d)")
     match = _PATTERN.match(value)
     if not match:
         raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 5m, 1h, 30d)")

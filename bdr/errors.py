@@ -109,6 +109,11 @@ class RepositoryLocked(BdrError):
     exit_code = 5
 
 
+class LockWaitTimedOut(RepositoryLocked):
+    """repository {repo} is still locked by pid {pid} on {host} since {since} ({operation}) after waiting {waited}
+    (--wait-lock); let that run finish, or remove {path} if that process is gone"""
+
+
 # --- integrity -------------------------------------------------------------------------------
 
 
@@ -187,6 +192,12 @@ class NoSpace(StorageError):
     """no space left on {path}: free some space (or prune old backups) and run again; nothing was changed"""
 
 
+class NoRoom(StorageError):
+    """no room in {path} for Redis {name} to run after the restore: {free} free beside the restored files, it needs
+    {need}; free space there (the current files are kept until the restore is verified), then run again; nothing
+    was touched"""
+
+
 class NotWritable(StorageError):
     """cannot write to {path}: {detail}"""
 
@@ -236,7 +247,7 @@ class WouldLoseWrites(BdrError):
 
 
 class PreflightFailed(ServiceError):
-    """refusing to restore {what}: it could not be started again after the stop, so nothing was touched: {detail}"""
+    """refusing to restore {what} (nothing was touched): {detail}"""
 
 
 class RepairImpossible(BdrError):
@@ -267,6 +278,12 @@ class ServiceBusy(ServiceError):
 class BackupDoesNotLoad(IntegrityError):
     """the data files in {path} do not load into a temporary redis-server: {detail}; run `bdr verify` on
     the backup, or restore an older one"""
+
+
+class LegacyDoesNotLoad(IntegrityError):
+    """the old script's backup {path} does not load into Redis ({what}: {detail}); nothing was touched: check a
+    copy with redis-check-rdb / redis-check-aof (`redis-check-aof --fix` on a copy repairs a torn tail), or restore
+    another backup"""
 
 
 # --- off-site storage (S3) --------------------------------------------------------------------
@@ -356,6 +373,22 @@ class DrillResultNotFound(BdrError):
 
 class InvalidDrillResult(UsageError):
     """{path} is not a drill result: {detail}; pass a drill-<timestamp>.json written by `bdr drill`"""
+
+
+class ReportTampered(IntegrityError):
+    """report {run_id} failed verification: {detail}"""
+
+
+class ReportNotRecorded(IntegrityError):
+    """report {run_id} has no record in {history}: {detail}"""
+
+
+class PdfUnavailable(ServiceError):
+    """cannot print {path} to PDF: {detail}"""
+
+
+class DrillBreached(CheckFailed):
+    """BREACH: {detail}; see {report}"""
 
 
 # --- the old runbook's openssl files ------------------------------------------------------------

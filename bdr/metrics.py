@@ -24,11 +24,14 @@ kept in a small JSON state file (``metrics_state``, default beside ``metrics_tex
 updated under a file lock by :func:`record_backup`, :func:`record_failure`,
 :func:`record_verify` and :func:`record_drill`.
 
-The series cover the groups ``bdr status`` checks (the default instance of each scheduled
-source, plus any ``max_backup_age`` key ``source/instance``) and any group whose last backup
-failed. After each run the textfile for node_exporter's textfile collector is rewritten
-atomically (temporary file + rename in the same directory). ``bdr exporter`` serves the
-same text over HTTP (:mod:`bdr.exporter`).
+The series cover the groups ``bdr status`` checks (every instance of each scheduled source,
+plus any ``max_backup_age`` key ``source/instance``) and any group whose last backup failed.
+Every command that changes what the metrics say rewrites the textfile for node_exporter's
+textfile collector, atomically (temporary file + rename in the same directory): a backup
+(each member of ``bdr backup all`` too), a backup to a remote or another directory (that
+repository is remembered in the state and listed from then on, for
+:data:`REMEMBER_REPOSITORIES`), a failed backup, ``bdr prune``, ``bdr verify`` and a drill.
+``bdr exporter`` serves the same text over HTTP (:mod:`bdr.exporter`).
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+REMEMBER_REPOSITORIES = 30 * 86400.0
+"""How long a repository bdr wrote a backup to (``--remote``, ``--destination``) keeps being listed for the
+metrics after its last backup."""
 
 
 # --- the exposition format -----------------------------------------------------------------------
@@ -242,10 +248,12 @@ class MetricsState:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     verifications: dict[str, dict[str, Any]] = field(default_factory=dict)
     drills: dict[str, dict[str, Any]] = field(default_factory=dict)
+    repositories: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Repositories backups went to besides the configured ones (url: {"at", "location"})."""
 
     def to_json(self) -> bytes:
         data = {"version": STATE_VERSION, "failures": self.failures, "runs": self.runs,
-                "verifications": self.verifications, "drills": self.drills}
+                "verifications": self.verifications, "drills": self.drills, "repositories": self.repositories}
         return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -253,7 +261,14 @@ class MetricsState:
         data = json.loads(raw)
         if not isinstance(data, dict):
             raise ValueError("the state is not a JSON object")
-        return cls(**{name: dict(data.get(name) or {}) for name in ("failures", "runs", "verifications", "drills")})
+        return cls(**{name: dict(data.get(name) or {})
+                      for name in ("failures", "runs", "verifications", "drills", "repositories")})
+
+    def remembered(self, now: datetime | None = None) -> list[str]:
+        """The extra repositories written to within :data:`REMEMBER_REPOSITORIES`."""
+        moment = (now or utcnow()).timestamp()
+        return sorted(url for url, entry in self.repositories.items()
+                      if moment - _state_ts(entry) <= REMEMBER_REPOSITORIES)
 
 
 def state_path(config: Config) -> Path | None:
@@ -372,8 +387,8 @@ def collect(
     now: datetime | None = None,
 ) -> list[MetricFamily]:
     """Every metric, from the repositories (listed now unless ``views`` is given) and the state file."""
-    views = list(views) if views is not None else views_for(config)
     state = state if state is not None else read_state(state_path(config))
+    views = list(views) if views is not None else views_for(config, state.remembered(now))
     now = now or utcnow()
     report = evaluate(views, expected_groups(config), now, dict(config.max_backup_age))
     families = _families()
@@ -488,9 +503,10 @@ def _drill_metrics(families: dict[str, MetricFamily], drill: DrillMetrics) -> No
 
 
 def exposition(config: Config, destinations: Sequence[str | Path] = (), now: datetime | None = None) -> str:
-    """The whole text a scrape or the textfile gets, recomputed now."""
-    views = views_for(config, destinations)
-    return render(collect(config, views, now=now))
+    """The whole text a scrape or the textfile gets, recomputed now (the remembered repositories listed too)."""
+    state = read_state(state_path(config))
+    views = views_for(config, [*destinations, *state.remembered(now)])
+    return render(collect(config, views, state, now=now))
 
 
 def textfile_path(config: Config, textfile: str | Path | None = None) -> Path | None:
@@ -513,7 +529,7 @@ def write_textfile(config: Config, textfile: str | Path | None = None,
 # --- what backup, verify and drill call after each run -------------------------------------------------
 
 
-def _after_run(config: Config, change: Any) -> None:
+def _after_run(config: Config, change: Any, rewrite: bool = True) -> None:
     """Apply ``change`` to the state (when metrics are on) and rewrite the textfile."""
     path = state_path(config)
     if path is None:
@@ -521,12 +537,28 @@ def _after_run(config: Config, change: Any) -> None:
         return
     with updating_state(path) as state:
         change(state)
-    if config.metrics_textfile:
+    if config.metrics_textfile and rewrite:
         write_textfile(config)
 
 
-def record_backup(config: Config, manifest: Manifest, duration: float, location: str) -> None:
-    """A backup succeeded: remember its run (duration, size), rewrite the textfile."""
+def refresh(config: Config) -> None:
+    """Rewrite the textfile after a command that changed the repositories (``bdr prune``); never raises."""
+    if not config.metrics_textfile:
+        return
+    try:
+        write_textfile(config)
+    except Exception:  # metrics must never fail the command that changed the data
+        logger.exception("could not rewrite the metrics textfile")
+
+
+def _configured(config: Config) -> set[str]:
+    return {str(config.repository_path().resolve()), *([config.remote.url] if config.remote.url else [])}
+
+
+def record_backup(config: Config, manifest: Manifest, duration: float, location: str,
+                  repository: str | None = None, *, rewrite: bool = True) -> None:
+    """A backup succeeded: remember its run (duration, size) and, for a repository bdr.yaml does not name
+    (``--remote``, ``--destination``), the repository; rewrite the textfile."""
     if is_safety_manifest(manifest):
         return
 
@@ -535,8 +567,10 @@ def record_backup(config: Config, manifest: Manifest, duration: float, location:
             "id": manifest.id, "at": manifest.finished_at, "seconds": round(float(duration), 3),
             "size": manifest.stored_size, "location": location,
         }
+        if repository and repository not in _configured(config):
+            state.repositories[repository] = {"at": manifest.finished_at, "location": location}
 
-    _after_run(config, change)
+    _after_run(config, change, rewrite)
 
 
 def is_safety_manifest(manifest: Manifest) -> bool:

@@ -53,14 +53,16 @@ import os
 import re
 import secrets
 import socket
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
 
-from bdr import __version__
+from bdr import __version__, progress
 from bdr.archive import ArchiveMember, copy_to_file, write_archive
 from bdr.errors import (
     BackupNotFound,
@@ -69,6 +71,7 @@ from bdr.errors import (
     CorruptArchive,
     DamagedBackup,
     IncompleteBackup,
+    LockWaitTimedOut,
     RepositoryLocked,
     UsageError,
 )
@@ -98,6 +101,9 @@ WRITING_MARKER = ".bdr-writing.json"
 ARCHIVE_NAME = "data.tar.zst"
 TAR_NAME = "data.tar"
 LOAD_WORKERS = 8
+LOCK_WAIT: ContextVar[float] = ContextVar("bdr_lock_wait", default=0.0)
+"""How long :meth:`Repository.lock` waits for a lock another process holds (``--wait-lock``); 0: not at all."""
+LOCK_POLL = 1.0
 REMOTE_WRITER_TIMEOUT = 7 * 86400.0
 """How long the writing (or read) marker of a process on *another host* is taken for a live one.
 
@@ -323,6 +329,18 @@ class DamagedSet:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedSet:
+    """A set ``latest`` passed over: damaged, or its last ``bdr verify`` failed."""
+
+    id: str
+    reason: str
+    damaged: bool = True
+
+    def describe(self) -> str:
+        return f"{self.id} (damaged: {self.reason})" if self.damaged else f"{self.id} ({self.reason})"
+
+
+@dataclass(frozen=True, slots=True)
 class Unfinished:
     """A set without a manifest whose writing marker names its writer: being written, or left by a crash."""
 
@@ -524,6 +542,10 @@ class SetWriter:
         cipher = cipher or self.cipher
         return cipher.encrypting(sink) if cipher else sink
 
+    def _task(self, name: str, total: int | None) -> progress.Task:
+        verb = "upload" if self.repo.storage.location == "s3" else "write"
+        return progress.task(f"{verb} {name}", total)
+
     def _record(self, name: str, written: WrittenObject, encrypted: bool = False) -> None:
         self.objects.append(
             StoredObject(
@@ -539,8 +561,9 @@ class SetWriter:
     def add_file(self, source: Path, name: str, secret: bool = False) -> FileEntry:
         """Store one file as its own object (an uncompressed set)."""
         with source.open("rb") as handle:
-            return self.add_stream(name, read_chunks(handle), secret=secret,
-                                   mode=os.fstat(handle.fileno()).st_mode & 0o7777)
+            stat = os.fstat(handle.fileno())
+            return self.add_stream(name, read_chunks(handle), secret=secret, mode=stat.st_mode & 0o7777,
+                                   total=stat.st_size)
 
     def add_archive(self, members: Sequence[ArchiveMember], compress: bool = True, name: str | None = None,
                     cipher: ObjectCipher | None = None) -> list[FileEntry]:
@@ -553,12 +576,15 @@ class SetWriter:
         name = name or (ARCHIVE_NAME if compress else TAR_NAME)
         own_cipher = cipher is not None and self.cipher is None
         sink = self._sink(name, cipher)
+        tracked = self._task(name, None)
         try:
-            entries = write_archive(members, sink, compress=compress)
+            entries = write_archive(members, _TrackedSink(sink, tracked), compress=compress)
             written = sink.commit()
         except BaseException:
             sink.abort()
             raise
+        finally:
+            tracked.finish()
         self.compressed = compress
         self._record(name, written, encrypted=own_cipher)
         if cipher is not None:
@@ -573,21 +599,28 @@ class SetWriter:
         self._record(name, write_all(self._sink(name), data))
 
     def add_stream(self, name: str, chunks: Iterable[bytes], secret: bool = False,
-                   mode: int | None = None) -> FileEntry:
-        """Store the bytes ``chunks`` yields as one file of the set (an engine's streamed export)."""
+                   mode: int | None = None, total: int | None = None) -> FileEntry:
+        """Store the bytes ``chunks`` yields as one file of the set (an engine's streamed export).
+
+        ``total``: how many bytes to expect, when known (for the progress bar only).
+        """
         sink = self._sink(name)
         digest = hashlib.sha256()
         size = 0
+        tracked = self._task(name, total)
         try:
             for chunk in chunks:
                 if chunk:
                     sink.write(chunk)
                     digest.update(chunk)
                     size += len(chunk)
+                    tracked.advance(len(chunk))
             written = sink.commit()
         except BaseException:
             sink.abort()
             raise
+        finally:
+            tracked.finish()
         self._record(name, written)
         if mode is None:
             mode = 0o600 if secret else 0o644
@@ -632,6 +665,25 @@ class SetWriter:
             self.repo.storage.delete_prefix(self._prefix)
 
 
+class _TrackedSink:
+    """An object sink that advances a progress task by the bytes written through it."""
+
+    def __init__(self, sink: ObjectSink, tracked: progress.Task) -> None:
+        self._sink = sink
+        self._task = tracked
+
+    def write(self, data: bytes) -> int:
+        written = self._sink.write(data)
+        self._task.advance(len(data))
+        return written
+
+    def commit(self) -> WrittenObject:
+        return self._sink.commit()
+
+    def abort(self) -> None:
+        self._sink.abort()
+
+
 # --- the repository -----------------------------------------------------------------------------------------
 
 
@@ -642,8 +694,8 @@ class Repository:
     storage: Storage
     cipher: ObjectCipher | None = None
     """The key at hand: when set, manifests' MACs are checked as sets are loaded."""
-    skipped: list[DamagedSet] = field(default_factory=list)
-    """The damaged sets the last ``get("latest")`` passed over (for the CLI to show)."""
+    skipped: list[SkippedSet] = field(default_factory=list)
+    """The sets the last ``get("latest")`` passed over, damaged or failed by their verify (for the CLI to show)."""
 
     @classmethod
     def open(cls, location: str | Path, cipher: ObjectCipher | None = None, **options: Any) -> Repository:
@@ -665,26 +717,49 @@ class Repository:
 
     # --- locking -----------------------------------------------------------------------
 
+    def _take_lock(self, info: LockInfo) -> LockInfo | None:
+        """Try once: None when the lock is ours now, else who holds it."""
+        if self.storage.create_exclusive(LOCK_KEY, info.to_json()):
+            return None
+        holder = self._lock_holder()
+        if holder and holder.host == socket.gethostname() and holder.gone():
+            logger.warning("removing stale lock of dead pid %d (%s)", holder.pid, holder.operation)
+            self.storage.delete(LOCK_KEY)
+            if self.storage.create_exclusive(LOCK_KEY, info.to_json()):
+                return None
+        if holder is None:  # released between the two requests: try again
+            return None if self.storage.create_exclusive(LOCK_KEY, info.to_json()) else self._lock_holder() or info
+        return holder
+
+    def _acquire(self, info: LockInfo, wait: float) -> None:
+        """Take the lock, waiting up to ``wait`` seconds while another process holds it."""
+        begun = time.monotonic()
+        announced = False
+        while (holder := self._take_lock(info)) is not None:
+            waited = time.monotonic() - begun
+            fields = {"repo": self.url, "pid": holder.pid, "host": holder.host, "since": holder.since,
+                      "operation": holder.operation, "path": f"{self.url}/{LOCK_KEY}"}
+            if waited >= wait:
+                if wait > 0:
+                    from bdr.durations import format_duration
+
+                    raise LockWaitTimedOut(waited=format_duration(wait), **fields)
+                raise RepositoryLocked(**fields)
+            if not announced:
+                logger.warning("repository %s is locked by pid %d on %s (%s); waiting for it (up to %.0f s)",
+                               self.url, holder.pid, holder.host, holder.operation, wait)
+                announced = True
+            time.sleep(min(LOCK_POLL, max(0.05, wait - waited)))
+
     @contextlib.contextmanager
-    def lock(self, operation: str) -> Iterator[LockInfo]:
-        """Exclusive lock for writers (backup, prune, delete); sweeps what crashed bdr runs left."""
+    def lock(self, operation: str, wait: float | None = None) -> Iterator[LockInfo]:
+        """Exclusive lock for writers (backup, prune, delete); sweeps what crashed bdr runs left.
+
+        ``wait``: seconds to wait while another process holds it (default :data:`LOCK_WAIT`,
+        ``--wait-lock``), then :class:`~bdr.errors.RepositoryLocked` (exit 5).
+        """
         info = LockInfo.here(operation)
-        if not self.storage.create_exclusive(LOCK_KEY, info.to_json()):
-            holder = self._lock_holder()
-            if holder and holder.host == socket.gethostname() and holder.gone():
-                logger.warning("removing stale lock of dead pid %d (%s)", holder.pid, holder.operation)
-                self.storage.delete(LOCK_KEY)
-                if self.storage.create_exclusive(LOCK_KEY, info.to_json()):
-                    holder = None
-            if holder is not None:
-                raise RepositoryLocked(
-                    repo=self.url,
-                    pid=holder.pid,
-                    host=holder.host,
-                    since=holder.since,
-                    operation=holder.operation,
-                    path=f"{self.url}/{LOCK_KEY}",
-                )
+        self._acquire(info, LOCK_WAIT.get() if wait is None else wait)
         try:
             self.sweep_incomplete()
             yield info
@@ -859,26 +934,39 @@ class Repository:
         """Damaged sets, newest first: what bdr will not use, sweep or prune, with the reason."""
         return list(self.catalog(source).damaged)
 
-    def find(self, ref: str, source: str | None = None) -> BackupSet | DamagedSet:
-        """A set by id, unique id prefix, or ``latest`` (of ``source``); a damaged one is returned, not raised.
+    def latest(self, source: str | None = None, instance: str | None = None) -> BackupSet:
+        """The newest good set of ``source`` (and ``instance``): not a safety backup, not damaged, and not failed by
+        its last ``bdr verify``. What it passed over is logged and kept in :attr:`skipped`."""
+        catalog = self.catalog(source)
 
-        ``latest`` is the newest good set that is not a safety backup; the damaged sets it
-        passed over are logged and kept in :attr:`skipped`.
-        """
+        def mine(found_instance: str | None, tags: Sequence[str]) -> bool:
+            return "safety" not in tags and (instance is None or found_instance == instance)
+
+        ours = [b for b in catalog.sets if mine(b.manifest.instance, b.tags)]
+        good = [b for b in ours if b.verification is None or b.verification.ok]
+        chosen = good[0] if good else None
+        cutoff = chosen.manifest.started.replace(microsecond=0) if chosen else None
+        failed = [SkippedSet(b.id, f"its last verify failed at {b.verification.at}"
+                             + (f": {b.verification.detail}" if b.verification.detail else ""), damaged=False)
+                  for b in ours if b.verification is not None and not b.verification.ok
+                  and (cutoff is None or b.created >= cutoff)]
+        damaged = [SkippedSet(d.id, d.reason) for d in catalog.damaged
+                   if mine(d.instance if d.manifest is not None else instance,
+                           d.manifest.tags if d.manifest is not None else ())
+                   and (cutoff is None or d.created is None or d.created >= cutoff)]
+        self.skipped = [*failed, *damaged]
+        for skipped in self.skipped:
+            logger.warning("latest skipped %s", skipped.describe())
+        if chosen is None:
+            what = " ".join(part for part in (source, instance) if part)
+            raise BackupNotFound(ref=f"latest {what}".strip(), repo=self.url)
+        return chosen
+
+    def find(self, ref: str, source: str | None = None, instance: str | None = None) -> BackupSet | DamagedSet:
+        """A set by id, unique id prefix, or ``latest`` (of ``source``, ``instance``: see :meth:`latest`); a damaged
+        one named by id is returned, not raised."""
         if ref == "latest":
-            catalog = self.catalog(source)
-            candidates = [b for b in catalog.sets if "safety" not in b.tags]
-            chosen = candidates[0] if candidates else None
-            self.skipped = [
-                d for d in catalog.damaged
-                if not (d.manifest is not None and "safety" in d.manifest.tags)
-                and (chosen is None or d.created is None or d.created >= chosen.manifest.started.replace(microsecond=0))
-            ]
-            for damaged in self.skipped:
-                logger.warning("skipped %s (damaged: %s)", damaged.id, damaged.reason)
-            if chosen is None:
-                raise BackupNotFound(ref=f"latest {source or ''}".strip(), repo=self.url)
-            return chosen
+            return self.latest(source, instance)
         src = ref.split("-", 1)[0]
         if src in SOURCES and "/" not in ref:
             exact = self._entry(src, ref, None)
@@ -930,12 +1018,18 @@ class Repository:
                 detail=f"backup {backup.id} is encrypted (key id {backup.manifest.key_id}); "
                 "give the key with --key-file or $BDR_KEY"
             )
-        checked = CheckedReader(self.storage.open_read(f"{backup.source}/{backup.id}/{name}"), obj, backup.id)
+        raw = progress.reading(self.storage.open_read(f"{backup.source}/{backup.id}/{name}"),
+                               f"{self._verb('read')} {name}", obj.size)
+        checked = CheckedReader(raw, obj, backup.id)
         plain: BinaryIO = cast(BinaryIO, checked)
         if backup.manifest.encrypted or obj.encrypted:
             assert cipher is not None
             plain = cipher.decrypting(plain, name)
         return cast(BinaryIO, VerifiedStream(plain, checked))
+
+    def _verb(self, local: str) -> str:
+        """How a progress line names reading from here: ``download`` from S3, else ``local``."""
+        return "download" if self.storage.location == "s3" else local
 
     def object_keys(self, backup: BackupSet) -> list[str]:
         """Storage keys of a set's objects, manifest included (e.g. to thaw them from an archive tier)."""
@@ -949,7 +1043,8 @@ class Repository:
             digest = hashlib.sha256()
             size = 0
             try:
-                with self.storage.open_read(f"{backup.source}/{backup.id}/{obj.name}") as stream:
+                with progress.reading(self.storage.open_read(f"{backup.source}/{backup.id}/{obj.name}"),
+                                      f"{self._verb('check')} {obj.name}", obj.size) as stream:
                     while chunk := stream.read(CHUNK):
                         digest.update(chunk)
                         size += len(chunk)

@@ -10,9 +10,16 @@ Freshness
     The newest good set of a group, in any repository, must be no older than
     ``max_backup_age`` of its source (default 24 h). Older: *stale*; none: *missing*. Both
     make ``bdr status`` exit 1 (:class:`~bdr.errors.CheckFailed`), like the runbook's old
-    "last backup age" check. Only *expected* groups are checked: the default instance of
-    every source in ``schedule:`` (or the source asked for); groups found only in a
+    "last backup age" check. Only *expected* groups are checked: *every* instance of each
+    source the ``schedule:`` backs up (not only the default one; ``backup: false`` restore
+    targets such as ``test`` left out, see :mod:`bdr.schedule.jobs`), each ``source/instance``
+    key of ``max_backup_age``, or the source (and instance) asked for; groups found only in a
     repository are shown, not checked.
+
+Verification
+    An expected group must also have been verified (``bdr verify`` passed on one of its sets)
+    within ``max_verify_age`` (default 7 d); a group whose first good set is younger than
+    that is given the time. Otherwise it is *unverified* and ``bdr status`` exits 1 too.
 
 Copies
     A copy of the data of a group is a repository holding a good set of it no older than
@@ -53,7 +60,7 @@ from typing import Any
 from bdr.config import Config
 from bdr.durations import format_duration
 from bdr.errors import BdrError, CheckFailed
-from bdr.manifest import Manifest, to_iso, utcnow
+from bdr.manifest import Manifest, from_iso, to_iso, utcnow
 from bdr.repository import BackupSet, DamagedSet, Repository
 from bdr.retention import is_good, is_safety, policy_span
 
@@ -67,6 +74,8 @@ class Health(StrEnum):
     OK = "ok"
     STALE = "stale"
     MISSING = "missing"
+    UNVERIFIED = "unverified"
+    """Fresh, but no successful ``bdr verify`` within ``max_verify_age``."""
     UNCHECKED = "unchecked"
     """Found in a repository but not expected by the schedule: shown, not checked."""
 
@@ -135,14 +144,17 @@ def repository_locations(
     config: Config, destinations: Sequence[str | Path] = (), remote: str | None = None,
     include_configured: bool = True,
 ) -> list[str]:
-    """Where to look: the configured local repository, each ``--destination``, the remote (flag or config)."""
+    """Where to look: the configured local repository, each ``--destination`` (or remembered url), the remote
+    (flag or config), and the repositories of the off-site jobs of ``schedule:``."""
     locations: list[str] = []
     if include_configured:
         locations.append(str(config.repository_path().resolve()))
-    locations += [str(Path(d).resolve()) for d in destinations]
+    locations += [str(d) if "://" in str(d) else str(Path(d).resolve()) for d in destinations]
     remote_url = remote or (config.remote.url if include_configured else None)
     if remote_url:
         locations.append(remote_url)
+    if include_configured:  # the off-site jobs of schedule: may name their own bucket
+        locations += [e.remote for e in config.schedule if e.kind == "offsite" and e.remote]
     return list(dict.fromkeys(locations))
 
 
@@ -246,18 +258,27 @@ class SourceStatus:
     sets_by_location: Mapping[str, int]
     rule_321: Rule321
     health: Health
+    max_verify_age: float = 7 * 86400.0
+    last_verified_seconds: float | None = None
+    """How long ago a ``bdr verify`` of one of its sets last passed (None: never)."""
 
     @property
     def fresh(self) -> bool:
         return self.health in (Health.OK, Health.UNCHECKED)
 
     def problem(self) -> str | None:
-        """One line for the operator when the group fails its freshness check."""
+        """One line for the operator when the group fails its freshness or verification check."""
         if self.health is Health.MISSING:
             return f"{self.source}/{self.instance}: no good backup in any repository"
         if self.health is Health.STALE and self.newest is not None:
             return (f"{self.source}/{self.instance}: newest backup {self.newest.backup.id} is "
                     f"{format_duration(self.newest.age_seconds)} old, more than {policy_span(self.max_age)}")
+        if self.health is Health.UNVERIFIED:
+            when = ("never verified" if self.last_verified_seconds is None
+                    else f"last verified {format_duration(self.last_verified_seconds)} ago")
+            return (f"{self.source}/{self.instance}: {when}, more than max_verify_age "
+                    f"{policy_span(self.max_verify_age)}; run `bdr verify latest --source {self.source}"
+                    + (f" --instance {self.instance}`" if self.source in ("redis", "qdrant") else "`"))
         return None
 
     def to_dict(self) -> dict[str, Any]:
@@ -272,6 +293,9 @@ class SourceStatus:
             "holdings": [c.to_dict() for c in self.holdings],
             "sets_by_location": dict(self.sets_by_location),
             "rule_321": self.rule_321.to_dict(),
+            "max_verify_age_seconds": self.max_verify_age,
+            "last_verified_seconds": None if self.last_verified_seconds is None
+            else round(self.last_verified_seconds, 3),
         }
 
 
@@ -314,22 +338,28 @@ class StatusReport:
 
 @dataclass(frozen=True, slots=True)
 class Expectation:
-    """A group that must have a fresh backup."""
+    """A group that must have a fresh (and recently verified) backup."""
 
     source: str
     instance: str
     max_age: float
+    max_verify_age: float = 7 * 86400.0
 
 
 def expected_groups(config: Config, source: str | None = None, instance: str | None = None) -> list[Expectation]:
-    """What must be fresh: the default instance of each scheduled source, and each ``source/instance`` key of
-    ``max_backup_age`` (or only ``source``/``instance`` when given)."""
-    if source:
-        name = instance or default_instance(config, source)
-        return [Expectation(source, name, max_age_for(config, source, name))]
-    groups = [(e.source, default_instance(config, e.source)) for e in config.schedule]
+    """What must be fresh: every instance the schedule backs up, and each ``source/instance`` key of
+    ``max_backup_age`` (only those of ``source``/``instance`` when given; a source asked for is expected
+    even when not scheduled)."""
+    from bdr.schedule.jobs import backup_groups, instances_of
+
+    groups = backup_groups(config)
     groups += [_split(key) for key in config.max_backup_age if "/" in key]
-    return [Expectation(s, i, max_age_for(config, s, i)) for s, i in dict.fromkeys(groups)]
+    if source:
+        groups = [(s, i) for s, i in groups if s == source and (instance is None or i == instance)]
+        if not groups:
+            names = [instance] if instance else (instances_of(config, source) or [default_instance(config, source)])
+            groups = [(source, name) for name in names]
+    return [Expectation(s, i, max_age_for(config, s, i), config.max_verify(s)) for s, i in dict.fromkeys(groups)]
 
 
 def _split(key: str) -> tuple[str, str]:
@@ -360,6 +390,7 @@ def evaluate(
     max_age: Mapping[str, float] | None = None,
     *,
     only: tuple[str | None, str | None] = (None, None),
+    max_verify_age: Mapping[str, float] | None = None,
 ) -> StatusReport:
     """The status of every expected group and every group found in ``views``. No I/O.
 
@@ -368,6 +399,7 @@ def evaluate(
     """
     now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
     limits = {"default": 86400.0, **(max_age or {})}
+    verify_limits = {"default": 7 * 86400.0, **(max_verify_age or {})}
     wanted = {(e.source, e.instance): e for e in expected}
     found: dict[tuple[str, str], list[tuple[RepositoryView, BackupSet]]] = {}
     for view in views:
@@ -382,7 +414,10 @@ def evaluate(
             continue
         expectation = wanted.get(key)
         limit = expectation.max_age if expectation else limits.get(key[0], limits["default"])
-        statuses.append(_group_status(key, found.get(key, []), views, expectation is not None, limit, now))
+        verify_limit = (expectation.max_verify_age if expectation
+                        else verify_limits.get(key[0], verify_limits["default"]))
+        statuses.append(_group_status(key, found.get(key, []), views, expectation is not None, limit, now,
+                                      verify_limit))
     problems = [p for s in statuses if (p := s.problem())]
     problems += [f"repository {v.url} cannot be read: {v.error}" for v in views if v.error]
     problems += [f"damaged set {d.id} in {v.url}: {d.reason}" for v in views for d in v.damaged
@@ -397,6 +432,7 @@ def _group_status(
     expected: bool,
     limit: float,
     now: datetime,
+    verify_limit: float = 7 * 86400.0,
 ) -> SourceStatus:
     good = sorted(((v, b) for v, b in entries if is_good(b)), key=lambda e: (e[1].created, e[1].id), reverse=True)
     holders = _same_backup_index(good)
@@ -416,14 +452,39 @@ def _group_status(
         health = Health.UNCHECKED
     else:
         health = Health.OK if newest.age_seconds <= limit else Health.STALE
+    last_verified = _last_verified(good, now)
+    if health is Health.OK and _unverified(good, last_verified, verify_limit, now):
+        health = Health.UNVERIFIED
     fresh = [c for c in holdings.values() if c.age_seconds <= limit]
     unreadable = [v.url for v in views if v.error]
     return SourceStatus(
         source=key[0], instance=key[1], expected=expected, max_age=limit, newest=newest,
         newest_verified=_summary(verified, holders, now) if verified else None,
         holdings=tuple(holdings.values()), sets_by_location=by_location,
-        rule_321=rule_321(fresh, limit, unreadable), health=health,
+        rule_321=rule_321(fresh, limit, unreadable), health=health, max_verify_age=verify_limit,
+        last_verified_seconds=last_verified,
     )
+
+
+def _last_verified(good: Sequence[tuple[RepositoryView, BackupSet]], now: datetime) -> float | None:
+    """Seconds since the newest passed ``bdr verify`` of any of the group's sets (None: never)."""
+    moments = []
+    for _view, backup in good:
+        if backup.verification is not None and backup.verification.ok:
+            try:
+                moments.append(from_iso(backup.verification.at))
+            except ValueError:
+                continue
+    return max(0.0, (now - max(moments)).total_seconds()) if moments else None
+
+
+def _unverified(good: Sequence[tuple[RepositoryView, BackupSet]], last_verified: float | None, limit: float,
+                now: datetime) -> bool:
+    """No verify within ``limit``; a group whose first good set is younger than that is given the time."""
+    if last_verified is not None:
+        return last_verified > limit
+    oldest = max((_age(b, now) for _, b in good), default=0.0)
+    return oldest > limit
 
 
 def _same_backup_index(good: Sequence[tuple[RepositoryView, BackupSet]]) -> dict[str, set[str]]:
@@ -491,7 +552,7 @@ def status(
     views = views_for(config, destinations, remote)
     limits = dict(config.max_backup_age)
     report = evaluate(views, expected_groups(config, source, instance), now or utcnow(), limits,
-                      only=(source, instance if source else None))
+                      only=(source, instance if source else None), max_verify_age=dict(config.max_verify_age))
     interrupted, settings = restore_state(config)
     return dataclasses.replace(report, interrupted=interrupted, settings_left=settings,
                                problems=(*interrupted, *report.problems))

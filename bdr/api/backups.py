@@ -101,7 +101,7 @@ def backup(
         with log.step("prune") as step:
             outcome.pruned = [d for d in keep_last(repo, source, instance_name, keep)]
             step.detail = f"{len(outcome.pruned)} older set(s) deleted"
-    _record_success(config, manifest, seconds, repo.storage.location)
+    _record_success(config, manifest, seconds, repo.storage.location, repo.url)
     return outcome
 
 
@@ -113,13 +113,15 @@ def _instance_name(config: Config, source: str, instance: str | None) -> str:
     return instance or config.files.name
 
 
-def _record_success(config: Config, manifest: Manifest, seconds: float, location: str) -> None:
+def _record_success(config: Config, manifest: Manifest, seconds: float, location: str, repository: str | None = None,
+                    *, rewrite: bool = True) -> None:
+    """Remember the run for the metrics; ``rewrite``: rewrite the textfile now (the last of several records)."""
     try:
         from bdr.metrics import record_backup
     except ImportError:
         return
     try:
-        record_backup(config, manifest, seconds, location)
+        record_backup(config, manifest, seconds, location, repository, rewrite=rewrite)
     except Exception:  # metrics must never fail a backup
         logger.exception("could not write backup metrics")
 

@@ -48,7 +48,7 @@ def restore(
 
         raise UsageError(detail=f"--conflict must be one of {', '.join(CONFLICT_MODES)}")
     engine = engine_for(source)
-    resolved = resolve_input(config, ref, source, destination, remote)
+    resolved = resolve_input(config, ref, source, destination, remote, target=target)
     cipher = cipher_for_reading(config, key_file)
     request = RestoreRequest(
         config=config,
@@ -70,7 +70,11 @@ def restore(
     with reading:
         result = engine.restore(request)
     if resolved.skipped:
-        result.facts["skipped_damaged"] = [f"{d.id} (damaged: {d.reason})" for d in resolved.skipped]
+        result.facts["skipped_damaged"] = [d.describe() for d in resolved.skipped]
+    if resolved.note:
+        result.facts["latest"] = resolved.note
+    if dry_run:
+        result.facts["would"] = [c.detail for c in result.checks if c.name == "dry run"]
     return result
 
 

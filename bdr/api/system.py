@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bdr.api.backups import BackupOutcome, _instance_name
+from bdr.api.backups import BackupOutcome, _instance_name, _record_failure, _record_success
 from bdr.api.inputs import open_repository, resolve_input
 from bdr.api.keys import cipher_for_backup, cipher_for_reading
 from bdr.api.restores import refuse_if_interrupted
@@ -63,28 +63,48 @@ def backup_all(
             step.detail = manifest.id
             return manifest
 
-    with repo.lock("backup all"):
-        with ThreadPoolExecutor(max_workers=len(MEMBERS)) as pool:
-            futures = {source: pool.submit(member, source) for source in MEMBERS}
-            members = {source: future.result() for source, future in futures.items()}
-        starts = [m.started for m in members.values()]
-        ends = [m.finished for m in members.values()]
-        writer = repo.new_set("all", "system", "members", cipher=cipher)
-        with writer:
-            writer.children = [members[s].id for s in MEMBERS]
-            writer.facts.update(
-                members={s: {"id": m.id, "instance": m.instance, "started_at": m.started_at,
-                             "finished_at": m.finished_at, "stored_bytes": m.stored_size}
-                         for s, m in members.items()},
-                skew_seconds=round((max(starts) - min(starts)).total_seconds(), 3),
-                span_seconds=round((max(ends) - min(starts)).total_seconds(), 3),
-            )
-            parent = writer.commit()
-    outcome = BackupOutcome(parent, repo.url, repo.storage.location, time.perf_counter() - begun, log.steps)
+    try:
+        with repo.lock("backup all"):
+            with ThreadPoolExecutor(max_workers=len(MEMBERS)) as pool:
+                futures = {source: pool.submit(member, source) for source in MEMBERS}
+                members: dict[str, Manifest] = {}
+                failures: list[tuple[str, BaseException]] = []
+                for source, future in futures.items():
+                    try:
+                        members[source] = future.result()
+                    except BaseException as exc:
+                        failures.append((source, exc))
+                if failures:
+                    for source, failure in failures:  # each member's own BackupFailed, then the whole set's
+                        _record_failure(config, source, _instance_name(config, source, None), failure)
+                    raise failures[0][1]
+            starts = [m.started for m in members.values()]
+            ends = [m.finished for m in members.values()]
+            writer = repo.new_set("all", "system", "members", cipher=cipher)
+            with writer:
+                writer.children = [members[s].id for s in MEMBERS]
+                writer.facts.update(
+                    members={s: {"id": m.id, "instance": m.instance, "started_at": m.started_at,
+                                 "finished_at": m.finished_at, "stored_bytes": m.stored_size}
+                             for s, m in members.items()},
+                    skew_seconds=round((max(starts) - min(starts)).total_seconds(), 3),
+                    span_seconds=round((max(ends) - min(starts)).total_seconds(), 3),
+                )
+                parent = writer.commit()
+    except BaseException as exc:
+        _record_failure(config, "all", "system", exc)
+        raise
+    seconds = time.perf_counter() - begun
+    outcome = BackupOutcome(parent, repo.url, repo.storage.location, seconds, log.steps)
     if keep is not None:
         from bdr.retention import keep_last
 
         outcome.pruned = list(keep_last(repo, "all", "system", keep))
+    for source in MEMBERS:
+        taken = members[source]
+        _record_success(config, taken, (taken.finished - taken.started).total_seconds(), repo.storage.location,
+                        repo.url, rewrite=False)
+    _record_success(config, parent, seconds, repo.storage.location, repo.url)
     return outcome
 
 
@@ -126,4 +146,6 @@ def restore_all(
             result.counts.update({f"{source}.{k}": v for k, v in member.counts.items()})
             result.facts[source] = {"ref": child.id, "safety_id": member.safety_id,
                                     "steps": [s.to_dict() for s in member.steps]}
+    if dry_run:
+        result.facts["would"] = [c.detail for c in result.checks if c.name.endswith(": dry run")]
     return result

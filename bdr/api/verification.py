@@ -48,7 +48,8 @@ class VerifyReport:
             "source": self.source,
             "ok": self.ok,
             "restore_test": self.restore_test,
-            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+            "checks": [c.to_dict() for c in self.checks],
+            "not_verified": [f"{c.name}: {c.detail}" for c in self.checks if c.skipped],
             "skipped": list(self.skipped),
         }
 
@@ -56,7 +57,7 @@ class VerifyReport:
 def manifest_checks(manifest: Manifest, key: ManifestKey | None) -> list[Check]:
     """The manifest's own digest, and its MAC in a set written with a key (checked with ``key``)."""
     if not manifest.sealed:
-        return [Check("manifest digest", True, NO_DIGEST)]
+        return [Check("manifest digest", True, NO_DIGEST, skipped=True)]
     problem = digest_problem(manifest)
     checks = [Check("manifest digest", problem is None, problem or f"{manifest.digest[:23]}... matches its content")]
     if manifest.mac or manifest.key_id:
@@ -81,7 +82,7 @@ def verify_set(repo: Repository, backup: BackupSet, restore_test: bool, key_file
         return report
     if backup.source == "all":
         for child_id in backup.manifest.children:
-            report.checks += [Check(f"{child_id}: {c.name}", c.ok, c.detail)
+            report.checks += [Check(f"{child_id}: {c.name}", c.ok, c.detail, c.skipped)
                               for c in _verify_found(repo, child_id, restore_test, key_file, config, cipher).checks]
         return report
     scratch = Path(tempfile.mkdtemp(prefix="bdr-verify-"))
@@ -122,14 +123,15 @@ def verify(
     ref: str,
     *,
     source: str | None = None,
+    instance: str | None = None,
     restore_test: bool = False,
     destination: str | Path | None = None,
     remote: str | None = None,
     key_file: str | None = None,
 ) -> VerifyReport:
     """Verify one set and record the result next to it (``bdr list`` shows it); a damaged set is not written to."""
-    resolved = resolve_input(config, ref, source, destination, remote, allow_damaged=True)
-    skipped = tuple(f"skipped {d.id} (damaged: {d.reason})" for d in resolved.skipped)
+    resolved = resolve_input(config, ref, source, destination, remote, allow_damaged=True, instance=instance)
+    skipped = tuple(f"skipped {d.describe()}" for d in resolved.skipped)
     if resolved.damaged is not None:
         report = verify_damaged(resolved.repository, resolved.damaged, restore_test, key_file, config)
         report.skipped = skipped

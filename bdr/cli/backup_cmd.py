@@ -5,18 +5,11 @@ from __future__ import annotations
 import click
 
 from bdr import api
-from bdr.cli.app import App, json_option, pass_app
+from bdr.cli.app import App, json_option, pass_app, size_text, wait_lock_option
 from bdr.cli.options import SOURCES, key_option, repository_options, with_redis_url
 from bdr.durations import format_duration
 
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
+_size = size_text
 
 
 @click.command("backup")
@@ -33,6 +26,7 @@ def _size(n: int) -> str:
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Label the set (repeatable).")
 @click.option("--collection", "collections", multiple=True, metavar="NAME",
               help="qdrant: back up only this collection (repeatable; default all).")
+@wait_lock_option
 @json_option
 @pass_app
 def backup_command(app: App, source: str, instance: str | None, destination: str | None, remote: str | None,

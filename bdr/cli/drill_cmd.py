@@ -1,18 +1,24 @@
-"""``bdr drill``: run the disaster-recovery drills and write the compliance report.
+"""``bdr drill``: the sandbox drills (bdr proves itself), or ``--live``: the restore test of your own backups.
 
-Runs the drill suite (pytest with the ``bdr_drills`` plugin) in this process: every
-scenario, or those named with ``--scenario``, or those a configuration change since a git
-ref can affect (``--changed-since``). Exit code: pytest's (0 = every target met).
+Without ``--live`` it runs the drill suite (pytest with the ``bdr_drills`` plugin) in this
+process: every scenario, or those named with ``--scenario``, or those a configuration change
+since a git ref can affect (``--changed-since``); exit code: pytest's (0 = every target met).
+
+With ``--live`` it runs :func:`bdr.drill.live.run_live` on the user's bdr.yaml (the monthly
+restore test), writes the report through :mod:`bdr.report` (HTML, JSON, JUnit, history,
+signed with ``drill.signing_key``), stores it as evidence in the repository (and off-site
+with ``--remote``), and exits 1 on a BREACH (a missed target or a failed check), naming it.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import time
 from pathlib import Path
 
 import click
 
-from bdr.cli.app import App, pass_app
+from bdr.cli.app import App, json_option, newest_json, pass_app
 from bdr.errors import UsageError
 
 
@@ -24,6 +30,18 @@ def _module_path(module: str) -> str:
 
 
 @click.command("drill", context_settings={"ignore_unknown_options": True})
+@click.option("--live", is_flag=True, help="Restore-test the newest backups of bdr.yaml's sources into their test "
+              "targets (the monthly restore test), instead of the sandbox drills.")
+@click.option("--remote", metavar="URL", is_flag=False, flag_value="", default=None,
+              help="--live: take the sets from the off-site repository (default URL: remote.url); the download is "
+                   "timed.")
+@click.option("--source", "sources", multiple=True, type=click.Choice(["redis", "qdrant", "config"]),
+              help="--live: test only this source (repeatable; default: every enabled one).")
+@click.option("--operator", metavar="NAME", help="Who runs the drill, for the report (default: the login user).")
+@click.option("--signing-key", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Ed25519 key that signs the run's record (default: drill.signing_key).")
+@click.option("--no-evidence", is_flag=True, help="--live: do not store the reports in the repository's evidence/.")
+@click.option("--pdf", is_flag=True, help="--live: also print the report to PDF (headless Chromium).")
 @click.option("--scenario", "-s", "scenarios", multiple=True, metavar="NAME",
               help="Run only this scenario (repeatable); see --list.")
 @click.option("--list", "list_only", is_flag=True, help="List the scenarios and exit.")
@@ -31,24 +49,109 @@ def _module_path(module: str) -> str:
 @click.option("--runtime", type=click.Choice(["process", "docker"]), default="process", show_default=True)
 @click.option("--scale", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
 @click.option("--policy", metavar="PATH", help="bdr.yaml holding the targets (default: ./bdr.yaml or built-in).")
-@click.option("--reports", metavar="DIR", default="reports", show_default=True, help="Where reports go.")
+@click.option("--reports", metavar="DIR", default=None, help="Where reports go (default: drill.reports, reports/).")
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+@json_option
 @pass_app
-def drill_command(app: App, scenarios: tuple[str, ...], list_only: bool, changed_since: str | None, runtime: str,
-                  scale: str, policy: str | None, reports: str, pytest_args: tuple[str, ...]) -> None:
-    """Break real services on purpose, recover them with bdr, and prove the RTO/RPO targets.
+def drill_command(app: App, live: bool, remote: str | None, sources: tuple[str, ...], operator: str | None,
+                  signing_key: str | None, no_evidence: bool, pdf: bool, scenarios: tuple[str, ...], list_only: bool,
+                  changed_since: str | None, runtime: str, scale: str, policy: str | None, reports: str | None,
+                  pytest_args: tuple[str, ...]) -> None:
+    """Prove the RTO/RPO targets: break sandbox services on purpose, or (--live) restore-test your own backups.
 
     \b
-      bdr drill                                   every scenario, small scale
+      bdr drill                                   every sandbox scenario, small scale
       bdr drill -s redis_restart -s redis_corruption
-      bdr drill --scale large                     the monthly restore test
+      bdr drill --scale large                     the sandbox at full size
       bdr drill --changed-since origin/main       what a config change can affect (CI)
+      bdr drill --live                            the monthly restore test of your backups
+      bdr drill --live --remote                   ... from the off-site copies (download timed)
     """
+    if live:
+        if scenarios or list_only or changed_since or pytest_args:
+            raise UsageError(detail="--live tests your own backups; --scenario, --list, --changed-since and pytest "
+                             "arguments are for the sandbox drills")
+        _live(app, remote, sources, operator, signing_key, no_evidence, pdf, reports)
+        return
+    if remote is not None or sources or no_evidence or pdf:
+        raise UsageError(detail="--remote, --source, --no-evidence and --pdf are for bdr drill --live")
+    _sandbox(app, scenarios, list_only, changed_since, runtime, scale, policy, reports or "reports", operator,
+             signing_key, pytest_args)
+
+
+def _live(app: App, remote: str | None, sources: tuple[str, ...], operator: str | None, signing_key: str | None,
+          no_evidence: bool, pdf: bool, reports: str | None) -> None:
+    from bdr.drill.live import run_live
+    from bdr.errors import DrillBreached
+    from bdr.report import write_reports
+    from bdr.report.signing import load_signing_key
+    from bdr.report.view import summarize
+
+    config = app.config
+    if remote == "":
+        if not config.remote.url:
+            raise UsageError(detail="--remote without a URL needs remote.url in bdr.yaml; or pass --remote "
+                             "s3://bucket/prefix")
+        remote = config.remote.url
+    key_file = signing_key or (str(config.resolve(config.drill.signing_key)) if config.drill.signing_key else None)
+    key = load_signing_key(key_file) if key_file else None
+    out = Path(reports) if reports else config.resolve(config.drill.reports)
+    with app.progress("live restore test"):
+        report = run_live(config, remote=remote, operator=operator, sources=sources,
+                          progress=app.note if app.interactive else None)
+    paths = write_reports(report, out, owners=config.owners, due_after=config.drill.remediation_due,
+                          signing_key=key)
+    stored: list[str] = []
+    if not no_evidence:
+        from bdr.evidence import store_run
+
+        stored = store_run(config, paths, remote=remote)
+    pdf_path = None
+    if pdf:
+        from bdr.report.pdf import print_pdf
+
+        pdf_path = print_pdf(paths.html, paths.html.with_suffix(".pdf"))
+    try:
+        from bdr.metrics import record_drill_report
+        from bdr.report.for_metrics import for_metrics
+
+        record_drill_report(config, for_metrics(report))
+    except ImportError:
+        pass
+    summary = summarize(report)
+    if app.json_output:
+        app.emit_json({"run_id": report.run_id, "scope": "live", "all_targets_met": report.all_met,
+                       "headline": summary.headline, "html": str(paths.html), "json": str(paths.json),
+                       "junit": str(paths.junit), "pdf": str(pdf_path) if pdf_path else None, "evidence": stored,
+                       "results": [{"scenario": r.key, "targets_met": r.targets_met, "outcome": str(r.outcome)}
+                                   for r in report.results]})
+    else:
+        from bdr.report.verdict import verdict_of
+
+        for result in report.results:
+            parts = [c.describe() for c in result.checks]
+            parts += [f"{v.kind} check {v.name}: {v.status}" for v in result.verifications if v.status != "passed"]
+            app.line(f"{str(verdict_of(result)).upper():<9} {result.title}: {'; '.join(parts) or result.failure}")
+        app.line(f"compliance report: {paths.html}")
+        if pdf_path:
+            app.line(f"pdf: {pdf_path}")
+        for where in stored:
+            app.line(f"stored as evidence: {where}")
+    if not report.all_met:
+        broken = [i.title for i in report.remediation if i.open and i.last_seen_run == report.run_id]
+        raise DrillBreached(detail="; ".join(broken) or summary.headline, report=paths.html)
+
+
+def _sandbox(app: App, scenarios: tuple[str, ...], list_only: bool, changed_since: str | None, runtime: str,
+             scale: str, policy: str | None, reports: str, operator: str | None, signing_key: str | None,
+             pytest_args: tuple[str, ...]) -> None:
     import pytest
 
     from drills.scenarios import SCENARIOS
 
     if list_only:
+        if app.json_output:
+            app.emit_json([{"name": name, "module": module} for name, module in SCENARIOS.items()])
         for name, module in SCENARIOS.items():
             app.line(f"{name:<22} {module}")
         return
@@ -76,7 +179,17 @@ def drill_command(app: App, scenarios: tuple[str, ...], list_only: bool, changed
         args += ["--dr-policy", policy]
     elif app.config_path:
         args += ["--dr-policy", app.config_path]
-    code = pytest.main(args)
+    if operator:
+        args += ["--dr-operator", operator]
+    if signing_key:
+        args += ["--dr-signing-key", signing_key]
+    started = time.time()
+    with app.stdout_to_stderr():  # --json: pytest's report goes to stderr, the run's JSON to stdout
+        code = pytest.main(args)
+    if app.json_output:
+        written = newest_json(Path(reports), "drill-*.json", started)
+        app.emit_json({"exit_code": int(code), "passed": int(code) == 0,
+                       "json": str(written[0]) if written else None, "report": written[1] if written else None})
     raise SystemExit(int(code))
 
 

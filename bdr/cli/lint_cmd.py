@@ -20,7 +20,7 @@ from bdr.durations import parse_duration
 from bdr.errors import CheckFailed, UsageError
 from bdr.lint.findings import RULES, Rule, Severity, display_path, human_duration
 from bdr.lint.git import toplevel
-from bdr.lint.runner import LintOptions, LintReport, run_lint
+from bdr.lint.runner import LintOptions, LintReport, installed_schedule, run_lint
 from bdr.storage.local import translate_os_error
 
 STYLES = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -47,6 +47,11 @@ def _durations(values: tuple[str, ...]) -> dict[str, float]:
               help="Write the report to FILE (the text summary still goes to stdout).")
 @click.option("--crontab", "crontabs", multiple=True, metavar="FILE", type=click.Path(path_type=Path),
               help="A crontab whose backup jobs are the schedule (repeatable).")
+@click.option("--systemd", "unit_dirs", multiple=True, metavar="DIR", type=click.Path(path_type=Path),
+              help="A directory of systemd units whose backup timers are the schedule (repeatable), e.g. "
+              "/etc/systemd/system.")
+@click.option("--installed", is_flag=True, help="Check what this host has installed: the timers of "
+              "/etc/systemd/system, /etc/crontab and /etc/cron.d/*.")
 @click.option("--changed-since", metavar="REF", help="Report only on config files changed since this git ref.")
 @click.option("--ignore", multiple=True, metavar="RULE", help="Do not report this rule id (repeatable).")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Leave out matching files (repeatable).")
@@ -58,14 +63,16 @@ def _durations(values: tuple[str, ...]) -> dict[str, float]:
 @json_option
 @pass_app
 def lint_command(app: App, paths: tuple[Path, ...], output_format: str, output: Path | None,
-                 crontabs: tuple[Path, ...], changed_since: str | None, ignore: tuple[str, ...],
-                 exclude: tuple[str, ...], durations: tuple[str, ...], fail_on: str, list_rules: bool) -> None:
+                 crontabs: tuple[Path, ...], unit_dirs: tuple[Path, ...], installed: bool, changed_since: str | None,
+                 ignore: tuple[str, ...], exclude: tuple[str, ...], durations: tuple[str, ...], fail_on: str,
+                 list_rules: bool) -> None:
     """Check redis.conf, docker-compose*.yml and bdr.yaml against the RPO/RTO targets.
 
     \b
       bdr lint                                  everything in the current checkout
       bdr lint redis.conf docker-compose.yml    just these files
       bdr lint --crontab /etc/cron.d/backups    with the schedule cron really runs
+      bdr lint --installed                      with the timers and crontabs of this host
       bdr lint --format sarif -o lint.sarif     for GitHub code scanning
       bdr lint --changed-since origin/main      only what a pull request changed
     """
@@ -74,9 +81,12 @@ def lint_command(app: App, paths: tuple[Path, ...], output_format: str, output: 
         return
     if app.json_output:
         output_format = "json"
+    if installed:
+        found_dirs, found_crontabs = installed_schedule()
+        unit_dirs, crontabs = (*unit_dirs, *found_dirs), (*crontabs, *found_crontabs)
     report = run_lint(LintOptions(
-        paths=paths, crontabs=crontabs, config_path=app.config_path, changed_since=changed_since,
-        ignore=ignore, exclude=exclude, backup_durations=_durations(durations),
+        paths=paths, crontabs=crontabs, unit_dirs=unit_dirs, config_path=app.config_path,
+        changed_since=changed_since, ignore=ignore, exclude=exclude, backup_durations=_durations(durations),
     ))
     rendered = _render(report, output_format)
     if output is not None:
@@ -88,6 +98,7 @@ def lint_command(app: App, paths: tuple[Path, ...], output_format: str, output: 
         _print_text(app, report)
     else:
         click.echo(rendered, nl=False)
+        app.emitted = True  # the report is the document: an exit 1 adds no error document after it
     threshold = Severity(fail_on)
     if report.failed(threshold):
         failing = [f for f in report.findings if f.severity.rank >= threshold.rank]

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 import click
 
 from bdr.config import Config
-from bdr.errors import UsageError
+from bdr.errors import BdrError, UsageError
 
 SOURCES = ("redis", "qdrant", "config", "all")
 
@@ -43,3 +43,34 @@ def with_redis_url(config: Config, url: str | None, instance: str | None) -> Con
     current = config.redis_instance(instance)
     updated = dataclasses.replace(current, url=url)
     return dataclasses.replace(config, redis={**config.redis, current.name: updated})
+
+
+def target_label(config: Config, source: str, target: str | None) -> str:
+    """The instance a restore writes over, with its address: ``redis production at redis://127.0.0.1:6379/0``."""
+    if source == "redis":
+        instance = config.redis_instance(target)
+        return f"redis {instance.name} at {instance.url}"
+    if source == "qdrant":
+        qdrant = config.qdrant_instance(target)
+        where = qdrant.url or f"embedded {config.resolve(qdrant.path or '.')}"
+        return f"qdrant {qdrant.name} at {where}"
+    if source == "config":
+        return f"the configuration files under {config.resolve(config.files.root)}"
+    return (f"the whole system: redis {config.redis_instance().name} at {config.redis_instance().url}, qdrant "
+            f"{config.qdrant_instance().name} and the configuration under {config.resolve(config.files.root)}")
+
+
+def restore_prompt(config: Config, source: str, backup: str, target: str | None, selective: bool,
+                   destination: str | None = None, remote: str | None = None) -> str:
+    """The confirmation question of ``bdr restore``: which set (``latest`` resolved), over what, where."""
+    shown = backup
+    if backup == "latest":
+        from bdr.api.inputs import resolve_input
+
+        try:
+            resolved = resolve_input(config, backup, source, destination, remote, target=target)
+            shown = f"latest ({resolved.label})"
+        except BdrError:
+            pass  # the restore itself reports it
+    what = "the matching items of" if selective else "ALL data of"
+    return f"Restore {shown} over {what} {target_label(config, source, target)}? A safety backup is taken first"

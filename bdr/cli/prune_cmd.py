@@ -6,7 +6,7 @@ import click
 from rich.markup import escape
 
 from bdr import api
-from bdr.cli.app import App, json_option, pass_app
+from bdr.cli.app import App, json_option, pass_app, wait_lock_option
 from bdr.cli.options import SOURCES, repository_options
 from bdr.retention import PruneResult, RetentionPolicy, prune
 
@@ -22,7 +22,6 @@ def _print(app: App, result: PruneResult) -> None:
     if not result.decisions:
         app.line(f"no backup sets in {result.repository}: nothing to prune")
         return
-    verb = "would delete" if result.dry_run else "delete"
     rows = [
         (d.id, d.backup.manifest.instance, d.backup.manifest.finished_at[:19].replace("T", " "),
          "keep" if d.keep else ("[yellow]would delete[/]" if result.dry_run else "[red]delete[/]"),
@@ -31,13 +30,18 @@ def _print(app: App, result: PruneResult) -> None:
     ]
     app.table(f"retention in {result.repository} ({result.location}): {'; '.join(result.rules)}",
               ["id", "instance", "time (UTC)", "action", "why"], rows)
-    kept, doomed = len(result.to_keep), len(result.to_delete)
     if result.dry_run:
-        app.line(f"dry run: {kept} set(s) kept, {doomed} {verb}; nothing was deleted")
+        app.line(_dry_run_line(result))
         return
-    app.line(f"{kept} set(s) kept, {len(result.deleted)} deleted")
+    app.line(f"{len(result.to_keep)} set(s) kept, {len(result.deleted)} deleted")
     for set_id in result.spared:
         app.warn(f"{set_id} was not deleted: a restore started reading it")
+
+
+def _dry_run_line(result: PruneResult) -> str:
+    doomed = result.to_delete
+    return (f"would keep {len(result.to_keep)} set(s) and delete {len(doomed)}"
+            + (f": {', '.join(d.id for d in doomed)}" if doomed else "") + " (dry run, nothing changed)")
 
 
 @click.command("prune")
@@ -45,6 +49,7 @@ def _print(app: App, result: PruneResult) -> None:
 @click.option("--instance", "-i", metavar="NAME", help="Only this instance of the source.")
 @repository_options
 @click.option("--dry-run", "-n", is_flag=True, help="Show what would be kept and deleted; delete nothing.")
+@wait_lock_option
 @json_option
 @pass_app
 def prune_command(app: App, source: str | None, instance: str | None, destination: str | None,
@@ -60,8 +65,16 @@ def prune_command(app: App, source: str | None, instance: str | None, destinatio
     policy = RetentionPolicy.from_config(app.config)
     with app.progress("deciding what to keep" if dry_run else "pruning"):
         result = prune(repo, policy, source=source, instance=instance, dry_run=dry_run)
+    if result.deleted:
+        from bdr.metrics import refresh
+
+        refresh(app.config)
     if app.json_output:
-        app.emit_json(result.to_dict())
+        data = result.to_dict()
+        if dry_run:
+            data["would_delete"] = [d.id for d in result.to_delete]
+            data["summary"] = _dry_run_line(result)
+        app.emit_json(data)
         return
     _print(app, result)
 

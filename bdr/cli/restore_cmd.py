@@ -10,7 +10,7 @@ import click
 
 from bdr import api
 from bdr.cli.app import App, json_option, pass_app
-from bdr.cli.options import SOURCES, key_option, repository_options
+from bdr.cli.options import SOURCES, key_option, repository_options, restore_prompt
 from bdr.durations import format_duration
 from bdr.engines.base import RestoreResult
 from bdr.errors import CheckFailed, UsageError
@@ -103,8 +103,7 @@ def restore_command(app: App, source: str, backup: str | None, target: str | Non
     selection = _selection(keys, db, collection, rename, filter_json, paths, to)
     where = target or "the default instance"
     if not (yes or dry_run or app.json_output) and sys.stdin.isatty():
-        what = "matching items of" if selection else "ALL data of"
-        click.confirm(f"Restore {backup} over {what} {source} {where}? A safety backup is taken first",
+        click.confirm(restore_prompt(app.config, source, backup, target, bool(selection), destination, remote),
                       abort=True, err=True)
     app.note(f"Restoring [bold]{source}[/] from {backup} into {where}{' (dry run)' if dry_run else ''}")
     result = api.restore(

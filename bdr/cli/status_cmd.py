@@ -11,7 +11,7 @@ from bdr.retention import policy_span
 from bdr.status import Health, SourceStatus, StatusReport, check, status
 
 HEALTH_STYLE = {Health.OK: "[green]ok[/]", Health.STALE: "[red]STALE[/]", Health.MISSING: "[red]MISSING[/]",
-                Health.UNCHECKED: "[dim]not checked[/]"}
+                Health.UNVERIFIED: "[red]UNVERIFIED[/]", Health.UNCHECKED: "[dim]not checked[/]"}
 
 
 def _holding(group: SourceStatus, location: str) -> str:
@@ -24,19 +24,19 @@ def _print(app: App, report: StatusReport) -> None:
     rows = []
     for g in report.sources:
         newest = g.newest
-        verified = g.newest_verified
         rows.append((
             g.source, g.instance,
             newest.backup.id if newest else "-",
             f"{format_duration(newest.age_seconds)} / {policy_span(g.max_age)}" if newest
             else f"- / {policy_span(g.max_age)}",
-            format_duration(verified.age_seconds) if verified else "never",
+            (format_duration(g.last_verified_seconds) + " ago" if g.last_verified_seconds is not None
+             else "never") + (f" / {policy_span(g.max_verify_age)}" if g.expected else ""),
             *(_holding(g, loc) for loc in locations),
             ("[green]yes[/]" if g.rule_321.ok else "[yellow]no[/]") if g.expected else "-",
             HEALTH_STYLE[g.health],
         ))
     app.table(f"backup status at {report.at:%Y-%m-%d %H:%M:%S} UTC",
-              ["source", "instance", "newest set", "age / max", "newest verified",
+              ["source", "instance", "newest set", "age / max", "verified / max",
                *(f"newest in {loc}" for loc in locations), "3-2-1", "status"], rows)
     for view in report.repositories:
         state = f"[red]cannot read: {view.error}[/]" if view.error else f"{len(view.sets)} set(s)"
@@ -67,9 +67,12 @@ def status_command(app: App, source: str | None, instance: str | None, destinati
                    remote: str | None, require_321: bool) -> None:
     """How old the newest backups are, where their copies are, whether 3-2-1 holds.
 
-    Exit 1 when the newest good backup of a scheduled source is older than max_backup_age
-    (default 24h) or missing, for cron and monitoring; with --require-321 also when the
-    3-2-1 rule (3 copies with the live data, 2 media, 1 off-site) does not hold.
+    Every instance the schedule backs up is checked (not only the default ones; instances
+    with backup: false, restore targets, are not). Exit 1 when the newest good backup of one
+    is older than max_backup_age (default 24h) or missing, or when none of its sets passed
+    `bdr verify` within max_verify_age (default 7d); with --require-321 also when the 3-2-1
+    rule (3 copies with the live data, 2 media, 1 off-site) does not hold. Exit 13 while a
+    restore is interrupted.
     """
     with app.progress("reading the repositories"):
         report = status(app.config, destinations=destinations, remote=remote, source=source, instance=instance)

@@ -16,6 +16,7 @@ them and the drills can turn them into a timeline.
 from __future__ import annotations
 
 import contextlib
+import errno
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,10 @@ from bdr.repository import BackupSet, ObjectCipher, Repository, SetWriter
 if TYPE_CHECKING:
     from bdr.engines.runbook import Restorer
     from bdr.journal import JournalEntry
+
+
+READ_ERRNOS = (errno.ENOENT, errno.EISDIR)
+"""errno values that mean a file bdr wanted to read is not there (not a full or read-only disk)."""
 
 
 class StepStatus(StrEnum):
@@ -236,11 +241,17 @@ def write_backup(engine: Engine, request: BackupRequest, instance_name: str, met
     (the members of a whole-system backup).
     """
     repo = request.repository
-    with repo.lock(f"backup {engine.source}") if lock else contextlib.nullcontext():
-        writer = repo.new_set(engine.source, instance_name, method, request.tags, request.cipher)
-        with writer:
-            engine.backup(request, writer)
-            return writer.commit()
+    try:
+        with repo.lock(f"backup {engine.source}") if lock else contextlib.nullcontext():
+            writer = repo.new_set(engine.source, instance_name, method, request.tags, request.cipher)
+            with writer:
+                engine.backup(request, writer)
+                return writer.commit()
+    except OSError as exc:  # a file the engine reads or writes (the AOF, a staging file): a typed error, one line
+        from bdr.storage.local import translate_os_error
+
+        raise translate_os_error(exc, exc.filename or repo.url, "read" if exc.errno in READ_ERRNOS else "write") \
+            from exc
 
 
 def safety_backup(engine: Engine, request: RestoreRequest, instance_name: str,

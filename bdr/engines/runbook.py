@@ -254,10 +254,13 @@ class Runbook:
         checks = restorer.verify()
         restorer.result.checks.extend(checks)
         failed = [c for c in checks if not c.ok]
-        detail = "; ".join(f"{c.name}: {c.detail}" for c in checks)
         if failed:
             raise CheckFailed(detail="; ".join(f"{c.name}: {c.detail}" for c in failed))
-        return StepOutcome(f"{len(checks)} check(s) passed: {detail}" if checks else "nothing to check")
+        passed = [c for c in checks if not c.skipped]
+        skipped = [c for c in checks if c.skipped]
+        summary = f"{len(passed)} check(s) passed" + (f", {len(skipped)} not verified" if skipped else "")
+        detail = "; ".join(f"{c.name}: {c.detail}" for c in checks)
+        return StepOutcome(f"{summary}: {detail}" if checks else "nothing to check")
 
     def _close_untouched(self, restorer: Restorer, status: str, exc: BaseException | None = None) -> None:
         """Nothing live changed: clean up, and the restore leaves no journal behind."""

@@ -50,6 +50,7 @@ KIND_SCENARIOS: Mapping[ConfigKind, tuple[tuple[str, ...], str]] = {
     ),
     ConfigKind.POLICY: (SCENARIOS, "targets, retention and schedules apply to every scenario"),
     ConfigKind.CRONTAB: (("backup_freshness",), "the backup schedule decides how old the newest backup can be"),
+    ConfigKind.SYSTEMD_TIMER: (("backup_freshness",), "the backup timers decide how old the newest backup can be"),
     ConfigKind.ENV: (
         ("complete_data_loss",), "secrets are restored with the configuration after a complete data loss",
     ),

@@ -1,9 +1,10 @@
 """Everything one ``bdr lint`` run looks at, parsed once and shared by the checks.
 
 The context holds the files to lint (by kind), the policy (``bdr.yaml``: targets, retention,
-schedule) with the line of each setting, the scheduled backups (from ``schedule:`` and any
-crontab), how long a backup of each source takes (measured from the newest set in the
-repository, else the estimate of ``lint.backup_duration``), and which files git tracks.
+schedule) with the line of each setting, the scheduled backups (from ``schedule:``, and what is
+installed: crontabs and systemd timers), how long a backup of each source takes (measured from
+the newest set in the repository, else the estimate of ``lint.backup_duration``), and which
+files git tracks.
 
 Data types map to the source that holds them (:data:`DATA_SOURCES`): sessions and RBAC
 live in Redis, vectors in Qdrant, configuration and secrets are files. That is how a Redis
@@ -28,6 +29,7 @@ from bdr.lint.findings import Finding, human_duration
 from bdr.lint.git import TrackedFiles
 from bdr.lint.redis_conf import RedisConf, parse_redis_conf
 from bdr.lint.schedule import CrontabProblem, ScheduledBackup, parse_crontab
+from bdr.lint.systemd import TimerSchedule, read_timers, timers_in
 from bdr.lint.yamlmarks import MarkedDict
 
 logger = logging.getLogger(__name__)
@@ -101,6 +103,8 @@ class LintContext:
     """A bdr.yaml was found; without one its schedule is the embedded default, not a fact."""
     policy_problem: PolicyProblem | None = None
     crontabs: Sequence[Path] = ()
+    unit_dirs: Sequence[Path] = ()
+    """Directories of systemd units (``--systemd``, ``--installed``) whose timers take backups."""
     duration_overrides: Mapping[str, float] = field(default_factory=dict)
     tracked: TrackedFiles = field(default_factory=TrackedFiles)
     notes: list[str] = field(default_factory=list)
@@ -143,7 +147,12 @@ class LintContext:
         return role is None or role == self.config.redis_default
 
     @cached_property
-    def crontab_entries(self) -> tuple[list[ScheduledBackup], list[CrontabProblem]]:
+    def timers(self) -> list[TimerSchedule]:
+        """The installed systemd timers that take backups (with the problems in ``crontab_entries``)."""
+        return self._installed[0]
+
+    @cached_property
+    def _installed(self) -> tuple[list[TimerSchedule], list[ScheduledBackup], list[CrontabProblem]]:
         entries: list[ScheduledBackup] = []
         problems: list[CrontabProblem] = []
         paths = list(dict.fromkeys([*self.of_kind(ConfigKind.CRONTAB), *self.crontabs]))
@@ -151,18 +160,38 @@ class LintContext:
             found, trouble = parse_crontab(path)
             entries += found
             problems += trouble
+        timer_files = timers_in([*self.of_kind(ConfigKind.SYSTEMD_TIMER), *self.unit_dirs])
+        timers, trouble = read_timers(timer_files)
+        problems += trouble
+        entries += [b for t in timers for b in t.backups]
+        return timers, entries, problems
+
+    @cached_property
+    def crontab_entries(self) -> tuple[list[ScheduledBackup], list[CrontabProblem]]:
+        """What is installed: the backups of the crontabs and the systemd timers, and their problems."""
+        _timers, entries, problems = self._installed
         return entries, problems
+
+    @property
+    def installed_known(self) -> bool:
+        """Lint was shown what is installed (a crontab or a unit directory)."""
+        return bool(self.crontabs or self.unit_dirs or self.of_kind(ConfigKind.CRONTAB)
+                    or self.of_kind(ConfigKind.SYSTEMD_TIMER))
 
     @cached_property
     def policy_schedule(self) -> list[ScheduledBackup]:
-        """The ``schedule:`` of bdr.yaml as scheduled backups (``all`` expands to every source)."""
+        """The backups of ``schedule:`` in bdr.yaml (``all`` expands to every source; the off-site copy counts,
+        prune, verify and drill jobs take no backup)."""
         if self.policy is None or not self.policy_found:
             return []
         out = []
         for entry in self.policy.config.schedule:
+            if not entry.takes_backup:
+                continue
             sources = ("redis", "qdrant", "config") if entry.source == "all" else (entry.source,)
-            line = self.policy.line("schedule", entry.source)
-            out += [ScheduledBackup(s, entry.cron, self.policy.path, line, f"schedule.{entry.source} in bdr.yaml")
+            line = self.policy.line("schedule", entry.key)
+            out += [ScheduledBackup(s, entry.cron, self.policy.path, line, f"schedule.{entry.key} in bdr.yaml",
+                                    offsite=entry.kind == "offsite")
                     for s in sources]
         return out
 
@@ -171,7 +200,8 @@ class LintContext:
         return bool(self.policy_schedule or self.crontab_entries[0])
 
     def schedule_for(self, source: str) -> list[ScheduledBackup]:
-        """The backups of ``source`` that actually run: the crontab's when it has any, else bdr.yaml's."""
+        """The backups of ``source`` that actually run: what is installed (crontab, timers) when it has any, else
+        bdr.yaml's."""
         from_crontab = [e for e in self.crontab_entries[0] if e.source == source]
         return from_crontab or [e for e in self.policy_schedule if e.source == source]
 

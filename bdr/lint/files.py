@@ -2,8 +2,9 @@
 
 A file's kind comes from its name, the way the agent backend's checkout names them:
 ``redis.conf`` (also ``redis-*.conf``, ``*.redis.conf``), ``docker-compose*.yml`` /
-``compose*.yaml``, ``bdr.yaml``, ``.env`` files, and crontabs (``crontab``, ``*.crontab``,
-``*.cron``, anything under ``cron.d/``). With no paths, lint reads the current directory:
+``compose*.yaml``, ``bdr.yaml``, ``.env`` files, crontabs (``crontab``, ``*.crontab``,
+``*.cron``, anything under ``cron.d/``) and systemd timers (``*.timer``, read with the
+service beside them). With no paths, lint reads the current directory:
 in a git checkout the files git knows about (tracked, or new and not ignored), so
 ``.venv``, ``node_modules`` and ignored files stay out; elsewhere a walk of four levels.
 """
@@ -31,6 +32,7 @@ class ConfigKind(StrEnum):
     POLICY = "bdr.yaml"
     ENV = "env"
     CRONTAB = "crontab"
+    SYSTEMD_TIMER = "systemd timer"
 
 
 _PATTERNS: tuple[tuple[ConfigKind, tuple[str, ...]], ...] = (
@@ -40,6 +42,7 @@ _PATTERNS: tuple[tuple[ConfigKind, tuple[str, ...]], ...] = (
                           "compose.*.yml", "compose.*.yaml")),
     (ConfigKind.ENV, (".env", ".env.*", "*.env")),
     (ConfigKind.CRONTAB, ("crontab", "*.crontab", "*.cron")),
+    (ConfigKind.SYSTEMD_TIMER, ("*.timer",)),
 )
 
 
@@ -63,8 +66,8 @@ def classify_explicit(path: Path) -> ConfigKind:
         return ConfigKind.REDIS_CONF
     if kind is None:
         raise UsageError(
-            detail=f"cannot tell what {path} is: bdr lint reads redis.conf, docker-compose*.yml, bdr.yaml, .env "
-            "and crontab files (name a crontab *.crontab or pass it with --crontab)"
+            detail=f"cannot tell what {path} is: bdr lint reads redis.conf, docker-compose*.yml, bdr.yaml, .env, "
+            "crontab files and systemd *.timer units (name a crontab *.crontab or pass it with --crontab)"
         )
     return kind
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from bdr.config import DEFAULT_RETENTION, RetentionRule
 from bdr.lint.context import SOURCE_LABELS, LintContext, check, data_types_of
 from bdr.lint.findings import Finding, Severity, config_duration, human_duration, rule
-from bdr.lint.schedule import CronError, ScheduledBackup, cadence, parse_cron
+from bdr.lint.schedule import CronError, ScheduledBackup, parse_cron, schedule_cadence
 from bdr.lint.windows import BackupWindow, Exposure, backup_window, suggest_schedule, total_loss_exposures
 
 KNOWN_SOURCES = ("redis", "qdrant", "config", "all")
@@ -55,6 +55,18 @@ LATE_ALERT = rule(
     "The backup-age alert fires only after the RPO is already broken.",
     "max_backup_age is when bdr status (and its alert) calls the newest backup too old. If it is longer than "
     "the RPO, backups can stop and the RPO be missed for hours before anyone is told.",
+)
+TIMER_NOT_PERSISTENT = rule(
+    "BDR-B007", "timer-not-persistent", Severity.WARNING,
+    "A backup timer does not catch up the runs it missed (no Persistent=true).",
+    "A run that falls while the host is down or asleep is skipped until the next one: after an outage the "
+    "newest backup can be older than the schedule promises, beyond the RPO.",
+)
+NOT_INSTALLED = rule(
+    "BDR-B008", "scheduled-backup-not-installed", Severity.WARNING,
+    "bdr.yaml schedules a backup that no installed timer or crontab line runs.",
+    "bdr.yaml documents the schedule; only what is installed runs. A backup written down but never installed "
+    "never happens.",
 )
 RETENTION_SHORT = rule(
     "BDR-P001", "retention-shorter-than-policy", Severity.ERROR,
@@ -105,21 +117,60 @@ def check_schedules(ctx: LintContext) -> Iterable[Finding]:
     if ctx.policy is None:
         return
     if ctx.policy_found and ctx.policy.path is not None:
-        for entry in ctx.policy.config.schedule:
-            line = ctx.policy.line("schedule", entry.source)
-            if entry.source not in KNOWN_SOURCES:
+        config = ctx.policy.config
+        for entry in config.schedule:
+            line = ctx.policy.line("schedule", entry.key)
+            if entry.kind == "backup" and entry.source not in KNOWN_SOURCES:
                 yield UNKNOWN_SOURCE.finding(
-                    ctx.policy.path, line, f"schedule.{entry.source}: bdr backs up {', '.join(KNOWN_SOURCES)}",
+                    ctx.policy.path, line, f"schedule.{entry.key}: bdr backs up {', '.join(KNOWN_SOURCES)} (and "
+                    "runs offsite, prune, verify, drill)",
                     "This line schedules nothing; the source it was meant for may have no backup at all.",
                     f"Rename it to one of {', '.join(KNOWN_SOURCES)}.",
                 )
+            elif entry.instance is not None:
+                known = list(config.redis) if entry.source == "redis" else \
+                    list(config.qdrant) if entry.source == "qdrant" else []
+                if entry.instance not in known:
+                    yield UNKNOWN_SOURCE.finding(
+                        ctx.policy.path, line, f"schedule.{entry.key}: no {entry.source} instance {entry.instance!r} "
+                        f"in bdr.yaml (known: {', '.join(known) or 'none'})",
+                        "This line backs up nothing (bdr schedule refuses it); the instance it was meant for may "
+                        "have no backup at all.",
+                        f"Use one of {', '.join(f'{entry.source}/{k}' for k in known) or 'the instances of bdr.yaml'}.",
+                    )
             try:
                 parse_cron(entry.cron)
             except CronError as exc:
-                yield _bad_cron(ctx.policy.path, line, f"schedule.{entry.source}", str(exc))
+                yield _bad_cron(ctx.policy.path, line, f"schedule.{entry.key}", str(exc))
     for problem in ctx.crontab_entries[1]:
         yield _bad_cron(problem.path, problem.line, "this backup line", problem.detail)
     yield from _disagreements(ctx)
+    yield from _installed_checks(ctx)
+
+
+def _installed_checks(ctx: LintContext) -> Iterable[Finding]:
+    """BDR-B007 (a timer that does not catch up) and BDR-B008 (a bdr.yaml backup nothing installed runs)."""
+    for timer in ctx.timers:
+        if not timer.persistent:
+            sources = ", ".join(dict.fromkeys(b.source for b in timer.backups))
+            yield TIMER_NOT_PERSISTENT.finding(
+                timer.timer, timer.line, f"{timer.timer.name} backs up {sources} but has no Persistent=true",
+                "A backup due while the host was down is skipped until the next run: the newest backup can be "
+                "older than the schedule says when it is needed.",
+                "Add Persistent=true under [Timer] (bdr schedule --install writes it).",
+            )
+    if not ctx.installed_known or not ctx.policy_found or ctx.policy is None or ctx.policy.path is None:
+        return
+    running = {e.source for e in ctx.crontab_entries[0]}
+    for entry in ctx.policy_schedule:
+        if entry.source in ("redis", "qdrant", "config") and entry.source not in running:
+            yield NOT_INSTALLED.finding(
+                ctx.policy.path, entry.line, f"{entry.program} backs up {entry.source}, but no installed timer or "
+                "crontab line does",
+                f"No {entry.source} backup runs: a total loss costs everything since the last backup taken by hand.",
+                "Install the schedule: bdr schedule --install --enable (or bdr schedule --cron --install).",
+                facts={"source": entry.source},
+            )
 
 
 def _bad_cron(path: Path, line: int | None, what: str, detail: str) -> Finding:
@@ -145,33 +196,31 @@ def _disagreements(ctx: LintContext) -> Iterable[Finding]:
             continue
         first = running[0]
         assert first.path is not None
+        what = "the timers" if first.exprs or first.interval is not None else "the crontab"
         yield DISAGREE.finding(
             first.path, first.line,
-            f"the crontab backs up {source} every {human_duration(ran)} at worst; bdr.yaml's "
-            f"{declared[0].program} says every {human_duration(said)}",
-            "The crontab is what runs, so lint checked the RPO against it; bdr.yaml misleads whoever reads it.",
-            f"Make schedule.{source} in bdr.yaml match the crontab (or the other way round).",
+            f"{what} back{'' if what == 'the timers' else 's'} up {source} every {human_duration(ran)} at worst; "
+            f"bdr.yaml's {declared[0].program} says every {human_duration(said)}",
+            f"{what.capitalize()} {'are' if what == 'the timers' else 'is'} what runs, so lint checked the RPO "
+            "against it; bdr.yaml misleads whoever reads it.",
+            f"Make schedule.{source} in bdr.yaml match {what} (or the other way round: bdr schedule --install).",
             facts={"source": source, "crontab_seconds": ran, "bdr_yaml_seconds": said},
         )
 
 
 def _interval(entry: ScheduledBackup) -> float:
     """How often one entry runs (the most frequent job is the one to change)."""
-    try:
-        found = cadence([parse_cron(entry.cron)])
-    except CronError:
-        return float("inf")
+    found = schedule_cadence([entry])
     return found.worst_gap if found else float("inf")
 
 
 def _gap(entries: list[ScheduledBackup]) -> float | None:
-    exprs = []
     for entry in entries:
         try:
-            exprs.append(parse_cron(entry.cron))
+            entry.calendar()
         except CronError:
             return None
-    found = cadence(exprs)
+    found = schedule_cadence(entries)
     return found.worst_gap if found else None
 
 
@@ -312,7 +361,7 @@ def check_retention(ctx: LintContext) -> Iterable[Finding]:
                 f"Set retention.{wanted.kind}.locations to [{', '.join(wanted.locations)}].",
             )
     offsite_rules = [r.kind for r in config.retention if "s3" in r.locations]
-    offsite_jobs = any(e.offsite for e in ctx.crontab_entries[0])
+    offsite_jobs = any(e.offsite for e in [*ctx.crontab_entries[0], *ctx.policy_schedule])
     if offsite_rules and not config.remote.url and not offsite_jobs:
         yield NO_OFFSITE.finding(
             path, ctx.policy.line("remote", "url") or ctx.policy.line("remote"),
@@ -348,10 +397,7 @@ def _keep_rules(ctx: LintContext, table: tuple[RetentionRule, ...]) -> Iterable[
     for entry in ctx.crontab_entries[0]:
         if entry.path is None:
             continue
-        try:
-            found = cadence([parse_cron(entry.cron)])
-        except CronError:
-            continue
+        found = schedule_cadence([entry])
         if found is None:
             continue
         tier = _tier(found.mean_gap)

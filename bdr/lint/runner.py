@@ -49,6 +49,8 @@ class LintOptions:
 
     paths: tuple[Path, ...] = ()
     crontabs: tuple[Path, ...] = ()
+    unit_dirs: tuple[Path, ...] = ()
+    """Directories of systemd units whose backup timers are the installed schedule."""
     config_path: str | None = None
     changed_since: str | None = None
     ignore: tuple[str, ...] = ()
@@ -111,9 +113,13 @@ def run_lint(options: LintOptions, cwd: Path | None = None) -> LintReport:
     for path in crontabs:
         if not path.is_file():
             raise UsageError(detail=f"--crontab {path}: no such file")
+    unit_dirs = tuple(p if p.is_absolute() else cwd / p for p in options.unit_dirs)
+    for path in unit_dirs:
+        if not path.exists():
+            raise UsageError(detail=f"--systemd {path}: no such directory (the units are in /etc/systemd/system)")
     ctx = LintContext(
         cwd=cwd, files=files, policy=loaded, policy_found=policy_path is not None, policy_problem=problem,
-        crontabs=crontabs, duration_overrides=dict(options.backup_durations),
+        crontabs=crontabs, unit_dirs=unit_dirs, duration_overrides=dict(options.backup_durations),
     )
     findings = [f for check in CHECKS for f in check(ctx)]
     ignored = {*options.ignore, *config.lint.ignore}
@@ -130,6 +136,23 @@ def run_lint(options: LintOptions, cwd: Path | None = None) -> LintReport:
         policy_path=loaded.path if loaded else None,
         changed_since=options.changed_since, changed=tuple(changed),
     )
+
+
+INSTALLED_UNIT_DIRS = (Path("/etc/systemd/system"),)
+INSTALLED_CRONTABS = (Path("/etc/crontab"), Path("/etc/cron.d"))
+
+
+def installed_schedule(unit_dirs: tuple[Path, ...] = INSTALLED_UNIT_DIRS,
+                       crontabs: tuple[Path, ...] = INSTALLED_CRONTABS) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    """Where this host's schedule is installed: unit directories and crontab files that exist (``--installed``)."""
+    dirs = tuple(d for d in unit_dirs if d.is_dir())
+    files: list[Path] = []
+    for path in crontabs:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        elif path.is_file():
+            files.append(path)
+    return dirs, tuple(files)
 
 
 def _policy_path(files: Mapping[Path, ConfigKind], cwd: Path) -> Path | None:

@@ -199,6 +199,36 @@ class ScheduledBackup:
     """The old scripts' ``--keep N``: N days of history."""
     offsite: bool = False
     """The job sends its backup off-site (``--remote``)."""
+    exprs: tuple[CronExpr, ...] = ()
+    """A systemd timer's calendar, already parsed (``cron`` then only names it); empty: parse ``cron``."""
+    interval: float | None = None
+    """A monotonic timer's fixed interval (``OnUnitActiveSec=``), in seconds."""
+
+    def calendar(self) -> tuple[CronExpr, ...]:
+        """The expressions the entry runs on (:class:`CronError` for a cron line that does not parse)."""
+        return self.exprs if self.exprs or self.interval is not None else (parse_cron(self.cron),)
+
+
+def schedule_cadence(entries: Sequence[ScheduledBackup]) -> Cadence | None:
+    """How often ``entries`` together run: their calendars merged; a monotonic timer bounds the gap by its
+    interval. Entries that do not parse are left out; None when nothing runs twice."""
+    exprs: list[CronExpr] = []
+    intervals: list[float] = []
+    for entry in entries:
+        try:
+            exprs += entry.calendar()
+        except CronError:
+            continue
+        if entry.interval is not None:
+            intervals.append(entry.interval)
+    found = cadence(exprs)
+    if not intervals:
+        return found
+    shortest = min(intervals)
+    if found is None or shortest < found.worst_gap:
+        return Cadence(worst_gap=shortest, mean_gap=min(shortest, found.mean_gap) if found else shortest,
+                       runs=found.runs if found else 0)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +302,11 @@ COMMAND_RECOGNISERS: tuple[Callable[[Sequence[str]], list[_Call]], ...] = (
     _bdr_calls, _script_calls, _qdrant_api_calls,
 )
 """Each turns the words of a crontab command into the backups it takes (none: not a backup)."""
+
+
+def command_tokens(command: str) -> list[str]:
+    """The words of a command line as a shell would split them (cron's ``%`` ends it)."""
+    return _command_tokens(command)
 
 
 def _command_tokens(command: str) -> list[str]:

@@ -23,7 +23,7 @@ from bdr.lint.compose import RedisSetup, redis_setups
 from bdr.lint.context import SOURCE_LABELS, BackupDuration, LintContext, data_types_of
 from bdr.lint.findings import display_path, human_duration
 from bdr.lint.persistence import CrashWindow, crash_window, resolve
-from bdr.lint.schedule import CronError, ScheduledBackup, cadence, parse_cron
+from bdr.lint.schedule import CronError, ScheduledBackup, schedule_cadence
 
 
 class Event(StrEnum):
@@ -57,14 +57,14 @@ class BackupWindow:
 
 def backup_window(ctx: LintContext, source: str) -> BackupWindow | None:
     """The backup window of ``source``; None when no valid schedule for it is known."""
-    entries, exprs = [], []
+    entries = []
     for entry in ctx.schedule_for(source):
         try:
-            exprs.append(parse_cron(entry.cron))
+            entry.calendar()
             entries.append(entry)
         except CronError:
             continue
-    found = cadence(exprs)
+    found = schedule_cadence(entries)
     if found is None:
         return None
     return BackupWindow(source, found.worst_gap, found.mean_gap, ctx.backup_duration(source), tuple(entries))

@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from markupsafe import Markup, escape
 
 from bdr.durations import format_duration
-from bdr.report.records import DrillResult
 from bdr.report.history import TrendPoint
-from bdr.report.view import FAULT_STEP, VERIFIED_STEP, CheckView, ScenarioView
+from bdr.report.records import DrillResult
+from bdr.report.view import CLOCK_STARTS, VERIFIED_STEP, CheckView, ScenarioView
 
 MET = "#1a7f37"
 BREACHED = "#b42318"
@@ -104,7 +104,7 @@ def targets_chart(scenarios: Sequence[ScenarioView]) -> Markup:
     domain = min(300.0, max(120.0, max(finite, default=0.0) * 1.08))
     step = 25.0 if domain <= 160 else 50.0
     x0, x1, label_x = 290.0, 740.0, 752.0
-    top, group_h, row_h = 34.0, 24.0, 22.0
+    top, group_h, row_h = 50.0, 24.0, 22.0
 
     def x_of(percent: float) -> float:
         return x0 + (x1 - x0) * min(percent, domain) / domain
@@ -112,7 +112,7 @@ def targets_chart(scenarios: Sequence[ScenarioView]) -> Markup:
     body: list[str] = []
     y = top
     for scenario in scenarios:
-        body.append(_text(6, y + 16, _clip(scenario.result.scenario, 40), weight="600", size=13,
+        body.append(_text(6, y + 16, _clip(scenario.key, 40), weight="600", size=13,
                           tooltip=scenario.result.title))
         if not scenario.checks:
             body.append(_text(x0 + 4, y + 16, f"no objective measured ({scenario.verdict})", fill=MUTED,
@@ -134,9 +134,9 @@ def targets_chart(scenarios: Sequence[ScenarioView]) -> Markup:
     grid.append(f'<line x1="{tx:.1f}" y1="{top - 6}" x2="{tx:.1f}" y2="{height - 10}" stroke="{INK}" '
                 'stroke-width="2" stroke-dasharray="6 4"/>')
     grid.append(_text(tx + 4, top - 24, "target = 100%", size=11, weight="600"))
-    grid.append(_text(x0, top - 24, "achieved as % of target (shorter is better)", size=11, fill=MUTED))
+    grid.append(_text(x0, top - 40, "achieved as % of target (shorter is better)", size=11, fill=MUTED))
     label = (f"Achieved versus target for {len(checks)} objectives: "
-             f"{sum(1 for c in checks if c.met)} met, {sum(1 for c in checks if not c.met)} breached")
+             f"{sum(1 for c in checks if c.met)} met, {sum(1 for c in checks if c.status == 'breached')} breached")
     return _svg(height, label, grid + body)
 
 
@@ -145,6 +145,10 @@ def _target_bar(check: CheckView, y: float, x0: float, x_of: Callable[[float], f
     parts = [_text(22, y + 14, _clip(check.label, 36), size=12, tooltip=check.check.note or check.label)]
     percent = check.percent
     colour = MET if check.met else BREACHED
+    if not check.defined:
+        parts.append(_text(x0 + 6, y + 15, f"no target defined (achieved {check.achieved})", size=11, fill=MUTED,
+                           italic=True))
+        return parts
     if percent is None:
         parts.append(f'<rect x="{x0:.1f}" y="{y + 4}" width="{x_of(100) - x0:.1f}" height="13" fill="none" '
                      f'stroke="{BREACHED}" stroke-dasharray="3 3"/>')
@@ -175,10 +179,11 @@ def timeline_chart(result: DrillResult) -> Markup:
     if not steps:
         return Markup("")
     end = max(s.offset + s.seconds for s in steps)
-    fault = next((s for s in steps if s.name == FAULT_STEP), None)
+    fault = next((s for s in steps if s.name in CLOCK_STARTS), None)
     verified = next((s for s in steps if s.name == VERIFIED_STEP), None)
     rto = result.rto
-    deadline = fault.offset + rto.target_seconds if fault is not None and rto is not None else None
+    rto_target = rto.target_seconds if rto is not None else None
+    deadline = fault.offset + rto_target if fault is not None and rto_target is not None else None
     if deadline is not None and end < deadline <= end * 1.5:
         end = deadline  # the RTO deadline is close enough to show where it falls
     ticks = time_ticks(end if end > 0 else 1.0)
@@ -205,10 +210,10 @@ def timeline_chart(result: DrillResult) -> Markup:
             body.insert(0, f'<rect x="{fx:.1f}" y="{top - 4}" width="{max(1.0, vx - fx):.1f}" '
                            f'height="{bottom - top + 4:.1f}" fill="{RTO_BAND}"/>')
             achieved = verified.offset - fault.offset
-            late = rto is not None and achieved > rto.target_seconds
+            late = rto_target is not None and achieved > rto_target
             label = f"RTO window {format_duration(achieved)}"
-            if rto is not None:
-                label += f" ({'over' if late else 'within'} the {format_duration(rto.target_seconds)} target)"
+            if rto_target is not None:
+                label += f" ({'over' if late else 'within'} the {format_duration(rto_target)} target)"
             body.append(_text(min(fx + 4, x1 - 300), top - 14, label, size=11, weight="600",
                               fill=BREACHED if late else INK))
             body.append(f'<line x1="{vx:.1f}" y1="{top - 4}" x2="{vx:.1f}" y2="{bottom}" stroke="{MET}" '
@@ -281,8 +286,9 @@ def sparkline(points: Sequence[TrendPoint], width: int = 180, height: int = 40) 
             continue
         x, y = xy(index, point.achieved_seconds)
         last = index == len(points) - 1
-        if point.met:
-            body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{3.5 if last else 2.2}" fill="{STEP}">'
+        if point.met or point.target_seconds is None:
+            body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{3.5 if last else 2.2}" '
+                        f'fill="{STEP if point.met else MUTED}">'
                         f"<title>{escape(tip)}</title></circle>")
         else:
             body.append(f'<rect x="{x - 3:.1f}" y="{y - 3:.1f}" width="6" height="6" fill="{BREACHED}">'

@@ -1,10 +1,12 @@
 """The drill run as JUnit XML, for CI: one test case per scenario, breaches as failures.
 
-Test suite ``bdr-drills``; each scenario is a ``testcase`` (classname ``drills.<scenario>``)
-with ``property`` elements for every objective (``rto.<name>.achieved_seconds``,
-``.target_seconds``, ``.met``, and the same for ``rpo.<data type>``), a ``failure`` for a
-breached target or a failed recovery, an ``error`` when the drill could not run, and
-``skipped``. The steps go to ``system-out`` so a CI log shows the timeline.
+Test suite ``bdr-drills`` (sandbox) or ``bdr-live-drill`` (the live restore test); each
+scenario case is a ``testcase`` (classname ``drills.<scenario>``, name the case key) with
+``property`` elements for every objective (``rto.<name>.achieved_seconds``,
+``.target_seconds``, ``.met``, and the same for ``rpo.<data type>``) and every verification
+(``check.<kind>.<name>``: ``passed``, ``FAILED``, ``not verified``), a ``failure`` for a
+breached target, a failed check or a failed recovery, an ``error`` when the drill could not
+run, and ``skipped``. The steps go to ``system-out`` so a CI log shows the timeline.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from bdr.report.verdict import Verdict, verdict_of
 from bdr.report.view import ScenarioView, elapsed
 
 SUITE = "bdr-drills"
+LIVE_SUITE = "bdr-live-drill"
 _ENVIRONMENT_PROPERTIES = ("bdr_version", "host", "runtime", "scale", "policy_file", "policy_sha256",
-                           "redis_server", "qdrant_client", "docker_engine", "redis_image", "redis_image_id")
+                           "policy_git_commit", "redis_server", "qdrant_client", "docker_engine", "redis_image",
+                           "redis_image_id")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
@@ -39,20 +43,23 @@ def _seconds(value: float | None) -> str:
 
 def case_properties(result: DrillResult) -> list[tuple[str, str]]:
     """The objectives of a scenario as JUnit properties (seconds, and ``true``/``false``)."""
-    props = [("scenario", result.scenario), ("title", result.title), ("verdict", str(verdict_of(result)))]
+    props = [("scenario", result.scenario), ("case", result.key), ("title", result.title),
+             ("verdict", str(verdict_of(result)))]
     for check in result.checks:
         prefix = f"{_slug(check.kind)}.{_slug(check.name)}"
         props += [
             (f"{prefix}.achieved_seconds", _seconds(check.achieved_seconds)),
             (f"{prefix}.target_seconds", _seconds(check.target_seconds)),
-            (f"{prefix}.met", "true" if check.met else "false"),
+            (f"{prefix}.met", "true" if check.met else ("false" if check.defined else "no target")),
         ]
+    for verification in result.verifications:
+        props.append((f"check.{_slug(verification.kind)}.{_slug(verification.name)}", verification.status))
     return props
 
 
 def _testcase(result: DrillResult) -> ET.Element:
     seconds = elapsed(result.started_at, result.finished_at) if result.finished_at else None
-    case = ET.Element("testcase", classname=f"drills.{result.scenario}", name=result.scenario,
+    case = ET.Element("testcase", classname=f"drills.{result.scenario}", name=result.key,
                       time=f"{seconds or 0.0:.3f}", file=result.nodeid.split("::")[0])
     properties = ET.SubElement(case, "properties")
     for name, value in case_properties(result):
@@ -60,8 +67,7 @@ def _testcase(result: DrillResult) -> ET.Element:
     scenario = ScenarioView(result)
     verdict = scenario.verdict
     if verdict is Verdict.BREACHED:
-        breached = scenario.breached
-        message = "; ".join(c.check.describe() for c in breached)
+        message = scenario.problem
         element = ET.SubElement(case, "failure", message=_clean(message), type="TargetBreached")
         element.text = _clean(result.failure or message)
     elif verdict is Verdict.FAILED:
@@ -90,10 +96,11 @@ def render_junit(report: RunReport) -> str:
     """The JUnit XML document of the run."""
     verdicts = [verdict_of(r) for r in report.results]
     total = elapsed(report.started_at, report.finished_at) or 0.0
-    suites = ET.Element("testsuites", name=SUITE)
+    name = LIVE_SUITE if report.live else SUITE
+    suites = ET.Element("testsuites", name=name)
     suite = ET.SubElement(
         suites, "testsuite",
-        name=SUITE,
+        name=name,
         tests=str(len(verdicts)),
         failures=str(sum(1 for v in verdicts if v in (Verdict.BREACHED, Verdict.FAILED))),
         errors=str(sum(1 for v in verdicts if v is Verdict.ERROR)),
@@ -109,6 +116,8 @@ def render_junit(report: RunReport) -> str:
     properties = ET.SubElement(suite, "properties")
     ET.SubElement(properties, "property", name="run_id", value=_clean(report.run_id))
     ET.SubElement(properties, "property", name="all_targets_met", value="true" if report.all_met else "false")
+    ET.SubElement(properties, "property", name="scope", value=_clean(report.scope.kind))
+    ET.SubElement(properties, "property", name="operator", value=_clean(report.operator))
     for key in _ENVIRONMENT_PROPERTIES:
         if key in report.environment:
             ET.SubElement(properties, "property", name=key, value=_clean(report.environment[key]))

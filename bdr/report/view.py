@@ -1,9 +1,14 @@
-"""What the report shows, computed once from a :class:`~drills.evidence.RunReport`.
+"""What the report shows, computed once from a :class:`~bdr.report.records.RunReport`.
 
-The template only lays out what this module decided: the headline verdict of the run,
-each objective as achieved vs target with its margin in words, the steps with their
-offsets, the evidence as a tree of printable nodes. Numbers are formatted here (durations
-with :func:`bdr.durations.format_duration`, times in UTC) so every output says the same.
+The template only lays out what this module decided: the scope, who ran it, the headline
+verdict of the run, each objective as achieved vs target with its margin in words (an RTO
+split into detect, restore and verify), the verifications, the remediation items, the
+coverage matrix, the steps with their offsets, the evidence as a tree of printable nodes.
+
+One rounding rule: every duration in every table, chart and sentence goes through
+:func:`bdr.durations.format_duration` (``850ms``, ``12.3s``, ``4m05s``), every share of a
+target through :func:`percent_text`, every time through :func:`utc_text`. The JSON keeps the
+raw numbers (seconds to the millisecond).
 """
 
 from __future__ import annotations
@@ -17,11 +22,23 @@ from typing import Any, ClassVar
 
 from bdr.durations import format_duration
 from bdr.manifest import from_iso
-from bdr.report.records import DrillResult, DrillStep, RunReport, TargetCheck
-from bdr.report.history import History, TrendPoint, trend
+from bdr.report.history import History, ReviewEntry, TrendPoint, trend
+from bdr.report.records import (
+    CoverageRow,
+    DrillResult,
+    DrillStep,
+    RemediationItem,
+    RunReport,
+    TargetCheck,
+    Verification,
+)
+from bdr.report.remediation import overdue
 from bdr.report.verdict import Verdict, verdict_of
 
 FAULT_STEP = "fault injected"
+START_STEP = "test start"
+"""Where a drill breaks nothing (the monthly restore test, the freshness check) its clock starts here."""
+CLOCK_STARTS = (FAULT_STEP, START_STEP)
 VERIFIED_STEP = "data verified"
 NOT_MEASURED = "not measured"
 
@@ -68,7 +85,21 @@ def elapsed(start: str | None, end: str | None) -> float | None:
         return None
 
 
+def percent_text(percent: float | None) -> str:
+    """A share of a target, the one way every table and chart writes it."""
+    if percent is None:
+        return "—"
+    if percent == float("inf"):
+        return "∞ % of target"
+    if 0 < percent < 0.1:
+        return "<0.1% of target"
+    return f"{percent:.1f}% of target" if percent < 10 else f"{percent:.0f}% of target"
+
+
 # --- objectives --------------------------------------------------------------------------------
+
+NO_TARGET = "no target defined"
+PHASE_LABELS = {"detect": "detect", "restore": "restore", "verify": "verify"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,21 +122,36 @@ class CheckView:
 
     @property
     def target(self) -> str:
-        return format_duration(self.check.target_seconds)
+        return NO_TARGET if self.check.target_seconds is None else format_duration(self.check.target_seconds)
+
+    @property
+    def defined(self) -> bool:
+        return self.check.defined
 
     @property
     def met(self) -> bool:
         return self.check.met
 
     @property
+    def status(self) -> str:
+        """CSS class and word: ``met``, ``breached`` or ``none`` (no target defined)."""
+        if not self.check.defined:
+            return "none"
+        return "met" if self.check.met else "breached"
+
+    @property
+    def status_label(self) -> str:
+        return {"met": "✔ met", "breached": "✘ BREACHED", "none": "○ no target"}[self.status]
+
+    @property
     def verdict(self) -> Verdict:
-        return Verdict.MET if self.check.met else Verdict.BREACHED
+        return Verdict.MET if self.check.met or not self.check.defined else Verdict.BREACHED
 
     @property
     def percent(self) -> float | None:
-        """Achieved as a percentage of the target (None when not measured)."""
+        """Achieved as a percentage of the target (None when not measured or no target is defined)."""
         achieved, target = self.check.achieved_seconds, self.check.target_seconds
-        if achieved is None:
+        if achieved is None or target is None:
             return None
         if target <= 0:
             return 0.0 if achieved <= 0 else float("inf")
@@ -113,23 +159,40 @@ class CheckView:
 
     @property
     def percent_text(self) -> str:
-        percent = self.percent
-        if percent is None:
-            return "—"
-        if percent == float("inf"):
-            return "∞ % of target"
-        if 0 < percent < 0.1:
-            return "<0.1% of target"
-        return f"{percent:.1f}% of target" if percent < 10 else f"{percent:.0f}% of target"
+        return percent_text(self.percent)
 
     @property
     def margin(self) -> str:
+        if not self.check.defined:
+            return NO_TARGET
         margin = self.check.margin_seconds
         if margin is None:
             return "unknown: not measured"
         if margin >= 0:
             return f"{format_duration(margin)} to spare"
         return f"{format_duration(-margin)} over target"
+
+    @property
+    def phases(self) -> str:
+        """``detect 4ms · restore 4.6s · verify 330ms`` (empty when the check has no phases)."""
+        return " · ".join(f"{PHASE_LABELS.get(name, name)} {format_duration(seconds)}"
+                          for name, seconds in self.check.phases)
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationView:
+    verification: Verification
+
+    @property
+    def status(self) -> str:
+        """CSS class: ``ok``, ``bad`` or ``unverified``."""
+        if self.verification.skipped:
+            return "unverified"
+        return "ok" if self.verification.ok else "bad"
+
+    @property
+    def label(self) -> str:
+        return {"ok": "✔ passed", "bad": "✘ FAILED", "unverified": "⊘ not verified"}[self.status]
 
 
 # --- steps -------------------------------------------------------------------------------------
@@ -145,11 +208,8 @@ class StepView:
 
     @property
     def starts(self) -> str:
-        """Offset from the scenario's start: ``+0.064s``, ``+12.34s``, ``+7m38s``."""
-        offset = self.step.offset
-        if offset < 10:
-            return f"+{offset:.3f}s"
-        return f"+{offset:.2f}s" if offset < 60 else f"+{format_duration(offset)}"
+        """Offset from the scenario's start: ``+64ms``, ``+12.3s``, ``+7m38s``."""
+        return "+" + format_duration(self.step.offset)
 
     @property
     def clock(self) -> str:
@@ -281,16 +341,29 @@ class ScenarioView:
         return VERDICT_LABELS[self.verdict]
 
     @property
+    def key(self) -> str:
+        return self.result.key
+
+    @property
     def anchor(self) -> str:
-        return "scenario-" + re.sub(r"[^A-Za-z0-9_-]+", "-", self.result.scenario)
+        return "scenario-" + re.sub(r"[^A-Za-z0-9_-]+", "-", self.result.key)
 
     @property
     def checks(self) -> list[CheckView]:
         return [CheckView(c) for c in self.result.checks]
 
     @property
+    def verifications(self) -> list[VerificationView]:
+        return [VerificationView(v) for v in self.result.verifications]
+
+    @property
     def steps(self) -> list[StepView]:
         return [StepView(s) for s in self.result.steps]
+
+    @property
+    def clock_start(self) -> str:
+        """What started the RTO clock: ``fault injected``, or ``test start`` where nothing was broken."""
+        return next((s.name for s in self.result.steps if s.name in CLOCK_STARTS), FAULT_STEP)
 
     @property
     def duration(self) -> str:
@@ -299,7 +372,11 @@ class ScenarioView:
 
     @property
     def breached(self) -> list[CheckView]:
-        return [c for c in self.checks if not c.met]
+        return [c for c in self.checks if c.defined and not c.met]
+
+    @property
+    def failed_verifications(self) -> list[VerificationView]:
+        return [v for v in self.verifications if v.status == "bad"]
 
     @property
     def problem(self) -> str:
@@ -308,8 +385,11 @@ class ScenarioView:
             return ""
         if self.result.failure:
             return self.result.failure
-        if self.breached:
-            return "; ".join(c.check.describe() for c in self.breached)
+        parts = [c.check.describe() for c in self.breached]
+        parts += [f"{v.verification.kind} check {v.verification.name} FAILED: {v.verification.detail}"
+                  for v in self.failed_verifications]
+        if parts:
+            return "; ".join(parts)
         return VERDICT_MEANINGS[self.verdict]
 
     @property
@@ -343,43 +423,78 @@ class Summary:
 def summarize(report: RunReport) -> Summary:
     scenarios = [ScenarioView(r) for r in report.results]
     counts = {v: sum(1 for s in scenarios if s.verdict is v) for v in Verdict}
-    checks = [c for s in scenarios for c in s.checks]
-    breached = sum(1 for c in checks if not c.met)
+    checks = [c for s in scenarios for c in s.checks if c.defined]
+    failed_checks = sum(len(s.failed_verifications) for s in scenarios)
+    breached = sum(1 for c in checks if not c.met) + failed_checks
+    counted = len(checks) + sum(len([v for v in s.verifications if v.status != "unverified"]) for s in scenarios)
     ran = len(scenarios) - counts[Verdict.SKIPPED]
+    what = "restore test" if report.live else "scenario"
     details: list[str] = []
     if not scenarios:
         status, headline = "untested", "NO SCENARIO RAN"
     elif ran == 0:
         status, headline = "untested", "NOTHING TESTED: EVERY SCENARIO WAS SKIPPED"
     elif report.all_met and breached == 0:
-        status, headline = "met", "ALL TARGETS MET"
+        untested_count = sum(1 for row in report.coverage if not row.tested)
+        status = "met"
+        headline = "ALL TARGETS MET" if not untested_count else \
+            f"ALL TESTED TARGETS MET · {untested_count} UNTESTED"
     elif breached:
-        status, headline = "breached", f"{breached} TARGET{'S' if breached != 1 else ''} BREACHED"
+        targets = breached - failed_checks
+        parts = [f"{targets} TARGET{'S' if targets != 1 else ''} BREACHED"] if targets else []
+        parts += [f"{failed_checks} CHECK{'S' if failed_checks != 1 else ''} FAILED"] if failed_checks else []
+        status, headline = "breached", ", ".join(parts)
     else:
         not_proven = counts[Verdict.FAILED] + counts[Verdict.ERROR]
         status = "failed"
         headline = f"{not_proven} SCENARIO{'S' if not_proven != 1 else ''} FAILED: TARGETS NOT PROVEN"
-    details.append(f"{len(checks) - breached} of {len(checks)} objectives met across {ran} scenario"
+    details.append(f"{counted - breached} of {counted} objectives and checks met across {ran} {what}"
                    f"{'s' if ran != 1 else ''} run.")
     broken = [s for s in scenarios if s.verdict in (Verdict.BREACHED, Verdict.FAILED, Verdict.ERROR)]
     if broken:
-        details.append("Not proven: " + ", ".join(f"{s.result.scenario} ({s.verdict})" for s in broken) + ".")
-    skipped = [s.result.scenario for s in scenarios if s.verdict is Verdict.SKIPPED]
+        details.append("Not proven: " + ", ".join(f"{s.key} ({s.verdict})" for s in broken) + ".")
+    skipped = [s.key for s in scenarios if s.verdict is Verdict.SKIPPED]
     if skipped:
         details.append(f"Skipped, targets not tested: {', '.join(skipped)}.")
-    return Summary(status, headline, tuple(details), counts, len(checks), breached)
+    untested = [row.objective for row in report.coverage if not row.tested]
+    if untested:
+        details.append(f"Targets of the policy no scenario tested: {', '.join(untested)} (see the coverage matrix).")
+    return Summary(status, headline, tuple(details), counts, counted, breached)
+
+
+def drill_window(report: RunReport) -> tuple[str | None, str | None]:
+    """First scenario start and last scenario end: the drill itself, not the test runner's session."""
+    starts = [r.started_at for r in report.results if r.started_at]
+    ends = [r.finished_at for r in report.results if r.finished_at]
+    return (min(starts) if starts else report.started_at), (max(ends) if ends else report.finished_at)
+
+
+def drill_duration(report: RunReport) -> float | None:
+    start, end = drill_window(report)
+    return elapsed(start, end)
+
+
+def scope_label(report: RunReport) -> str:
+    return "LIVE: the user's own backups" if report.live else "SANDBOX: services bdr built for the drill"
 
 
 def run_facts(report: RunReport) -> list[Fact]:
+    """Who and when: the first facts under the scope."""
     env = report.environment
+    start, end = drill_window(report)
+    commit = str(env.get("policy_git_commit") or "—")
     return [
-        Fact("Date", utc_text(report.started_at)),
-        Fact("Runtime", seconds_text(elapsed(report.started_at, report.finished_at))),
-        Fact("Scale", str(env.get("scale", "—"))),
+        Fact("Scope", scope_label(report)),
+        Fact("Operator", report.operator or str(env.get("user") or "—")),
+        Fact("Date", utc_text(start)),
+        Fact("Drill duration", seconds_text(elapsed(start, end)) + " (first scenario start to last end)"),
         Fact("Host", str(env.get("host", "—"))),
-        Fact("Services", str(env.get("runtime", "—"))),
         Fact("bdr", str(env.get("bdr_version", "—"))),
         Fact("Policy", str(env.get("policy_file", "—")), mono=True),
+        Fact("Policy sha256", str(env.get("policy_sha256", "—")), mono=True),
+        Fact("Policy git commit", commit, mono=commit != "—"),
+        Fact("Services", "this installation's own (see the scope)" if report.live else
+             str(env.get("runtime", "—")) + (f", scale {env['scale']}" if env.get("scale") else "")),
         Fact("Run id", report.run_id, mono=True),
     ]
 
@@ -410,8 +525,139 @@ def scenario_views(results: Sequence[DrillResult]) -> list[ScenarioView]:
     return [ScenarioView(r) for r in results]
 
 
-def generated_at(now: datetime) -> str:
-    return now.strftime("%Y-%m-%d %H:%M:%S UTC")
+def generated_at(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# --- remediation, coverage -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ItemView:
+    item: RemediationItem
+    today: str
+
+    @property
+    def status(self) -> str:
+        """CSS class and word: ``open``, ``overdue``, ``resolved``."""
+        if not self.item.open:
+            return "resolved"
+        return "overdue" if overdue(self.item, self.today) else "open"
+
+    @property
+    def status_label(self) -> str:
+        if self.status == "resolved":
+            return f"✔ resolved by {self.item.resolved_run}"
+        if self.status == "overdue":
+            return "✘ OVERDUE"
+        if self.item.carried and self.item.last_seen_run != self.item.opened_run:
+            return "open (still failing)" if self.item.last_seen_run else "open (not re-tested)"
+        return "open"
+
+    @property
+    def origin(self) -> str:
+        return "carried over" if self.item.carried else "new in this run"
+
+
+def item_views(report: RunReport) -> list[ItemView]:
+    today = (report.finished_at or report.started_at)[:10]
+    order = {"overdue": 0, "open": 1, "resolved": 2}
+    views = [ItemView(i, today) for i in report.remediation]
+    return sorted(views, key=lambda v: (order[v.status], v.item.due, v.item.id))
+
+
+@dataclass(frozen=True, slots=True)
+class CoverageView:
+    row: CoverageRow
+
+    @property
+    def label(self) -> str:
+        kind, _, name = self.row.objective.partition(" ")
+        return f"{KIND_LABELS.get(kind, kind)} {name}"
+
+    @property
+    def target(self) -> str:
+        return format_duration(self.row.target_seconds)
+
+    @property
+    def status(self) -> str:
+        if not self.row.tested:
+            return "untested"
+        verdicts = {v for _, v in self.row.tested_by}
+        return "met" if verdicts == {"met"} else "breached"
+
+
+@dataclass(frozen=True, slots=True)
+class ProductionRow:
+    """Production of one live test, before and after: what proves it was only read."""
+
+    scenario: str
+    name: str
+    address: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    verdict: str
+    """``passed``, ``FAILED`` or ``not verified``."""
+    detail: str
+
+    @property
+    def status(self) -> str:
+        return {"passed": "ok", "FAILED": "bad"}.get(self.verdict, "unverified")
+
+    def facts(self, state: Mapping[str, Any]) -> str:
+        if state.get("error"):
+            return f"not readable: {state['error']}"
+        counts = state.get("counts") or {}
+        if "pid" in state and state.get("pid") is not None and "run_id" in state:
+            total = sum(int(v) for v in counts.values())
+            return (f"pid {state.get('pid')}, run id {str(state.get('run_id'))[:8]}, "
+                    f"up {state.get('uptime_seconds')}s, {total} keys")
+        if "files" in state:
+            return f"{len(state.get('files') or {})} files"
+        total = sum(int(v) for v in counts.values())
+        return f"{len(counts)} collection(s), {total} points"
+
+
+def production_rows(report: RunReport) -> list[ProductionRow]:
+    rows = []
+    for result in report.results:
+        production = result.evidence.get("production")
+        if not isinstance(production, Mapping):
+            continue
+        before, after = dict(production.get("before") or {}), dict(production.get("after") or {})
+        proof = next((v for v in result.verifications if v.kind == "production"), None)
+        rows.append(ProductionRow(result.key, f"{before.get('source')}/{before.get('instance')}",
+                                  str(before.get("address", "")), before, after,
+                                  proof.status if proof else "not verified", proof.detail if proof else ""))
+    return rows
+
+
+# --- integrity, sign-off -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Integrity:
+    """What the HTML can say about its own tamper evidence (its own sha256 lives in the record)."""
+
+    json_sha256: str
+    prev: str | None
+    """The hash of the history line before this run's record (None: the first record)."""
+    signing_key_id: str = ""
+    """The Ed25519 key that signs the record ('' : unsigned)."""
+    history_file: str = "history.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewView:
+    review: ReviewEntry
+
+    @property
+    def accepted(self) -> bool:
+        return self.review.decision == "accepted"
+
+    @property
+    def when(self) -> str:
+        return utc_text(self.review.time)
 
 
 # --- trend over past runs ----------------------------------------------------------------------
@@ -419,7 +665,7 @@ def generated_at(now: datetime) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TrendRow:
-    """One objective of one scenario over the past runs, with its numbers in words."""
+    """One objective of one scenario case over the past runs, with its numbers in words."""
 
     scenario: str
     objective: str
@@ -449,21 +695,19 @@ class TrendRow:
     @property
     def target(self) -> str:
         target = self.points[-1].target_seconds if self.points else None
-        return "—" if target is None else format_duration(target)
+        return NO_TARGET if target is None else format_duration(target)
 
     @property
     def breaches(self) -> int:
-        return sum(1 for p in self.points if not p.met)
+        return sum(1 for p in self.points if p.target_seconds is not None and not p.met)
 
 
 def trend_rows(results: Sequence[DrillResult], history: History, last: int = 20) -> list[TrendRow]:
-    """For each objective measured in this run, its last ``last`` values over the history."""
+    """For each objective measured in this run, per scenario case, its last ``last`` values over the history."""
     rows: list[TrendRow] = []
     for result in results:
-        objectives = [("rto", "", "RTO")] if result.rto else []
-        objectives += [("rpo", c.name, f"RPO {c.name}") for c in result.rpos]
-        for kind, name, label in objectives:
-            points = trend(history, result.scenario, kind, name)[-last:]
+        for check in result.checks:
+            points = trend(history, result.key, check.objective)[-last:]
             if points:
-                rows.append(TrendRow(result.scenario, label, tuple(points)))
+                rows.append(TrendRow(result.key, CheckView(check).label, tuple(points)))
     return rows

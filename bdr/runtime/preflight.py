@@ -37,6 +37,7 @@ from bdr.runtime import procfs
 from bdr.runtime.base import Needs, command_line
 from bdr.runtime.server import identity, kill_group, popen_server, stdin_config, tail, version
 from bdr.runtime.settings import LaunchConfig, read_launch_config
+from bdr.units import format_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +63,6 @@ class Identity:
 
             return f"{pwd.getpwuid(self.uid).pw_name} (uid {self.uid})"
         return f"uid {self.uid}"
-
-
-def format_bytes(count: float) -> str:
-    """``12.0 MiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(count) < 1024 or unit == "TiB":
-            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
-        count /= 1024
-    return f"{count:.1f} TiB"
 
 
 def _allows(st: os.stat_result, who: Identity, bit: int) -> bool:
@@ -243,7 +235,7 @@ def data_dir_problems(name: str, path: Path, needs: Needs, who: Identity) -> lis
         free = vfs.f_bavail * vfs.f_frsize
         if free < needs.free_bytes:
             problems.append(f"no room in {path}: {format_bytes(free)} free, the restore needs "
-                            f"{format_bytes(needs.free_bytes)} (the backup's files and an AOF base); free space or "
+                            f"{format_bytes(needs.free_bytes)} beside what is there; free space or "
                             "move the data directory to a bigger file system")
     return problems
 

@@ -95,6 +95,8 @@ class RedisProcess(RedisBase):
     _launch: Launch | None = field(default=None, repr=False)
     _read: ReadLaunch | None = field(default=None, repr=False)
     spawned: bool = False
+    private: bool = False
+    """A throw-away server of bdr's own (a temporary instance): it dies with the bdr that started it."""
 
     # --- state ------------------------------------------------------------------------------------
 
@@ -236,7 +238,8 @@ class RedisProcess(RedisBase):
             out.flush()
             try:
                 self._proc = popen_server(argv, cwd=launch.cwd, log=out, stdin=stdin_config(stdin) if stdin else None,
-                                          uid=launch.uid, gid=launch.gid, groups=launch.groups)
+                                          uid=launch.uid, gid=launch.gid, groups=launch.groups,
+                                          die_with_parent=self.private)
             except OSError as exc:
                 raise StartFailed(name=self.name, how=command_line(argv), detail=f"{exc.strerror or exc}; fix how it "
                                   "is launched (config_file/start_args in bdr.yaml)") from exc
@@ -407,8 +410,11 @@ def spawn_redis(
     password: str | None = None,
     timeout: float = 60.0,
     start: bool = True,
+    private: bool = False,
 ) -> RedisProcess:
     """Start (unless ``start`` is false) a new redis-server on 127.0.0.1 with its data in ``data_dir``.
+
+    ``private``: a throw-away server (a temporary instance) that dies with the thread that starts it.
 
     A password goes to the server's stdin, never to its argv; bdr's client finds it in
     ``$BDR_SPAWNED_REDIS_<port>_PASSWORD``.
@@ -433,7 +439,8 @@ def spawn_redis(
         name=name, url=f"redis://127.0.0.1:{port}/0", data_dir=str(data_dir), password_env=env_name,
         start_args=tuple(argv[1:]), log_file=str(log),
     )
-    process = RedisProcess(instance=instance, argv=argv, log_path=log, stdin_settings=stdin, spawned=True)
+    process = RedisProcess(instance=instance, argv=argv, log_path=log, stdin_settings=stdin, spawned=True,
+                           private=private)
     if start:
         process.start(timeout=timeout)
     return process

@@ -12,13 +12,17 @@ and the preflight's dry start:
 - :func:`popen_server`: a new session (``start_new_session``: the server and anything it
   forks are one process group bdr can kill), stdout and stderr to a log file, and, when
   bdr runs as root, the uid, gid and groups the instance ran as;
-- :func:`kill_group`: SIGKILL to that process group, then reap.
+- :func:`kill_group`: SIGKILL to that process group, then reap;
+- ``die_with_parent``: a private server (a temporary instance loaded from a backup) gets
+  ``PR_SET_PDEATHSIG`` so that a bdr killed with ``-9`` does not leave it running; never for
+  an instance the operator runs, which must outlive bdr.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -57,13 +61,26 @@ def identity(uid: int | None, gid: int | None, groups: Sequence[int] = ()
     return uid, gid, list(groups)
 
 
+def _dying_with_parent(binary: str, args: list[str]) -> tuple[str, list[str]]:
+    """The same command under ``setpriv --pdeathsig KILL`` (util-linux): the kernel kills the server
+    when the thread that started it ends, bdr killed with -9 included. No ``preexec_fn``: it is
+    not safe in a process with threads."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return binary, args
+    server = binary if os.path.basename(binary) == REDIS_SERVER else (shutil.which(REDIS_SERVER) or binary)
+    return setpriv, ["setpriv", "--pdeathsig", "KILL", "--", server, *args[1:]]
+
+
 def popen_server(argv: Sequence[str], *, cwd: str | Path | None, log: IO[bytes] | int,
                  stdin: str | None = None, uid: int | None = None, gid: int | None = None,
-                 groups: Sequence[int] = ()) -> subprocess.Popen[bytes]:
+                 groups: Sequence[int] = (), die_with_parent: bool = False) -> subprocess.Popen[bytes]:
     """Start ``argv`` (redis-server) in its own session; ``stdin`` (config lines) written and closed."""
     binary, args = exec_argv(argv)
     if stdin is not None and args[-1] != "-":
         args.append("-")
+    if die_with_parent:
+        binary, args = _dying_with_parent(binary, args)
     user, group, extra_groups = identity(uid, gid, groups)
     proc: subprocess.Popen[bytes] = subprocess.Popen(
         args, executable=binary, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,3 +151,128 @@ def status_json(config: Path) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(run.stdout)
         return data
     raise AssertionError(f"bdr status --json printed no JSON: {run.output}")
+
+
+# --- helpers of the backup, disk, legacy, content, runtime and leftover fault tests ---------------------
+
+
+def write_instance_config(path: Path, instance: dict[str, Any]) -> Path:
+    """bdr.yaml with one Redis instance ``production`` as given (a container, a systemd unit ...)."""
+    path.write_text(yaml.safe_dump({
+        "repository": str(path.parent / "repo"),
+        "redis": {"production": instance},
+        "files": {"root": str(path.parent / "no-config"), "paths": ["none"]},
+        "qdrant": {"production": {"path": str(path.parent / "qdrant")}},
+    }))
+    return path
+
+
+def bdr_json(config: Path, *args: str, failpoints: str | None = None) -> tuple[Run, Any]:
+    """``bdr --json ARGS``: the run and what it printed as JSON (None when it printed none)."""
+    run = bdr(config, "--json", *args, failpoints=failpoints)
+    try:
+        return run, json.loads(run.stdout)
+    except ValueError:
+        return run, None
+
+
+def listed_ids(config: Path) -> list[str]:
+    """The set ids ``bdr list --json`` shows, newest first."""
+    run, listed = bdr_json(config, "list")
+    assert run.code == 0 and isinstance(listed, list), run.output
+    return [str(entry["id"]) for entry in listed]
+
+
+def backup_ok(config: Path, *args: str) -> str:
+    """``bdr backup redis ARGS`` that must succeed; the id of the set it wrote."""
+    run, made = bdr_json(config, "backup", "redis", *args)
+    assert run.code == 0 and made is not None, run.output
+    return str(made["id"])
+
+
+def bdr_acting(config: Path, *args: str, failpoints: str, actions: dict[str, Callable[[], None]],
+               timeout: float = 180) -> Run:
+    """``bdr ARGS`` with ``failpoints`` armed; when bdr logs that it pauses at failpoint NAME (``NAME:sleep=S``),
+    ``actions[NAME]()`` runs (meanwhile bdr waits): a test acts at exactly that step, without a race."""
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    for item in failpoints.split(","):
+        assert item.split(":")[0] in KNOWN, f"unknown failpoint {item}"
+    env[ENV] = failpoints
+    proc = subprocess.Popen([*BDR, "--config", str(config), *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read() if proc.stdout else ""), daemon=True)
+    reader.start()
+    err: list[str] = []
+    pending = dict(actions)
+    assert proc.stderr is not None
+    try:
+        for line in proc.stderr:
+            err.append(line)
+            for name in [n for n in pending if f"failpoint {n}: sleep" in line]:
+                pending.pop(name)()
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=10)
+    assert not pending, f"bdr never paused at {', '.join(pending)}: {''.join(err)[-500:]}"
+    return Run(proc.returncode, "".join(out), "".join(err))
+
+
+def free_bytes(path: Path) -> int:
+    vfs = os.statvfs(path)
+    return vfs.f_bavail * vfs.f_frsize
+
+
+def fill_disk(path: Path, leave: int, name: str = "filler") -> Path:
+    """Write a file into ``path`` so that only ``leave`` bytes stay free on its file system."""
+    filler = path / name
+    size = free_bytes(path) - leave
+    assert size > 0, f"{path} has only {free_bytes(path)} bytes free, less than {leave}"
+    with filler.open("ab") as handle:
+        chunk = b"\0" * (1 << 20)
+        while size > 0:
+            size -= handle.write(chunk[:size])
+    return filler
+
+
+def redis_servers_of(op: OperatorRedis) -> set[int]:
+    """Pids of the redis-server processes that run in the instance's directories (started by anyone)."""
+    from bdr.runtime import procfs
+
+    roots = {str(op.base.resolve()), str(op.data_dir.resolve())}
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        facts = procfs.read_process(int(entry.name))
+        if facts is None or facts.comm != "redis-server" or not facts.cwd:
+            continue
+        if any(facts.cwd == root or facts.cwd.startswith(root + "/") for root in roots):
+            found.add(facts.pid)
+    return found
+
+
+def start_again(op: OperatorRedis, args: str = "") -> None:
+    """Start a Redis of the ``shell`` way again as its operator did (after it was shut down)."""
+    subprocess.run(["bash", "-c", f"cd {op.base} && redis-server redis.conf {args} >> out.log 2>&1 &"], check=True,
+                   timeout=30, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    op.wait_up()
+
+
+def journal_files(repository: Path) -> list[str]:
+    """Open restore journals (an interrupted or running restore each)."""
+    root = repository / "journal"
+    return sorted(p.name for p in root.glob("*.json")) if root.is_dir() else []
+
+
+def read_markers(repository: Path) -> list[str]:
+    root = repository / "locks"
+    return sorted(p.name for p in root.glob("read-*.json")) if root.is_dir() else []
+
+
+def resp(*args: bytes) -> bytes:
+    """One command in Redis's protocol, as an AOF holds it."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)

@@ -28,11 +28,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from qdrant_client import QdrantClient, models
 
+from bdr import progress
 from bdr.engines.base import BackupRequest, Check, RestoreRequest
 from bdr.engines.qdrant import schema as _schema
 from bdr.engines.qdrant.client import Target, aliases, connect, list_collections, qdrant_errors, server_version
@@ -149,9 +150,12 @@ class Imported:
     dropped: list[str] = field(default_factory=list)
 
 
-def open_points(path: Path, name: str) -> tuple[PointFileReader, Any]:
+def open_points(path: Path, name: str, label: str | None = None) -> tuple[PointFileReader, Any]:
+    """The point file at ``path``; ``label``: show its reading as a progress task (the import)."""
     try:
-        handle = path.open("rb")
+        handle: BinaryIO = path.open("rb")
+        if label is not None:
+            handle = progress.reading(handle, label, path.stat().st_size)
     except OSError as exc:
         raise CorruptArchive(name=name, detail=f"cannot open the point file: {exc.strerror}") from exc
     return PointFileReader(handle, name), handle
@@ -189,7 +193,7 @@ def import_collection(client: QdrantClient, target: Target, name: str, schema: C
         with qdrant_errors(target, f"delete collection {name!r}"):
             client.delete_collection(name)
     dropped = _schema.create(client, target, name, schema)
-    reader, handle = open_points(path, path.name)
+    reader, handle = open_points(path, path.name, label=f"import {name}")
     with handle:
         if reader.layout != schema.layout:
             raise CorruptArchive(name=path.name, detail="its vector layout does not match the collection config")

@@ -59,6 +59,7 @@ from bdr.errors import BdrError, NothingToBackUp, ServiceError, ServiceTimeout, 
 from bdr.failpoints import failpoint
 from bdr.journal import Journal
 from bdr.repository import SetWriter
+from bdr.runtime.process import default_log_file
 from bdr.waiting import wait_for
 
 logger = logging.getLogger(__name__)
@@ -123,30 +124,50 @@ class Snapshot:
     """The server's save counter once the save finished."""
 
 
-def save_failure(client: redis.Redis) -> str:
-    """Redis's own reason for a failed save, from its log when bdr can read it."""
+def save_failure(client: redis.Redis, stdout_log: Path | None = None) -> str:
+    """Redis's own reason for a failed save, from its log when bdr can read it.
+
+    ``stdout_log``: where the server's standard output goes when bdr started it (a server
+    with ``logfile ""`` logs there).
+    """
     try:
         logfile = str(client.config_get("logfile").get("logfile") or "")
         data_dir = str(client.config_get("dir").get("dir") or ".")
     except redis.RedisError:
         return "rdb_last_bgsave_status is err (see the Redis log)"
-    if not logfile:
+    if not logfile and (stdout_log is None or not stdout_log.is_file()):
         return "rdb_last_bgsave_status is err (Redis logs to its standard output: see it for the reason)"
-    path = Path(logfile) if Path(logfile).is_absolute() else Path(data_dir) / logfile
+    if not logfile:
+        assert stdout_log is not None
+        path = stdout_log
+    else:
+        path = Path(logfile) if Path(logfile).is_absolute() else Path(data_dir) / logfile
     try:
         with path.open("rb") as handle:
             handle.seek(max(0, path.stat().st_size - 65536))
             lines = handle.read().decode(errors="replace").splitlines()
     except OSError:
         return f"rdb_last_bgsave_status is err (the Redis log {path} is not readable here)"
-    for line in reversed(lines):
-        text = line.split(" # ", 1)[-1].split(" * ", 1)[-1].strip()
-        if SAVE_ERRORS.search(text) and ("sav" in text.lower() or "rdb" in text.lower() or "space" in text.lower()):
-            return f"{text} (Redis log {path})"
-    return f"rdb_last_bgsave_status is err (see {path})"
+    return f"{reason_in_log(lines) or 'rdb_last_bgsave_status is err'} (Redis log {path})"
 
 
-def snapshot(client: redis.Redis, name: str, timeout: float, with_digest: bool = True) -> Snapshot:
+LOG_LINE = re.compile(r"^\d+:(?P<role>[A-Z]) .+? [#*.-] (?P<text>.*)$")
+
+
+def reason_in_log(lines: list[str]) -> str | None:
+    """Why the last background save failed, in Redis's words: the forked child's error line
+    (``Write error saving DB on disk: No space left on device``) after the last "Background saving
+    started", else the parent's error line; None when the log does not say."""
+    start = max((i for i, line in enumerate(lines) if "Background saving started" in line), default=-1)
+    parsed = [m for m in (LOG_LINE.match(line.strip()) for line in lines[start + 1:]) if m]
+    errors = [m for m in parsed if SAVE_ERRORS.search(m["text"])]
+    child = [m for m in errors if m["role"] == "C"]
+    ranked = child or [m for m in errors if "Background saving error" not in m["text"]] or errors
+    return ranked[0]["text"].strip() if ranked else None
+
+
+def snapshot(client: redis.Redis, name: str, timeout: float, with_digest: bool = True,
+             stdout_log: Path | None = None) -> Snapshot:
     """Ask for a BGSAVE in one pipeline with the digest and key counts; wait; prove it succeeded.
 
     A snapshot is good only if *this* save succeeded: ``rdb_last_bgsave_status`` is ``ok``
@@ -185,7 +206,7 @@ def snapshot(client: redis.Redis, name: str, timeout: float, with_digest: bool =
         raise ServiceTimeout(service="Redis", what="finish BGSAVE", seconds=timeout, detail="still saving")
     info = client.info("persistence")
     if info.get("rdb_last_bgsave_status") != "ok" or int(info.get("rdb_last_save_time", 0)) < requested_at:
-        reason = save_failure(client)
+        reason = save_failure(client, stdout_log)
         if "space" in reason.lower():
             raise SnapshotNoSpace(name=name, detail=reason, dir=str(client.config_get("dir").get("dir")))
         raise SnapshotFailed(name=name, detail=reason)
@@ -250,7 +271,8 @@ def backup_rdb(request: BackupRequest, writer: SetWriter, instance: RedisInstanc
         layout = target.layout
         facts = server_facts(client)
         snap = snapshot(client, instance.name, instance.save_timeout,
-                        with_digest=wants_digest(client, instance.digest_max_keys))
+                        with_digest=wants_digest(client, instance.digest_max_keys),
+                        stdout_log=default_log_file(instance))
         failpoint("backup.snapshot.after")
         rdb_path = layout.dir / layout.dbfilename
         try:

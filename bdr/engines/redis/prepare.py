@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Any
 from bdr.engines.redis.content import digest_facts, record
 from bdr.engines.redis.info import Keyspace, PersistenceLayout
 from bdr.engines.redis.temporary import DataFiles, LoadFrom, temporary_instance
-from bdr.errors import BackupDoesNotLoad
+from bdr.errors import BackupDoesNotLoad, LegacyDoesNotLoad
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,13 @@ class Installable:
     """The rest of what verification compares (digest, content digest ...)."""
 
 
-def choose_rdb(incoming: Path, facts: dict[str, Any], method: str | None, work: Path) -> Installable:
-    """The RDB a restore of the files in ``incoming`` installs (converted when it must be)."""
+def choose_rdb(incoming: Path, facts: dict[str, Any], method: str | None, work: Path,
+               legacy: str | None = None) -> Installable:
+    """The RDB a restore of the files in ``incoming`` installs (converted when it must be).
+
+    ``legacy``: the path of an old script's backup (no manifest vouches for it): it must load
+    whole (a truncated AOF is refused), and an error names that path, not bdr's work directory.
+    """
     rdb = incoming / str(facts.get("dbfilename") or "dump.rdb")
     if method in SNAPSHOT_METHODS and rdb.is_file():
         return Installable(rdb, "snapshot", dict(facts.get("keyspace") or {}), dict(facts))
@@ -62,18 +68,40 @@ def choose_rdb(incoming: Path, facts: dict[str, Any], method: str | None, work: 
     load_from = LoadFrom.AOF if (files.aof_manifest or files.legacy_aof) else None
     label = "the AOF" if load_from is LoadFrom.AOF else "the RDB"
     converted = work / "converted.rdb"
-    with temporary_instance(incoming, load_from=load_from, scratch_parent=work) as server:
-        client = server.client(timeout=600.0)
-        keyspace = Keyspace.from_info(client.info("keyspace")).to_facts()
-        client.save()
-        saved = Path(str(client.config_get("dir")["dir"])) / str(client.config_get("dbfilename")["dbfilename"])
-        _link_or_copy(saved, converted)
+    try:
+        with temporary_instance(incoming, load_from=load_from, scratch_parent=work, strict=legacy is not None) \
+                as server:
+            client = server.client(timeout=600.0)
+            keyspace = Keyspace.from_info(client.info("keyspace")).to_facts()
+            client.save()
+            saved = Path(str(client.config_get("dir")["dir"])) / str(client.config_get("dbfilename")["dbfilename"])
+            _link_or_copy(saved, converted)
+    except BackupDoesNotLoad as exc:
+        if legacy is None:
+            raise
+        detail = load_error(str(exc.fields.get("detail", exc.message)))
+        raise LegacyDoesNotLoad(path=legacy, what=label, detail=detail) from exc
     if not converted.is_file():
         raise BackupDoesNotLoad(path=str(incoming), detail="the temporary server saved no RDB")
     logger.info("converted %s of %s into an RDB (%d keys)", label, incoming, Keyspace.from_facts(keyspace).total_keys)
     kept = {k: v for k, v in facts.items() if k not in ("keyspace", "digest", "content", "content_unavailable")}
     record(kept, digest_facts(converted))
     return Installable(converted, f"{label} loaded into a temporary redis-server and saved as an RDB", keyspace, kept)
+
+
+NOISE = ("monotonic clock", "Running mode", "Server initialized", "overcommit", "Successfully migrated",
+         "Ready to accept", "Redis version", "Configuration loaded", "oO0OoO0OoO0Oo")
+LOG_PREFIX = re.compile(r"^\d+:[A-Z] \d+ \w+ \d+ [\d:.]+ [#*.-] ")
+
+
+def load_error(detail: str) -> str:
+    """What Redis said when it refused to load, without the start-up chatter and the path of a log that is
+    deleted with the temporary server."""
+    detail = re.sub(r"\s*\(log: [^)]*\)", "", detail)
+    detail = detail.split(": ", 1)[1] if detail.startswith("Redis temporary did not start") else detail
+    lines = [LOG_PREFIX.sub("", part.strip()) for part in detail.split(" | ")]
+    kept = [line for line in lines if line and not any(noise in line for noise in NOISE)]
+    return " | ".join(kept) or detail
 
 
 def _link_or_copy(source: Path, dest: Path) -> None:

@@ -52,12 +52,13 @@ from bdr.engines.redis.prepare import choose_rdb, stage
 from bdr.engines.redis.swap import DataSwap
 from bdr.engines.redis.target import RedisTarget, open_target
 from bdr.engines.runbook import StepOutcome
-from bdr.errors import BdrError, NothingToBackUp, PreflightFailed, ServiceError, WouldLoseWrites
+from bdr.errors import BdrError, NoRoom, NothingToBackUp, PreflightFailed, ServiceError, WouldLoseWrites
 from bdr.host import pid_alive, process_start_time
 from bdr.journal import Journal, JournalEntry
 from bdr.manifest import Manifest
 from bdr.repository import extract_set
 from bdr.runtime.base import Launch, Needs
+from bdr.units import format_bytes
 from bdr.waiting import wait_for
 
 logger = logging.getLogger(__name__)
@@ -192,8 +193,11 @@ class FullRestore:
         layout = self.target.layout
         manifest: Manifest | None = self.request.backup.manifest if self.request.backup else None
         facts = dict(manifest.facts) if manifest else {}
-        installable = choose_rdb(self.work / "incoming", facts, manifest.method if manifest else None, self.work)
+        legacy = str(self.request.legacy_path) if self.request.legacy_path else None
+        installable = choose_rdb(self.work / "incoming", facts, manifest.method if manifest else None, self.work,
+                                 legacy)
         self.expected = Expected.of(installable)
+        self._check_room(layout.dir)
         problems = self.target.runtime.preflight(Needs(free_bytes=MARGIN_BYTES))
         if problems:
             raise PreflightFailed(what=f"into Redis {self.instance}", detail="; ".join(problems))
@@ -204,6 +208,14 @@ class FullRestore:
         aof = f"; AOF directory {layout.appenddirname}/ with the RDB as its base" if layout.appendonly else ""
         keys = Keyspace.from_facts(self.expected.keyspace).total_keys if self.expected.keyspace else "?"
         return StepOutcome(f"{installable.origin}, {keys} keys{aof}; can be started again ({self.launch.describe()})")
+
+    def _check_room(self, data_dir: Path) -> None:
+        """The restored files are in place already (fetched beside the data); the server needs room to run."""
+        info = os.statvfs(data_dir)
+        free = info.f_bavail * info.f_frsize
+        if free < MARGIN_BYTES:
+            raise NoRoom(path=str(data_dir), free=format_bytes(free), need=format_bytes(MARGIN_BYTES),
+                         name=self.instance)
 
     def dry_run(self) -> list[Check]:
         assert self.swap is not None

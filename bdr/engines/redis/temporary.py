@@ -9,7 +9,8 @@ Which files it loads: the RDB when the set has one (that is what the manifest's 
 and digest describe, and what a full restore loads), else the Redis 7 multi-part AOF
 directory (found by its ``*.manifest``), else a single legacy ``appendonly.aof``; ``load_from``
 forces one. A torn AOF tail (a copy taken while Redis wrote) is loaded up to the last whole
-command, as Redis itself does with ``aof-load-truncated yes``.
+command, as Redis itself does with ``aof-load-truncated yes``; ``strict`` refuses it instead
+(an old script's backup, which no checksum vouches for: half an AOF must not restore as a whole).
 
 The server is private: it listens on 127.0.0.1 only and requires a random password that
 is in no argv and no log (an ACL file with the password's SHA-256, and a 0600 password file
@@ -91,7 +92,7 @@ class DataFiles:
             return LoadFrom.AOF
         raise BackupDoesNotLoad(path=str(self.root), detail="neither an RDB file nor an AOF in it")
 
-    def stage(self, load_from: LoadFrom, data_dir: Path) -> list[str]:
+    def stage(self, load_from: LoadFrom, data_dir: Path, strict: bool = False) -> list[str]:
         """Put the files to load into ``data_dir``; the server arguments that make it load them
         (``appendonly`` itself is set by :func:`~bdr.runtime.process.spawn_redis`)."""
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -100,7 +101,7 @@ class DataFiles:
             _link_or_copy(self.rdb, data_dir / self.rdb.name)
             return ["--dbfilename", self.rdb.name]
         aof_args = ["--appendfsync", "no", "--auto-aof-rewrite-percentage", "0",
-                    "--aof-load-truncated", "yes"]
+                    "--aof-load-truncated", "no" if strict else "yes"]
         if self.aof_manifest is not None:
             aof_dir = self.aof_manifest.parent
             shutil.copytree(aof_dir, data_dir / aof_dir.name)
@@ -139,7 +140,7 @@ def _shutdown(process: RedisProcess) -> None:
 
 
 @contextlib.contextmanager
-def temporary_instance(files_dir: Path, *, load_from: LoadFrom | str | None = None,
+def temporary_instance(files_dir: Path, *, load_from: LoadFrom | str | None = None, strict: bool = False,
                        timeout: float = LOAD_TIMEOUT, scratch_parent: Path | None = None) -> Iterator[RedisProcess]:
     """A private redis-server loaded from the data files in ``files_dir``; gone after the block."""
     files = DataFiles.find(Path(files_dir))
@@ -148,11 +149,11 @@ def temporary_instance(files_dir: Path, *, load_from: LoadFrom | str | None = No
     process: RedisProcess | None = None
     try:
         data_dir = scratch / "data"
-        load_args = files.stage(source, data_dir)
+        load_args = files.stage(source, data_dir, strict)
         secret, acl = _private_password(scratch)
         for attempt in range(PORT_ATTEMPTS):
             process = spawn_redis(
-                data_dir, name="temporary", appendonly=source is LoadFrom.AOF, start=False,
+                data_dir, name="temporary", appendonly=source is LoadFrom.AOF, start=False, private=True,
                 extra=[*load_args, "--aclfile", str(acl), "--databases", str(DATABASES)],
             )
             process.instance = dataclasses.replace(process.instance, password_env=None, password_file=str(secret))
