@@ -8,36 +8,38 @@ For each ``--keys`` size (default 1,000,000 and 5,000,000) a private redis-serve
 **Backup** (``bdr.api.backup(config, "redis")``: an honest BGSAVE, the RDB copied into a local
 repository while bdr's C parser digests it in a thread (``bdr-rdb-1``), a sealed manifest).
 Floor: ``BGSAVE`` (polled every 10 ms until ``rdb_saves`` moves) + ``cp dump.rdb`` into the
-same file system, which is what the old ``backup-redis.sh`` did and the least any RDB backup
-can do: Redis must write the snapshot, and a backup must copy it out of the data directory.
-Shown for reference: the same floor plus an ``fsync`` of the copy (bdr fsyncs every object,
-the floor does not), and ``--compress``. Aim: 1.15x the floor's time.
+same file system: what the old ``backup-redis.sh`` did, and the least any RDB backup can do
+(Redis must write the snapshot, a backup must copy it out of the data directory). For
+reference: the floor plus an ``fsync`` of the copy (bdr fsyncs every object), and
+``--compress``. Aim: 1.15x the floor's time.
 
-**Restore** (``bdr.api.restore(config, "redis", <set>, target="target")``, every step of the
-runbook: fetch, check, safety backup, stop, replace, start, verify, finish), into a running
-instance that is (a) *empty* (no keys: its safety backup is an empty BGSAVE) and (b)
-*holding data*: as many keys of the same shape as the backup, with other values (the live
-data a restore replaces; its safety backup is a full BGSAVE + copy + digest). Floor: a cold
-``redis-server`` start on a data directory holding the set's RDB, timed from the exec to
-``loading:0`` (bdr's own ``spawn_redis`` start and readiness poll): loading the RDB is what
-any restore must pay, everything else is bdr's. Aim: 1.3x. For (b) the floor of a restore
-that keeps what it replaces is printed too: BGSAVE + cp of data of that size, then the cold
-start. The per-step times of each restore (``result.steps``) are printed, medians.
+**Restore** (``bdr.api.restore(config, "redis", <set>, target="target")``: every step of the
+runbook, fetch, check, safety backup, stop, replace, start, verify, finish), into a running
+instance that is (a) *empty* (no keys: its safety backup is an empty BGSAVE), and (b)
+*holding data*: as many keys of the same shape as the backup with other values, the live
+data a restore replaces, so its safety backup is a full BGSAVE + copy + digest. Floor: a
+cold ``redis-server`` start on a data directory holding the set's RDB (copied and fsynced
+beforehand, as bdr's file is), timed from the exec to ``loading:0`` with bdr's own
+``spawn_redis`` start and readiness poll. Loading the RDB is what any restore must pay;
+everything else is bdr's. Aim: 1.3x. For (b) the floor of a restore that *keeps* what it
+replaces is printed too: BGSAVE + cp of that much data, then the cold start.
 
 **Selective restore** (``bdr.api.restore(..., selection={"keys": "user:*"}, conflict="fail")``)
-of the matching 90% into an empty instance, three ways:
+of the matching 90% into an empty instance, three ways: ``floor``, the plain client pipeline
+anyone would write against the *live* source (SCAN, then per batch of 1000 keys pipelined
+``DUMP`` + ``PTTL``, then pipelined ``RESTORE``, redis-py); ``bdr`` end to end from the set
+(fetch, a temporary server loaded from it, find, conflict check, copy, verify, clean up) and
+its ``replace`` step (the copy) alone; ``reference``: ``MIGRATE ... COPY KEYS`` batches of
+2000 from the live source.
 
-- ``floor``: the plain client pipeline anyone would write against the *live* source (no
-  backup to load first): SCAN, then per batch of 1000 keys pipelined ``DUMP`` + ``PTTL``,
-  then pipelined ``RESTORE`` (redis-py);
-- ``bdr``: end to end (fetch the set, start a temporary server from it, find, check
-  conflicts, copy, verify, clean up), and its ``replace`` step (the copy) alone;
-- ``reference``: ``MIGRATE ... COPY KEYS`` batches of 2000 from the live source (server to
-  server).
-
-Runs are interleaved (floor, bdr, floor, bdr, ...) so that the load of a shared machine
-falls on both; each row shows the median of ``--runs`` runs with its min and max, and the
-ratio of the medians. Nothing is asserted: the table is the result.
+How to read it: runs are interleaved (floor, bdr, floor, bdr, ...) so the load of a shared
+machine falls on all rows alike. Each row shows the median of ``--runs`` runs, min-max and
+the spread (max-min over the median), the ratio of the medians and of the minimums (the
+least disturbed runs), and the CPU stall: the share of the row's time during which some
+task of the machine waited for a CPU (``/proc/pressure/cpu``; bdr's own threads count too).
+Per-step times come from ``result.steps``; the phases inside them (``~``) are measured by
+wrapping bdr functions with a timer for the run (nothing in bdr changes). Nothing is
+asserted: the table is the result.
 
 Run: ``.venv/bin/python bench/redis_backup.py [--keys 1000000 5000000] [--runs 3]
 [--only backup restore selective]``.
@@ -51,13 +53,14 @@ import dataclasses
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import redis
 
@@ -112,12 +115,14 @@ return last - first + 1
 
 @dataclass(slots=True)
 class Series:
-    """Repeated runs of one measurement: seconds per run, and the per-step seconds of each run."""
+    """Repeated runs of one measurement: seconds per run, the per-step seconds of each run, the host's load."""
 
     name: str
     seconds: list[float] = field(default_factory=list)
     steps: list[dict[str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    stalls: list[float] = field(default_factory=list)
+    """Per run: % of the time some task waited for a CPU (PSI ``cpu some``)."""
 
     def add(self, seconds: float, steps: dict[str, float] | None = None, note: str = "") -> None:
         self.seconds.append(seconds)
@@ -130,10 +135,18 @@ class Series:
     def median(self) -> float:
         return statistics.median(self.seconds)
 
+    @property
+    def low(self) -> float:
+        return min(self.seconds)
+
     def spread(self) -> str:
-        """``[min-max] ±x%``: how far the runs were apart, relative to the median."""
-        low, high = min(self.seconds), max(self.seconds)
-        return f"[{low:.2f}-{high:.2f}] {100 * (high - low) / self.median if self.median else 0:.0f}%"
+        """``[min-max] x%``: how far the runs were apart, relative to the median."""
+        high = max(self.seconds)
+        return f"[{self.low:.2f}-{high:.2f}] {100 * (high - self.low) / self.median if self.median else 0:.0f}%"
+
+    def stall(self) -> str:
+        return f"{statistics.median(self.stalls):.0f}% [{min(self.stalls):.0f}-{max(self.stalls):.0f}]" \
+            if self.stalls else "-"
 
     def step_medians(self) -> list[tuple[str, float, float, float]]:
         """(step, median, min, max) over the runs, in the order the steps ran."""
@@ -147,18 +160,32 @@ class Series:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """One line of the summary: what, bdr's median, the floor's, and the aim."""
+    """One line of the summary: what, bdr's runs, the floor's, and the aim."""
 
     size: str
     what: str
     ours: Series
-    floor_seconds: float
-    floor_name: str
+    floor: Series
     aim: float | None
+    floor_seconds: float | None = None
+    """A floor made of several measurements (their medians added), instead of ``floor``'s median."""
 
     @property
     def ratio(self) -> float:
-        return self.ours.median / self.floor_seconds if self.floor_seconds else 0.0
+        return self.ours.median / (self.floor_seconds or self.floor.median)
+
+    @property
+    def low_ratio(self) -> float | None:
+        return None if self.floor_seconds else self.ours.low / self.floor.low
+
+
+def cpu_stall() -> float | None:
+    """Seconds some task of this machine waited for a CPU so far (``/proc/pressure/cpu``), None without PSI."""
+    try:
+        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    return int(first.rsplit("total=", 1)[1]) / 1e6
 
 
 def load_note() -> str:
@@ -167,27 +194,147 @@ def load_note() -> str:
 
 
 def interleaved(runs: int, measures: Sequence[tuple[Series, Callable[[Series], None]]]) -> None:
-    """Run each measure ``runs`` times, round-robin, so background load falls on all of them alike."""
+    """Run each measure ``runs`` times, round-robin, so background load falls on all of them alike.
+
+    Each round starts one measure later than the one before, so none always runs right after
+    the same other one (the writeback of a copy, a freed server's memory).
+    """
     for run in range(runs):
-        for series, measure in measures:
+        turn = run % len(measures)
+        for series, measure in [*measures[turn:], *measures[:turn]]:
+            before, started = cpu_stall(), time.perf_counter()
             measure(series)
+            after, spent = cpu_stall(), time.perf_counter() - started
+            if before is not None and after is not None:
+                series.stalls.append(100 * (after - before) / spent)
             print(f"  run {run + 1}/{runs} {series.name}: {series.seconds[-1]:.2f}s", file=sys.stderr, flush=True)
 
 
 def print_rows(title: str, floor: Series, rows: Sequence[Series], aim: float | None = None) -> None:
     print(f"\n{title}")
-    print(f"{'method':<62} {'median s':>9} {'[min-max] spread':>22} {'x floor':>8}")
+    print(f"{'method':<64} {'median s':>8} {'[min-max] spread':>21} {'x floor':>7} {'(mins)':>6} {'cpu stall':>12}")
     for row in [floor, *rows]:
-        ratio = row.median / floor.median if floor.median else 0.0
+        ratio, low = row.median / floor.median, row.low / floor.low
         mark = ""
         if aim is not None and row is not floor and not row.name.startswith("reference"):
-            mark = f"  (aim {aim:.2f}x: {'met' if ratio <= aim else 'NOT met'})"
-        print(f"{row.name:<62} {row.median:>9.2f} {row.spread():>22} {ratio:>8.2f}{mark}")
+            mark = f"  aim {aim:.2f}x: {'met' if ratio <= aim else 'NOT met'}"
+        print(f"{row.name:<64} {row.median:>8.2f} {row.spread():>21} {ratio:>7.2f} {low:>6.2f} {row.stall():>12}{mark}")
         for note in row.notes:
             print(f"    {note}")
         if row.steps:
-            parts = [f"{name} {med:.2f} [{low:.2f}-{high:.2f}]" for name, med, low, high in row.step_medians()]
-            print("    steps (median [min-max] s): " + ", ".join(parts))
+            print("    steps, median [min-max] s (~ a phase inside the step above it):")
+            for name, med, lo, hi in row.step_medians():
+                print(f"      {name:<58} {med:>6.3f} [{lo:.3f}-{hi:.3f}]")
+
+
+# --- timing the phases inside bdr's steps ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def probes(targets: Sequence[tuple[str, str, str]]) -> Iterator[dict[str, float]]:
+    """For the block, wrap each ``(module, attribute path, label)`` with a timer; yields the seconds by label.
+
+    Bench-only instrumentation: the functions are put back on leaving, bdr's code is not
+    changed, a name bdr no longer has is skipped (the breakdown then lacks that line).
+    """
+    import importlib
+
+    times: dict[str, float] = {}
+    undo: list[tuple[Any, str, Any]] = []
+
+    def timed(label: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                times[label] = times.get(label, 0.0) + time.perf_counter() - started
+        return wrapper
+
+    for module_name, path, label in targets:
+        try:
+            owner: Any = importlib.import_module(module_name)
+            *parents, name = path.split(".")
+            for part in parents:
+                owner = getattr(owner, part)
+            original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+        except (ImportError, AttributeError, KeyError):
+            continue
+        undo.append((owner, name, original))
+        function = original.__func__ if isinstance(original, staticmethod) else original
+        wrapped = timed(label, function)
+        setattr(owner, name, staticmethod(wrapped) if isinstance(original, staticmethod) else wrapped)
+    try:
+        yield times
+    finally:
+        for owner, name, original in reversed(undo):
+            setattr(owner, name, original)
+
+
+BACKUP_PHASES = (
+    ("bdr.engines.redis.backup", "open_target", "~ the instance's runtime and layout (CONFIG GET, INFO)"),
+    ("bdr.engines.redis.backup", "snapshot", "~ snapshot: BGSAVE asked, waited for, proved"),
+    ("bdr.engines.redis.backup", "_store", "~ copy into the repository (sha256, fsync)"),
+    ("bdr.repository", "SetWriter.commit", "~ manifest sealed and written"),
+)
+RESTORE_PHASES = (
+    ("bdr.engines.redis.restore", "extract_set", "~ fetch: copy out of the repository, sha256 checked"),
+    ("bdr.engines.redis.restore", "sweep_work_dirs", "~ fetch: sweep of old work directories"),
+    ("bdr.runtime.process", "RedisProcess.preflight", "~ check: runtime preflight (dry start, port, room)"),
+    ("bdr.engines.redis.prepare", "fsync_tree", "~ check: fsync of the staged files"),
+    ("bdr.engines.redis.restore", "safety_backup", "~ safety backup: the backup of the live data"),
+    ("bdr.runtime.process", "RedisProcess.stop", "~ stop: SHUTDOWN NOSAVE until the port is free"),
+    ("bdr.engines.redis.restore", "wait_for", "~ stop: watching nothing starts it again"),
+    ("bdr.runtime.process", "RedisProcess.start", "~ start: exec until loading:0"),
+    ("bdr.engines.redis.restore", "verify_live", "~ verify: live checks"),
+)
+
+
+DIGEST_WAIT = "~ waiting for the content digest thread"
+
+
+@contextlib.contextmanager
+def digest_wait(times: dict[str, float]) -> Iterator[None]:
+    """For the block, time how long the backup waits for the result of its digest thread (into ``times``)."""
+    from concurrent.futures import Future
+
+    try:
+        import bdr.engines.redis.backup as module
+        original = module.__dict__["digest_in_background"]
+    except (ImportError, KeyError):
+        yield
+        return
+
+    def started(path: Path) -> Future[Any]:
+        future: Future[Any] = original(path)
+        result = future.result
+
+        def waited(timeout: float | None = None) -> Any:
+            begun = time.perf_counter()
+            try:
+                return result(timeout)
+            finally:
+                times[DIGEST_WAIT] = times.get(DIGEST_WAIT, 0.0) + time.perf_counter() - begun
+
+        setattr(future, "result", waited)  # noqa: B010  (this future only)
+        return future
+
+    setattr(module, "digest_in_background", started)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(module, "digest_in_background", original)  # noqa: B010
+
+
+def with_phases(steps: dict[str, float], phases: dict[str, float], after: dict[str, str]) -> dict[str, float]:
+    """``steps`` with each phase inserted after the step it belongs to (``after``: phase label prefix -> step)."""
+    out: dict[str, float] = {}
+    for step, seconds in steps.items():
+        out[step] = seconds
+        for label, spent in phases.items():
+            if after.get(label.split(":")[0].lstrip("~ ")) == step.split(" (")[0]:
+                out[label] = spent
+    return out
 
 
 # --- servers and data ------------------------------------------------------------------------------------
@@ -252,6 +399,7 @@ class Target:
         self.data.mkdir(parents=True)
         if rdb is not None:
             shutil.copyfile(rdb, self.data / "dump.rdb")
+            fsync_file(self.data / "dump.rdb")
         server = spawn_redis(self.data, name="target", port=self.port, timeout=600)
         if server.instance != self.instance:
             raise SystemExit("the target came back with another configuration")
@@ -325,29 +473,35 @@ def measure_backup_floor(lab: Lab, floor: Series, with_fsync: Series) -> None:
     client = lab.production.client(timeout=600)
     started = time.perf_counter()
     bgsave_and_wait(client)
+    saved = time.perf_counter()
     shutil.copyfile(lab.production.data_path() / "dump.rdb", dest)
     copied = time.perf_counter()
     fsync_file(dest)
     synced = time.perf_counter()
-    floor.add(copied - started)
-    with_fsync.add(synced - started)
+    floor.add(copied - started, {"BGSAVE, polled": saved - started, "cp dump.rdb": copied - saved})
+    with_fsync.add(synced - started, {"fsync of the copy": synced - copied})
     lab.rdb_bytes = dest.stat().st_size
 
 
 def measure_bdr_backup(lab: Lab, series: Series, compress: bool = False) -> None:
-    started = time.perf_counter()
-    outcome = api.backup(lab.config, "redis", instance="production", compress=compress)
-    seconds = time.perf_counter() - started
+    with probes(BACKUP_PHASES) as phases, digest_wait(phases):
+        started = time.perf_counter()
+        outcome = api.backup(lab.config, "redis", instance="production", compress=compress)
+        seconds = time.perf_counter() - started
     facts = outcome.manifest.facts
     content = facts.get("content") or {}
     keys = sum(int(v["keys"]) for v in facts["keyspace"].values())
     if keys != lab.keys:
         raise SystemExit(f"backup {outcome.manifest.id} records {keys} keys, the server holds {lab.keys}")
     digest = (f"content digest {content.get('algorithm')} {str(content.get('value'))[:12]}... "
-              f"({content.get('implementation')}, {float(content.get('seconds', 0)):.2f}s in its thread)"
-              if content else f"NO content digest: {facts.get('content_unavailable')}")
-    series.add(seconds, {"outside api.backup's step": seconds - outcome.seconds, "backup redis": outcome.seconds},
-               note=f"{outcome.manifest.stored_size / 1e6:.0f} MB stored; {digest}")
+              f"({content.get('implementation')} parser)" if content
+              else f"NO content digest: {facts.get('content_unavailable')}")
+    steps = {"api.backup": seconds, **phases}
+    if content:
+        steps["  (beside the copy) the digest thread's own time"] = float(content.get("seconds", 0.0))
+    steps["~ the rest (lock, checks, facts, metrics)"] = seconds - sum(
+        v for k, v in phases.items() if k.startswith("~"))
+    series.add(seconds, steps, note=f"{outcome.manifest.stored_size / 1e6:.0f} MB stored; {digest}")
     if not lab.backup_id and not compress:
         lab.backup_id = outcome.manifest.id
     lab.drop_other_sets()
@@ -364,9 +518,9 @@ def bench_backup(lab: Lab, runs: int) -> tuple[Series, Series]:
         (ours, lambda s: measure_bdr_backup(lab, s)),
         (packed, lambda s: measure_bdr_backup(lab, s, compress=True)),
     ])
-    ours.notes.append(f"after: {load_note()}")
-    print_rows(f"backup of {lab.keys} keys (RDB {lab.rdb_bytes / 1e6:.0f} MB), median of {runs} interleaved runs",
-               floor, [ours, floor_sync, packed], BACKUP_AIM)
+    floor_sync.stalls = floor.stalls
+    print_rows(f"backup of {lab.keys} keys (RDB {lab.rdb_bytes / 1e6:.0f} MB), {runs} interleaved runs", floor,
+               [ours, floor_sync, packed], BACKUP_AIM)
     return floor, ours
 
 
@@ -381,11 +535,13 @@ def ensure_backup(lab: Lab) -> None:
 
 
 def measure_cold_start(lab: Lab, series: Series) -> None:
-    """A redis-server started on a data directory holding the set's RDB, until ``loading:0``."""
+    """A redis-server started on a data directory holding the set's RDB (copied, fsynced), until ``loading:0``."""
+    lab.target.reset(None)  # the machine as in an 'empty' restore: production up, an empty target
     data = lab.workdir / "cold" / "data"
     shutil.rmtree(data.parent, ignore_errors=True)
     data.mkdir(parents=True)
     shutil.copyfile(lab.set_rdb(), data / "dump.rdb")
+    fsync_file(data / "dump.rdb")
     started = time.perf_counter()
     server = spawn_redis(data, name="cold", timeout=600)
     seconds = time.perf_counter() - started
@@ -399,29 +555,35 @@ def measure_cold_start(lab: Lab, series: Series) -> None:
     series.add(seconds)
 
 
-def step_times(result: RestoreResult, total: float) -> dict[str, float]:
+STEP_OF_PHASE = {"fetch": "fetch", "check": "check", "safety backup": "safety backup", "stop": "stop",
+                 "start": "start", "verify": "verify"}
+
+
+def step_times(result: RestoreResult, total: float, phases: dict[str, float] | None = None) -> dict[str, float]:
     steps = {s.name + (" (skipped)" if s.status == StepStatus.SKIPPED else ""): s.seconds for s in result.steps}
-    steps["outside the steps"] = total - sum(s.seconds for s in result.steps)
-    return steps
+    steps["outside the steps (resolve the set, journal)"] = total - sum(s.seconds for s in result.steps)
+    return with_phases(steps, phases or {}, STEP_OF_PHASE)
 
 
 def measure_bdr_restore(lab: Lab, series: Series, holding: bool) -> None:
     lab.target.reset(lab.variant if holding else None)
     before = int(lab.target.client().dbsize())
-    started = time.perf_counter()
-    result = api.restore(lab.config, "redis", lab.backup_id, target="target")
-    seconds = time.perf_counter() - started
+    with probes(RESTORE_PHASES) as phases:
+        started = time.perf_counter()
+        result = api.restore(lab.config, "redis", lab.backup_id, target="target")
+        seconds = time.perf_counter() - started
     if not result.ok:
         raise SystemExit(f"restore failed its checks: {[c.to_dict() for c in result.checks if not c.ok]}")
     after = int(lab.target.client().dbsize())
     if after != lab.keys:
         raise SystemExit(f"the target holds {after} keys after the restore, the backup {lab.keys}")
     checks = ", ".join(f"{c.name}{' (not verified)' if c.skipped else ''}" for c in result.checks)
-    series.add(seconds, step_times(result, seconds), note=f"target held {before} keys before; checks: {checks}")
+    series.add(seconds, step_times(result, seconds, phases),
+               note=f"target held {before} keys before; checks: {checks}")
     lab.drop_other_sets()
 
 
-def bench_restore(lab: Lab, runs: int) -> tuple[Series, Series, Series, float]:
+def bench_restore(lab: Lab, runs: int) -> tuple[Series, Series, Series, Series]:
     floor = Series("floor: cold redis-server start on the RDB (to loading:0)")
     empty = Series("bdr restore redis, all steps, into an empty instance")
     holding = Series(f"bdr restore redis, all steps, into an instance holding {lab.keys} keys")
@@ -431,8 +593,8 @@ def bench_restore(lab: Lab, runs: int) -> tuple[Series, Series, Series, float]:
         (empty, lambda s: measure_bdr_restore(lab, s, holding=False)),
         (holding, lambda s: measure_bdr_restore(lab, s, holding=True)),
     ])
-    # the floor of a restore that keeps what it replaces: snapshot + copy out the live data, then the cold start
-    save_floor = Series("BGSAVE + cp of the target's data")
+    # the floor of a restore that keeps what it replaces: snapshot and copy out the live data, then the cold start
+    keep = Series("BGSAVE + cp of the target's data")
     lab.target.reset(lab.variant)
     for _ in range(runs):
         dest = lab.workdir / "keep.rdb"
@@ -440,16 +602,15 @@ def bench_restore(lab: Lab, runs: int) -> tuple[Series, Series, Series, float]:
         started = time.perf_counter()
         bgsave_and_wait(client)
         shutil.copyfile(lab.target.data / "dump.rdb", dest)
-        save_floor.add(time.perf_counter() - started)
+        keep.add(time.perf_counter() - started)
         dest.unlink()
-    keep_floor = save_floor.median + floor.median
-    holding.notes.append(f"reference floor of a restore that keeps what it replaces (BGSAVE + cp of the target's "
-                         f"{lab.keys} keys {save_floor.median:.2f}s {save_floor.spread()}, then the cold start): "
-                         f"{keep_floor:.2f}s, ratio {holding.median / keep_floor:.2f}")
-    holding.notes.append(f"after: {load_note()}")
-    print_rows(f"restore of {lab.keys} keys (RDB {lab.rdb_bytes / 1e6:.0f} MB), median of {runs} interleaved runs",
-               floor, [empty, holding], RESTORE_AIM)
-    return floor, empty, holding, keep_floor
+    keep_floor = keep.median + floor.median
+    holding.notes.append(f"reference floor of a restore that keeps what it replaces: BGSAVE + cp of the target's "
+                         f"{lab.keys} keys {keep.median:.2f}s {keep.spread()}, then the cold start: "
+                         f"{keep_floor:.2f}s; ratio {holding.median / keep_floor:.2f}")
+    print_rows(f"restore of {lab.keys} keys (RDB {lab.rdb_bytes / 1e6:.0f} MB), {runs} interleaved runs", floor,
+               [empty, holding], RESTORE_AIM)
+    return floor, empty, holding, keep
 
 
 # --- selective restore -----------------------------------------------------------------------------------
@@ -532,30 +693,47 @@ def bench_selective(lab: Lab, runs: int) -> None:
         (ours, fresh(lambda lab, s: measure_bdr_selective(lab, s, copy_step))),
         (migrate, fresh(measure_migrate)),
     ])
+    copy_step.stalls = ours.stalls
     print(f"\nselective restore of {expected} keys matching {PATTERN!r} (of {lab.keys}) into an empty instance, "
-          f"median of {runs}")
-    print(f"{'method':<62} {'median s':>9} {'[min-max] spread':>22} {'keys/s':>9} {'x floor rate':>13}")
+          f"{runs} run(s)")
+    print(f"{'method':<64} {'median s':>8} {'[min-max] spread':>21} {'keys/s':>8} {'x floor rate':>12} "
+          f"{'cpu stall':>12}")
     for row in (floor, ours, copy_step, migrate):
-        rate = expected / row.median
-        print(f"{row.name:<62} {row.median:>9.2f} {row.spread():>22} {rate:>9.0f} {floor.median / row.median:>13.2f}")
+        print(f"{row.name:<64} {row.median:>8.2f} {row.spread():>21} {expected / row.median:>8.0f} "
+              f"{floor.median / row.median:>12.2f} {row.stall():>12}")
         for note in row.notes:
             print(f"    {note}")
         if row.steps:
-            parts = [f"{name} {med:.2f}" for name, med, _, _ in row.step_medians()]
-            print("    steps (median s): " + ", ".join(parts))
+            print("    steps (median s): " + ", ".join(f"{name} {med:.2f}" for name, med, _, _ in row.step_medians()))
 
 
 # --- main ------------------------------------------------------------------------------------------------
 
 
+def revision() -> str:
+    """The commit measured (and whether the working tree differs from it)."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "bdr"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown revision"
+    return f"bdr at {head}{' + uncommitted changes under bdr/' if dirty else ''}"
+
+
 def print_summary(verdicts: list[Verdict]) -> None:
-    print("\nsummary (medians; ratio = bdr / floor)")
-    print(f"{'keys':>9} {'what':<34} {'bdr s':>8} {'floor s':>8} {'ratio':>6} {'aim':>6}  {'':<8} floor")
+    print("\nsummary: medians (ratio of the minimums in brackets)")
+    print(f"{'keys':>5}  {'what':<38} {'bdr s':>7} {'floor s':>8} {'ratio':>13} {'aim':>5}  {'':<7}  floor")
     for v in verdicts:
+        floor_s = v.floor_seconds or v.floor.median
+        low = f"({v.low_ratio:.2f})" if v.low_ratio is not None else ""
         aim = f"{v.aim:.2f}" if v.aim else "-"
         met = "" if not v.aim else ("met" if v.ratio <= v.aim else "NOT met")
-        print(f"{v.size:>9} {v.what:<34} {v.ours.median:>8.2f} {v.floor_seconds:>8.2f} {v.ratio:>6.2f} {aim:>6}  "
-              f"{met:<8} {v.floor_name}")
+        floor_name = v.floor.name if not v.floor_seconds else "BGSAVE + cp of the live data, then the cold start"
+        print(f"{v.size:>5}  {v.what:<38} {v.ours.median:>7.2f} {floor_s:>8.2f} {v.ratio:>6.2f} {low:>6} "
+              f"{aim:>5}  {met:<7}  {floor_name.removeprefix('floor: ')}")
 
 
 def run_size(keys: int, runs: int, selective_runs: int, parts: set[str], workdir: Path) -> list[Verdict]:
@@ -564,20 +742,30 @@ def run_size(keys: int, runs: int, selective_runs: int, parts: set[str], workdir
     with lab(keys, workdir) as here:
         if "backup" in parts:
             floor, ours = bench_backup(here, runs)
-            verdicts.append(Verdict(size, "backup (content digest)", ours, floor.median, floor.name, BACKUP_AIM))
+            verdicts.append(Verdict(size, "backup (content digest)", ours, floor, BACKUP_AIM))
         if parts & {"restore", "selective"}:
             ensure_backup(here)
         if "restore" in parts:
-            cold, empty, holding, keep_floor = bench_restore(here, runs)
-            verdicts.append(Verdict(size, "restore into an empty instance", empty, cold.median, cold.name,
-                                    RESTORE_AIM))
-            verdicts.append(Verdict(size, "restore into one holding data", holding, cold.median, cold.name,
-                                    RESTORE_AIM))
-            verdicts.append(Verdict(size, "  same, vs keep-what-it-replaces", holding, keep_floor,
-                                    "BGSAVE + cp of the live data, then the cold start", None))
+            cold, empty, holding, keep = bench_restore(here, runs)
+            verdicts.append(Verdict(size, "restore into an empty instance", empty, cold, RESTORE_AIM))
+            verdicts.append(Verdict(size, "restore into one holding data", holding, cold, RESTORE_AIM))
+            verdicts.append(Verdict(size, "  same, vs keeping what it replaces", holding, cold, None,
+                                    keep.median + cold.median))
         if "selective" in parts and selective_runs:
             bench_selective(here, selective_runs)
     return verdicts
+
+
+def warm_up() -> None:
+    """Import what the measured calls would import lazily on their first run (imports are not what is measured)."""
+    import bdr.engines.redis
+    import bdr.engines.redis.restore
+    import bdr.engines.redis.selective
+    import bdr.metrics  # noqa: F401
+    from bdr.engines.redis.rdb import digest
+
+    if not digest.HAVE_C:
+        print("warning: bdr's C RDB parser is not built: the backup digest is the slow Python one", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -589,6 +777,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="+", choices=["backup", "restore", "selective"],
                         default=["backup", "restore", "selective"], help="the parts to run")
     args, _ = parser.parse_known_args(argv)  # run.sh bench passes the same flags to every bench
+    warm_up()
+    print(f"{revision()}; {load_note()} at the start")
     verdicts: list[Verdict] = []
     started = time.perf_counter()
     for keys in args.keys:
@@ -599,8 +789,8 @@ def main(argv: list[str] | None = None) -> None:
             shutil.rmtree(workdir, ignore_errors=True)
     if verdicts:
         print_summary(verdicts)
-    print(f"\n{time.perf_counter() - started:.0f}s in all; {load_note()} at the end. Runs are interleaved; a spread "
-          "(max-min over the median) above ~10% means the machine was busy: compare ratios, not seconds.")
+    print(f"\n{time.perf_counter() - started:.0f}s in all; {load_note()} at the end. A spread above ~10% or a "
+          "cpu stall above ~20% means the machine was busy: trust the ratios (of the minimums most) over the seconds.")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,11 @@ with UTC timestamps. From those it computes the achieved RTO (fault injected →
 verified) and, from a writer that kept making acknowledged, timestamped writes, the
 achieved RPO per data type (fault time - newest acknowledged write that survived). A
 target breached is a test failure with the numbers in its message; every run writes a
-compliance report (HTML, JSON, JUnit XML) and appends to the history.
+compliance report (HTML, JSON, JUnit XML) and appends to the history, through the product's
+:mod:`bdr.report` (the same report as the live restore test, ``bdr drill --live``, whose
+scope is the user's own backups; this suite's scope is a sandbox that proves bdr itself).
 
 It is a pytest plugin (entry point ``bdr_drills`` → :mod:`drills.plugin`); the scenarios
-live in :mod:`drills.scenarios`, one module per runbook section.
+live in :mod:`drills.scenarios`, one module per runbook section. The product never imports
+this package (``bdr drill`` launches pytest with it, lazily).
 """

@@ -5,14 +5,15 @@ Registered through the ``pytest11`` entry point ``bdr_drills``. Options live in 
 (not on xdist workers) and writes the HTML/JSON/JUnit reports and the history at the end.
 Per-test evidence travels from the ``drill`` fixture into the item's stash, then into the
 test report (``user_properties``) through the ``pytest_runtest_makereport`` hookwrapper.
+
+A scenario's marker names what it exercises: ``@pytest.mark.drill(name, title=...,
+sources=(...), objectives=(...))``; the sources pick the owners of its remediation items,
+the objectives feed the coverage matrix (a skipped scenario still shows what it would have
+tested). The report itself is :mod:`bdr.report`'s, the same as the live restore test's.
 """
 
 from __future__ import annotations
 
-import os
-import platform
-import socket
-import sys
 from collections.abc import Generator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,14 +21,15 @@ from typing import Any
 
 import pytest
 
-from bdr import __version__
 from bdr.durations import format_duration
 from bdr.manifest import to_iso
-from drills.evidence import DrillResult, Outcome, RunReport
+from bdr.report.provenance import host_facts, operator_name
+from bdr.report.records import DrillResult, Outcome, RunReport
+from bdr.report.verdict import verdict_of
+from drills import pytest_html_columns
 from drills.policy import Policy, load_policy
 from drills.recorder import Drill
-from drills.report import pytest_html_columns
-from drills.report.verdict import verdict_of
+from drills.scope import sandbox_scope
 from drills.stack import RUNTIMES, SCALES, Stack, runtime_environment
 
 RESULT_KEY = pytest.StashKey[DrillResult]()
@@ -46,10 +48,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--dr-reports", metavar="DIR", default="reports",
                     help="Where the compliance reports and history.jsonl go (default: reports/).")
     group.addoption("--dr-no-report", action="store_true", help="Do not write the compliance report.")
+    group.addoption("--dr-operator", metavar="NAME", default=None,
+                    help="Who runs the drill, for the report (default: the login user).")
+    group.addoption("--dr-signing-key", metavar="FILE", default=None,
+                    help="Ed25519 key that signs the run's record (default: drill.signing_key of the policy).")
+    group.addoption("--dr-evidence", action="store_true",
+                    help="Also store the reports as evidence in the policy's repository (evidence/<run id>/).")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "drill(name, title): a disaster-recovery scenario of the runbook")
+    config.addinivalue_line("markers", "drill(name, title, case, sources, objectives): a disaster-recovery scenario of "
+                            "the runbook, the sources it exercises and the objectives it measures")
     if hasattr(config, "workerinput"):  # xdist worker: the controller reports
         return
     reporter = DrillReporter(config)
@@ -86,17 +95,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def drill_properties(result: DrillResult) -> list[tuple[str, str]]:
     """What pytest-html and JUnit show for a drill: scenario, RTO, RPO, verdict."""
+    def target(seconds: float | None) -> str:
+        return "no target" if seconds is None else format_duration(seconds)
+
     rto = result.rto
     rto_text = (
-        f"{format_duration(rto.achieved_seconds)} / {format_duration(rto.target_seconds)}"
+        f"{format_duration(rto.achieved_seconds)} / {target(rto.target_seconds)}"
         if rto and rto.achieved_seconds is not None else "-"
     )
     rpo_text = ", ".join(
         f"{c.name} {format_duration(c.achieved_seconds) if c.achieved_seconds is not None else '?'} / "
-        f"{format_duration(c.target_seconds)}"
+        f"{target(c.target_seconds)}"
         for c in result.rpos
     ) or "-"
-    return [("drill_scenario", result.scenario), ("drill_rto", rto_text), ("drill_rpo", rpo_text),
+    return [("drill_scenario", result.key), ("drill_rto", rto_text), ("drill_rpo", rpo_text),
             ("drill_verdict", str(verdict_of(result)))]
 
 
@@ -133,13 +145,18 @@ def drill(request: pytest.FixtureRequest, dr_policy: Policy) -> Iterator[Drill]:
     """The recorder of the scenario: steps, fault, verification, objectives."""
     marker = request.node.get_closest_marker("drill")
     name = marker.args[0] if marker and marker.args else request.node.name
-    title = marker.kwargs.get("title", name) if marker else name
+    kwargs = marker.kwargs if marker else {}
+    title = kwargs.get("title", name)
+    function = getattr(request.node, "originalname", request.node.name)
     result = DrillResult(
         scenario=name,
         title=title,
         nodeid=request.node.nodeid,
         runtime=request.config.getoption("--dr-runtime"),
         started_at=to_iso(datetime.now(UTC)),
+        case=kwargs.get("case") or function.removeprefix("test_"),
+        sources=list(kwargs.get("sources", ())),
+        planned=list(kwargs.get("objectives", ())),
     )
     request.node.stash[RESULT_KEY] = result
     recorder = Drill(result, dr_policy)
@@ -171,53 +188,67 @@ class DrillReporter:
         self.results: list[DrillResult] = []
         self.started = datetime.now(UTC)
         self.paths: Any = None
+        self.stored: Any = None
 
     def environment(self, policy: Policy) -> dict[str, Any]:
         from drills.versions import service_versions
 
         runtime = self.config.getoption("--dr-runtime")
         return {
-            "bdr_version": __version__,
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "host": socket.gethostname(),
-            "user": os.environ.get("USER", ""),
+            **host_facts(),
+            "user": operator_name(),
             "runtime": runtime,
             **runtime_environment(runtime),
             "scale": self.config.getoption("--dr-scale"),
             "policy_file": policy.path,
             "policy_sha256": policy.sha256,
-            "ci": bool(os.environ.get("CI")),
+            "policy_git_commit": policy.git_commit,
             **service_versions(),
         }
 
     def build(self) -> RunReport:
         policy = load_policy(self.config.getoption("--dr-policy"))
+        results = list(self.results)
+        scale = SCALES[self.config.getoption("--dr-scale")]
         return RunReport(
             run_id=f"drill-{self.started:%Y%m%dT%H%M%SZ}",
             started_at=to_iso(self.started),
             finished_at=to_iso(datetime.now(UTC)),
-            results=list(self.results),
+            results=results,
             environment=self.environment(policy),
             policy=policy.to_dict(),
+            scope=sandbox_scope(results, self.config.getoption("--dr-runtime"), scale),
+            operator=operator_name(self.config.getoption("--dr-operator")),
         )
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.results or self.config.getoption("--dr-no-report"):
             return
-        from drills.report import write_reports
+        from bdr.report import write_reports
+        from bdr.report.signing import load_signing_key
 
         out = Path(self.config.getoption("--dr-reports"))
         if not out.is_absolute():
             out = Path(str(self.config.invocation_params.dir)) / out
+        policy = load_policy(self.config.getoption("--dr-policy"))
+        settings = policy.config.drill
+        key_file = self.config.getoption("--dr-signing-key") or settings.signing_key
+        key = load_signing_key(policy.config.resolve(key_file)) if key_file else None
         report = self.build()
-        self.paths = write_reports(report, out)
+        self.paths = write_reports(report, out, owners=policy.config.owners, due_after=settings.remediation_due,
+                                   signing_key=key)
+        if self.config.getoption("--dr-evidence"):
+            from bdr.evidence import store_run
+
+            self.stored = store_run(policy.config, self.paths)
         try:
             from bdr.metrics import record_drill_report
         except ImportError:
             return
-        record_drill_report(load_policy(self.config.getoption("--dr-policy")).config, report)
+        from bdr.report.for_metrics import for_metrics
+
+        record_drill_report(policy.config, for_metrics(report))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.results:
@@ -229,3 +260,5 @@ class DrillReporter:
             terminalreporter.write_line(f"{verdict:<9} {result.title}: {'; '.join(parts) or result.failure}")
         if self.paths is not None:
             terminalreporter.write_line(f"compliance report: {self.paths.html}")
+        if self.stored:
+            terminalreporter.write_line(f"stored as evidence: {', '.join(self.stored)}")

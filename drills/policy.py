@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from bdr.config import Config, load_config
+from bdr.report.provenance import policy_fingerprint, policy_targets
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,22 +16,23 @@ class Policy:
     config: Config
     path: str
     sha256: str
+    git_commit: str = ""
 
-    def rto(self, name: str) -> float:
-        return float(self.config.targets.rto[name])
+    def rto(self, name: str) -> float | None:
+        """The RTO target ``name`` in seconds; None when the policy defines none (shown as such)."""
+        value = self.config.targets.rto.get(name)
+        return None if value is None else float(value)
 
-    def rpo(self, data_type: str) -> float:
-        return float(self.config.targets.rpo[data_type])
+    def rpo(self, data_type: str) -> float | None:
+        value = self.config.targets.rpo.get(data_type)
+        return None if value is None else float(value)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rto": dict(self.config.targets.rto), "rpo": dict(self.config.targets.rpo)}
+        return policy_targets(self.config)
 
 
-def load_policy(path: str | Path | None) -> Policy:
+def load_policy(path: str | None) -> Policy:
     """``path``, else ./bdr.yaml, else the embedded defaults (the runbook's targets)."""
     config = load_config(path)
-    if config.path is not None:
-        raw = Path(config.path).read_bytes()
-        return Policy(config, str(config.path), hashlib.sha256(raw).hexdigest())
-    canonical = json.dumps({"rto": dict(config.targets.rto), "rpo": dict(config.targets.rpo)}, sort_keys=True)
-    return Policy(config, "embedded defaults", hashlib.sha256(canonical.encode()).hexdigest())
+    facts = policy_fingerprint(config)
+    return Policy(config, facts["policy_file"], facts["policy_sha256"], facts["policy_git_commit"])

@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import hmac
+import json
 import logging
 import secrets
 import shutil
@@ -443,6 +446,45 @@ class Stack:
         self.writer.wait_for_acks()
         return self.writer
 
+    def fingerprint(self, *stores: str) -> dict[str, dict[str, Any]]:
+        """Fingerprints of ``stores`` (``redis``, ``qdrant``, ``config``) to compare before and after a restore:
+        Redis's key count and ``DEBUG DIGEST``, each collection's point count and the sha256 of its points,
+        the sha256 of every configuration file."""
+        out: dict[str, dict[str, Any]] = {}
+        for store in stores:
+            if store == "redis":
+                from bdr.engines.redis.info import digest
+
+                client = self.redis.client(timeout=60.0)
+                out[f"redis/{self.redis.name}"] = {"keys": int(client.dbsize()), "digest": digest(client)}
+            elif store == "qdrant":
+                collections: dict[str, Any] = {}
+                for name in ("documents", "memories"):
+                    points = self.qdrant_points(name)
+                    payloads = json.dumps(sorted((str(k), v[0]) for k, v in points.items()),  # type: ignore[index]
+                                          sort_keys=True, default=str)
+                    collections[name] = {"points": len(points),
+                                         "payload_sha256": hashlib.sha256(payloads.encode()).hexdigest(),
+                                         "vector_checksum": vector_checksum(points)}
+                out["qdrant/production"] = collections
+            elif store == "config":
+                out["config"] = {str(p.relative_to(self.config_dir)): self._file_fingerprint(p)
+                                 for p in sorted(self.config_dir.rglob("*")) if p.is_file()}
+            else:
+                raise ValueError(f"unknown store {store!r} (known: redis, qdrant, config)")
+        return out
+
+    def _file_fingerprint(self, path: Path) -> str:
+        """sha256 of a file; of a secret an HMAC under a key that lives only in this process (a plain hash of a
+        secret in a report would let anyone test guesses of it), with its mode."""
+        data = path.read_bytes()
+        if path.name not in SECRET_FILES:
+            return hashlib.sha256(data).hexdigest()
+        key = self.extra.setdefault("fingerprint_key", secrets.token_bytes(32))
+        assert isinstance(key, bytes)
+        mac = hmac.new(key, data, hashlib.sha256).hexdigest()
+        return f"secret: hmac-sha256 under a per-run key {mac[:16]}, mode {path.stat().st_mode & 0o777:o}"
+
     def redis_dump(self, pattern: str = "*", exclude: str | None = None) -> dict[bytes, bytes]:
         """DUMP of every key matching ``pattern`` (without ``exclude``): byte-for-byte comparison."""
         client = self.redis.client(timeout=60.0)
@@ -452,6 +494,17 @@ class Stack:
         for key in keys:
             pipe.dump(key)
         return dict(zip(keys, pipe.execute(), strict=True))
+
+
+def vector_checksum(points: dict[object, object]) -> float:
+    """A weighted sum of every vector component: equal within float32 rounding when the vectors are (an engine
+    re-normalizes cosine vectors on upsert, so a restored collection's exact bytes may differ)."""
+    total = 0.0
+    for point in points.values():
+        vector: Any = point[1]  # type: ignore[index]
+        values = vector if isinstance(vector, list) else [x for v in dict(vector).values() for x in v]
+        total += sum(float(x) * (i % 7 + 1) for i, x in enumerate(values))
+    return total
 
 
 IDENTITY_FACTS = ("container_id", "image_id", "volume", "pid", "state")

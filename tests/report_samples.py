@@ -1,7 +1,8 @@
-"""A realistic drill run for the report tests: eight scenarios, one breached, one error, one skipped.
+"""A realistic drill run for the report tests: eight scenarios (ten cases), one breached, one error, one skipped.
 
 The numbers are those of a small-scale run on a laptop; :func:`sample_history` adds the
-past runs the trend is drawn from.
+past runs the trend is drawn from (in one of them an *earlier* case of
+``accidental_deletion`` breached: the trend must show it under its own key).
 """
 
 from __future__ import annotations
@@ -10,14 +11,25 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bdr.manifest import to_iso
-from drills.evidence import DrillResult, DrillStep, Outcome, RunReport, TargetCheck
-from drills.report.history import HistoryEntry, entry_of
+from bdr.report.history import HistoryEntry, entry_of
+from bdr.report.records import (
+    DrillResult,
+    DrillStep,
+    Outcome,
+    RunReport,
+    Scope,
+    ScopeKind,
+    StandIn,
+    SystemTested,
+    TargetCheck,
+    Verification,
+)
 
 RUN_START = datetime(2026, 11, 25, 6, 0, 0, tzinfo=UTC)
 RUN_ID = "drill-20261125T060000Z"
-RTO = {"redis_restart": 60.0, "redis_corruption": 300.0, "redis_local_restore": 300.0,
+RTO = {"redis_restart": 60.0, "redis_corruption": 300.0, "redis_local_restore": 300.0, "qdrant_restore": 900.0,
        "complete_data_loss": 900.0, "accidental_deletion": 300.0, "offsite_restore": 1800.0}
-RPO = {"sessions": 3600.0, "rbac": 86400.0, "embeddings": 86400.0, "config": 86400.0}
+RPO = {"sessions": 3600.0, "rbac": 86400.0, "embeddings": 86400.0, "config": 86400.0, "metrics": 7 * 86400.0}
 SHA = "9f2c4e71d0b8a36f5e1c2d9a8b7f6e5d4c3b2a1908f7e6d5c4b3a29180f7e6d5"
 
 
@@ -35,8 +47,12 @@ def _result(scenario: str, title: str, start_offset: float, length: float, **fie
     steps = _steps(start, fields.pop("steps", []))
     fault = next((s for s in steps if s.name == "fault injected"), None)
     verified = next((s for s in steps if s.name == "data verified"), None)
+    case = fields.pop("case", "")
+    fields.setdefault("sources", ["redis"])
+    fields.setdefault("planned", [f"{c.kind} {c.name}" for c in fields.get("checks", []) if c.kind in ("rto", "rpo")])
     return DrillResult(
-        scenario=scenario, title=title, nodeid=f"drills/scenarios/test_{scenario}.py::test_{scenario}",
+        scenario=scenario, title=title, case=case,
+        nodeid=f"drills/scenarios/test_{scenario}.py::test_{case or scenario}",
         runtime="process", started_at=to_iso(start), finished_at=to_iso(start + timedelta(seconds=length)),
         steps=steps, fault_at=fault.started_at if fault else None,
         verified_at=verified.started_at if verified else None, **fields)
@@ -119,40 +135,67 @@ def sample_results() -> list[DrillResult]:
                              "offsite": {"bucket": "bdr-offsite", "endpoint": "http://127.0.0.1:39201",
                                          "bytes_downloaded": 5_221_337_088, "secret_access_key": "hunter2"},
                              "versions": {"redis_server": "7.2.4", "qdrant_edge": "0.9.0"}}),
-        _result("accidental_deletion", "Accidental deletion: selective restore of deleted keys", 1135.0, 8.1, steps=[
+        _result("accidental_deletion", "Accidental deletion: user:* keys in Redis", 1135.0, 8.1,
+                case="deleted_redis_keys", steps=[
             ("scheduled backup", 0.2, 0.9, "redis-20261125T061855Z-77aa10", True),
-            ("fault injected", 1.3, 0.0, "FLUSHDB on the rbac keyspace by mistake", True),
-            ("detected", 1.31, 0.2, "324 rbac:* keys missing", True),
-            ("selective restore", 1.51, 2.4, "bdr restore redis latest --keys 'rbac:*'", True),
-            ("verify", 3.91, 0.2, "324 keys back, sessions untouched", True),
+            ("fault injected", 1.3, 0.0, "DEL of 300 user:* keys by mistake", True),
+            ("detected", 1.31, 0.2, "300 user:* keys missing", True),
+            ("selective restore", 1.51, 2.4, "bdr restore redis latest --keys 'user:*'", True),
+            ("verify", 3.91, 0.2, "300 keys back, the others untouched", True),
             ("data verified", 4.11, 0.0, "data verified", True),
         ], checks=[
-            TargetCheck("rto", "accidental_deletion", RTO["accidental_deletion"], 2.81, ""),
-            TargetCheck("rpo", "rbac", RPO["rbac"], 1.1, "newest backup"),
-        ], evidence={"backup_id": "redis-20261125T061855Z-77aa10", "restored_keys": 324, "pattern": "rbac:*",
+            TargetCheck("rto", "redis_local_restore", RTO["redis_local_restore"], 2.81, "selective restore",
+                        (("detect", 0.21), ("restore", 2.4), ("verify", 0.2))),
+        ], evidence={"backup_id": "redis-20261125T061855Z-77aa10", "restored_keys": 300, "pattern": "user:*",
                      "untouched_digest": "0d9e8f7a6b5c4d3e"}),
-        _result("monthly_restore_test", "Monthly restore test into the test environment", 1144.0, 7.6, steps=[
+        _result("accidental_deletion", "Accidental deletion: a Qdrant collection dropped", 1143.2, 3.1,
+                case="dropped_qdrant_collection", sources=["qdrant"], steps=[
+            ("scheduled backup", 0.1, 0.4, "qdrant-20261125T061903Z-aa5512", True),
+            ("fault injected", 0.6, 0.0, "collection 'memories' deleted by mistake", True),
+            ("detected", 0.61, 0.01, "collection missing", True),
+            ("restore", 0.62, 1.9, "bdr restore qdrant latest --collection memories", True),
+            ("verify", 2.52, 0.3, "300 points back; 'documents' unchanged", True),
+            ("data verified", 2.82, 0.0, "data verified", True),
+        ], checks=[TargetCheck("rto", "qdrant_restore", RTO["qdrant_restore"], 2.22, "selective restore")],
+            evidence={"backup_id": "qdrant-20261125T061903Z-aa5512"}),
+        _result("accidental_deletion", "Accidental deletion: one tenant's points", 1146.4, 3.4,
+                case="deleted_points_matching_a_filter", sources=["qdrant"], steps=[
+            ("scheduled backup", 0.1, 0.4, "qdrant-20261125T061906Z-aa5513", True),
+            ("fault injected", 0.6, 0.0, "100 points of tenant 'acme' deleted by mistake", True),
+            ("detected", 0.61, 0.01, "100 points gone", True),
+            ("restore", 0.62, 2.1, "bdr restore qdrant latest --collection documents --filter ...", True),
+            ("verify", 2.72, 0.3, "100 points back; the other 200 unchanged", True),
+            ("data verified", 3.02, 0.0, "data verified", True),
+        ], checks=[TargetCheck("rto", "qdrant_restore", RTO["qdrant_restore"], 2.42, "selective restore")],
+            evidence={"backup_id": "qdrant-20261125T061906Z-aa5513"}),
+        _result("monthly_restore_test", "Monthly restore test into the test environment", 1150.0, 7.6, steps=[
             ("latest backup", 0.2, 1.1, "redis-20261125T061904Z-c0ffee", True),
-            ("fault injected", 1.4, 0.0, "monthly test begins: restore the latest backup into the test target",
-             True),
-            ("verify backup", 1.41, 1.2, "manifest: ok; checksums: 3 files ok; restore-test: loads", True),
+            ("test start", 1.4, 0.0, "monthly test begins: nothing is broken; restore the latest backup into the "
+             "test target", True),
+            ("backup check", 1.41, 1.2, "manifest: ok; checksums: 3 files ok; restore-test: loads", True),
             ("restore into test", 2.61, 2.5, "safety backup 0.4s, replace 0.9s, start 1.0s", True),
             ("verify test target", 5.11, 0.3, "digest 5b1e0c9d7a3f2e8b equals the manifest", True),
             ("production untouched", 5.41, 0.2, "production digest unchanged (77f0a1b2c3d4e5f6)", True),
             ("data verified", 5.61, 0.0, "data verified", True),
         ], checks=[TargetCheck("rto", "redis_local_restore", RTO["redis_local_restore"], 4.21,
                                "restore into the test target")],
+            verifications=[
+                Verification("content", "redis/production fingerprint", True,
+                             "redis/production 1530 keys, DEBUG DIGEST 77f0a1b2c3d4e5f6: equal before and after"),
+                Verification("restore", "digest", False, "DEBUG DIGEST refused by the server", skipped=True),
+            ],
             evidence={"backup_id": "redis-20261125T061904Z-c0ffee", "backup_digest": "5b1e0c9d7a3f2e8b",
                       "verify": [{"check": "manifest", "ok": True, "detail": "signature and schema"},
                                  {"check": "checksums", "ok": True, "detail": "3 files"},
                                  {"check": "restore-test", "ok": True, "detail": "loads in a scratch redis"}],
                       "production_digest": "77f0a1b2c3d4e5f6", "test_digest": "5b1e0c9d7a3f2e8b"}),
-        _result("backup_freshness", "Backup freshness: every schedule inside its window", 1152.0, 0.4,
-                outcome=Outcome.ERROR,
+        _result("backup_freshness", "Backup freshness: every schedule inside its window", 1158.0, 0.4,
+                outcome=Outcome.ERROR, planned=["rpo sessions", "rpo rbac"],
                 failure="bdr.errors.ConfigError: configuration error in bdr.yaml: schedules.redis: <script>x</script> "
                         "is not a cron expression",
                 steps=[], checks=[], evidence={}),
-        _result("offsite_restore", "Offsite restore from S3", 1152.5, 0.0, outcome=Outcome.SKIPPED,
+        _result("offsite_restore", "Offsite restore from S3", 1158.5, 0.0, outcome=Outcome.SKIPPED,
+                planned=["rto offsite_restore", "rpo sessions"],
                 failure="Skipped: moto server not available (pip install 'moto[server]')", steps=[], checks=[],
                 evidence={}),
     ]
@@ -172,6 +215,13 @@ def sample_report(results: list[DrillResult] | None = None) -> RunReport:
             "qdrant_client": "1.12.1", "qdrant_edge": "0.9.0", "redis_py": "5.2.1",
         },
         policy={"rto": dict(RTO), "rpo": dict(RPO)},
+        scope=Scope(ScopeKind.SANDBOX,
+                    "Sandbox: 10 scenario case(s) of the runbook on services the drill suite started",
+                    systems=(SystemTested("redis/production", "sandbox production", "runtime process, version 7.2.4",
+                                          "1 530 Redis keys"),),
+                    stand_ins=(StandIn("a Qdrant server", "the embedded Qdrant engine (qdrant-client local mode)"),),
+                    rto_measures="fault injected → data verified"),
+        operator="ci",
     )
 
 
@@ -187,6 +237,8 @@ def sample_history(runs: int = 9) -> list[HistoryEntry]:
             result.checks = [TargetCheck(c.kind, c.name, c.target_seconds,
                                          None if c.achieved_seconds is None else c.achieved_seconds * factor, c.note)
                              for c in result.checks]
+            if day == 6 and result.case == "dropped_qdrant_collection":  # an earlier case breached that run
+                result.checks = [TargetCheck("rto", "qdrant_restore", RTO["qdrant_restore"], 1234.5, "")]
             met = result.targets_met
             result.outcome = Outcome.PASSED if met and result.outcome == Outcome.FAILED else result.outcome
         entries.append(entry_of(report))

@@ -19,6 +19,7 @@ from bdr.api.inputs import open_repository, resolve_input
 from bdr.api.keys import cipher_for_backup, cipher_for_reading
 from bdr.api.restores import refuse_if_interrupted
 from bdr.config import Config
+from bdr.durations import format_duration
 from bdr.engines import engine_for
 from bdr.engines.base import (
     BackupRequest,
@@ -141,7 +142,8 @@ def restore_all(
             )
             with log.step(f"restore {source}") as step, repo.reading(child.id):
                 member = engine_for(source).restore(request)
-                step.detail = f"{child.id}: " + ", ".join(f"{s.name} {s.seconds:.2f}s" for s in member.steps)
+                step.detail = f"{child.id}: " + ", ".join(f"{s.name} {format_duration(s.seconds)}"
+                                                          for s in member.steps)
             result.checks += [Check(f"{source}: {c.name}", c.ok, c.detail) for c in member.checks]
             result.counts.update({f"{source}.{k}": v for k, v in member.counts.items()})
             result.facts[source] = {"ref": child.id, "safety_id": member.safety_id,

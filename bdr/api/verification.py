@@ -20,7 +20,7 @@ from bdr.api.keys import cipher_for_reading
 from bdr.config import Config
 from bdr.engines import engine_for
 from bdr.engines.base import Check
-from bdr.errors import BdrError, StorageError, UsageError
+from bdr.errors import BdrError, MissingKey, StorageError, UsageError, WrongKey
 from bdr.manifest import NO_DIGEST, Manifest, ManifestKey, digest_problem, mac_check, to_iso, utcnow
 from bdr.repository import BackupSet, DamagedSet, ObjectCipher, Repository, Verification, extract_set
 
@@ -89,8 +89,8 @@ def verify_set(repo: Repository, backup: BackupSet, restore_test: bool, key_file
     try:
         try:
             extract_set(repo, backup, scratch / "files", cipher, check_manifest=False)
-        except StorageError:
-            raise  # the scratch disk, not the backup: exit 9, the set is not judged
+        except (StorageError, MissingKey, WrongKey):
+            raise  # the scratch disk or the key at hand, not the backup: exit 9 or 8, the set is not judged
         except BdrError as exc:
             report.checks.append(Check("files", False, exc.message))
             return report

@@ -157,10 +157,21 @@ def cli(ctx: click.Context, config_path: str | None, json_output: bool, debug: b
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(cli)
 
+def _set_quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.ensure_object(App).quiet = True
+    return value
+
+
+for _command in cli.commands.values():  # `bdr backup redis -q` as well as `bdr -q backup redis`
+    if not isinstance(_command, click.Group) and not any(p.name == "quiet" for p in _command.params):
+        _command.params.append(click.Option(["--quiet", "-q"], is_flag=True, expose_value=False, callback=_set_quiet,
+                                            help="Print only errors."))
+
 for _name in LOCKING_COMMANDS:
-    _command = cli.commands.get(_name)
-    if _command is not None and not any(p.name == "wait_lock" for p in _command.params):
-        _command.params.append(click.Option(["--wait-lock"], metavar="DURATION", expose_value=False,
+    _locking = cli.commands.get(_name)
+    if _locking is not None and not any(p.name == "wait_lock" for p in _locking.params):
+        _locking.params.append(click.Option(["--wait-lock"], metavar="DURATION", expose_value=False,
                                             callback=set_wait_lock, help=WAIT_LOCK_HELP))
 
 

@@ -52,7 +52,7 @@ VERDICT_LABELS = {
 }
 VERDICT_MEANINGS = {
     Verdict.MET: "the scenario ran to the end and every objective was within its target",
-    Verdict.BREACHED: "at least one objective was over its target, or could not be measured",
+    Verdict.BREACHED: "at least one objective was over its target or could not be measured, or a check failed",
     Verdict.FAILED: "the recovery did not work (a step or a check of the data failed)",
     Verdict.ERROR: "the drill itself could not run (its setup failed): nothing was proven",
     Verdict.SKIPPED: "not run in this environment: its targets were not tested",

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.drill("accidental_deletion", title="Accidental deletion
 ACME = {"must": [{"key": "tenant", "match": {"value": "acme"}}]}
 
 
-@pytest.mark.drill("accidental_deletion", title="Accidental deletion: user:* keys in Redis")
+@pytest.mark.drill("accidental_deletion", title="Accidental deletion: user:* keys in Redis", case="redis_keys",
+                   sources=("redis",),
+                   objectives=("rto redis_local_restore",))
 def test_deleted_redis_keys(stack: Stack, drill: Drill) -> None:
     with drill.step("scheduled backup") as step:
         outcome = api.backup(stack.config, "redis")
@@ -53,7 +55,9 @@ def test_deleted_redis_keys(stack: Stack, drill: Drill) -> None:
     drill.assert_targets()
 
 
-@pytest.mark.drill("accidental_deletion", title="Accidental deletion: a Qdrant collection dropped")
+@pytest.mark.drill("accidental_deletion", title="Accidental deletion: a Qdrant collection dropped",
+                   case="qdrant_collection", sources=("qdrant",),
+                   objectives=("rto qdrant_restore",))
 def test_dropped_qdrant_collection(stack: Stack, drill: Drill) -> None:
     with drill.step("scheduled backup") as step:
         outcome = api.backup(stack.config, "qdrant")
@@ -78,12 +82,14 @@ def test_dropped_qdrant_collection(stack: Stack, drill: Drill) -> None:
         step["detail"] = f"{len(memories)} points back; 'documents' ({len(documents)} points) unchanged"
     drill.verified()
 
-    drill.rto("redis_local_restore", note="selective restore (no Qdrant target in the runbook: 5 min used)")
+    drill.rto("qdrant_restore", note="selective restore of one collection's points")
     drill.evidence.update(backup_id=outcome.manifest.id, counts=result.counts)
     drill.assert_targets()
 
 
-@pytest.mark.drill("accidental_deletion", title="Accidental deletion: one tenant's points")
+@pytest.mark.drill("accidental_deletion", title="Accidental deletion: one tenant's points", case="tenant_points",
+                   sources=("qdrant",),
+                   objectives=("rto qdrant_restore",))
 def test_deleted_points_matching_a_filter(stack: Stack, drill: Drill) -> None:
     from qdrant_client import models
 
@@ -111,6 +117,6 @@ def test_deleted_points_matching_a_filter(stack: Stack, drill: Drill) -> None:
         step["detail"] = f"{len(acme)} points back; the other {len(before) - len(acme)} unchanged"
     drill.verified()
 
-    drill.rto("redis_local_restore", note="selective restore (no Qdrant target in the runbook: 5 min used)")
+    drill.rto("qdrant_restore", note="selective restore of one collection's points")
     drill.evidence.update(backup_id=outcome.manifest.id, counts=result.counts)
     drill.assert_targets()

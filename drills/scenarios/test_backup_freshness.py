@@ -20,7 +20,8 @@ from bdr.lint.schedule import cadence, parse_cron
 from drills.recorder import Drill
 from drills.stack import Stack
 
-pytestmark = pytest.mark.drill("backup_freshness", title="Backup freshness: schedule against the RPO targets")
+pytestmark = pytest.mark.drill("backup_freshness", title="Backup freshness: schedule against the RPO targets",
+                                sources=("redis", "qdrant"), objectives=("rpo sessions", "rpo rbac", "rpo vectors"))
 
 
 def window(cron: str, duration: float) -> float:
@@ -32,7 +33,7 @@ def window(cron: str, duration: float) -> float:
 
 def test_backup_freshness(stack: Stack, drill: Drill) -> None:
     durations: dict[str, float] = {}
-    drill.fault("freshness check begins (no fault: the schedule is what is tested)")
+    drill.start("freshness check begins (nothing is broken: the schedule is what is tested)")
     for source in ("redis", "qdrant"):
         with drill.step(f"measure backup {source}") as step:
             outcome = api.backup(stack.config, source)

@@ -20,7 +20,9 @@ from bdr.engines.redis.info import digest
 from drills.recorder import Drill
 from drills.stack import Stack, wipe
 
-pytestmark = pytest.mark.drill("complete_data_loss", title="Complete data loss: Redis, Qdrant and config gone")
+pytestmark = pytest.mark.drill("complete_data_loss", title="Complete data loss: Redis, Qdrant and config gone",
+                                sources=("redis", "qdrant", "config"),
+                                objectives=("rto full_system_restore", "rpo sessions", "rpo rbac", "rpo vectors"))
 
 
 def config_fingerprint(stack: Stack) -> dict[str, str]:
@@ -36,6 +38,7 @@ def test_complete_data_loss(stack: Stack, drill: Drill) -> None:
         expected_digest = digest(stack.redis.client())
         expected_documents = stack.qdrant_points("documents")
         expected_memories = stack.qdrant_points("memories")
+        before = stack.fingerprint("redis", "qdrant", "config")
     expected_config = config_fingerprint(stack)
     writer.wait_for_acks(count=len(writer.acknowledged("vectors", 1e12)) + 2)
 
@@ -63,8 +66,8 @@ def test_complete_data_loss(stack: Stack, drill: Drill) -> None:
         assert stack.qdrant_points("memories") == expected_memories
         assert config_fingerprint(stack) == expected_config
         assert (stack.config_dir / ".env").stat().st_mode & 0o777 == 0o600
-        step["detail"] = (f"Redis digest {got_digest[:16]}, {len(expected_documents)} documents, "
-                          f"{len(expected_memories)} memories, {len(expected_config)} config files equal")
+        step["detail"] = drill.fingerprints(before, stack.fingerprint("redis", "qdrant", "config")) + \
+            "; .env back at 0600"
     drill.verified()
 
     drill.rto("full_system_restore")

@@ -21,7 +21,9 @@ from drills.offsite import offsite_repository
 from drills.recorder import Drill
 from drills.stack import Stack, wipe
 
-pytestmark = pytest.mark.drill("offsite_restore", title="Restore from off-site (S3) after losing the host")
+pytestmark = pytest.mark.drill("offsite_restore", title="Restore from off-site (S3) after losing the host",
+                                sources=("redis", "qdrant", "config"),
+                                objectives=("rto offsite_restore", "rpo sessions", "rpo rbac", "rpo vectors"))
 
 
 def test_offsite_restore(stack: Stack, drill: Drill) -> None:
@@ -34,6 +36,7 @@ def test_offsite_restore(stack: Stack, drill: Drill) -> None:
             step["detail"] = f"{outcome.manifest.id} to {where}, encrypted"
             expected_digest = digest(stack.redis.client())
             expected_memories = stack.qdrant_points("memories")
+            before = stack.fingerprint("redis", "qdrant", "config")
         assert outcome.manifest.encrypted, "off-site copies must be encrypted by default"
         env_sha = hashlib.sha256((stack.config_dir / ".env").read_bytes()).hexdigest()
 
@@ -61,7 +64,7 @@ def test_offsite_restore(stack: Stack, drill: Drill) -> None:
             assert digest(stack.redis.client()) == expected_digest
             assert stack.qdrant_points("memories") == expected_memories
             assert hashlib.sha256((stack.config_dir / ".env").read_bytes()).hexdigest() == env_sha
-            step["detail"] = "Redis digest, Qdrant points and config files equal to the backup"
+            step["detail"] = drill.fingerprints(before, stack.fingerprint("redis", "qdrant", "config"))
         drill.verified()
 
         drill.rto("offsite_restore")

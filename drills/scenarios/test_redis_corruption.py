@@ -13,12 +13,14 @@ from __future__ import annotations
 import pytest
 
 from bdr import api
+from bdr.durations import format_duration
 from bdr.engines.redis.repair import Verdict
 from bdr.errors import BdrError
 from drills.recorder import Drill
 from drills.stack import Stack
 
-pytestmark = pytest.mark.drill("redis_corruption", title="Redis data corruption: repair, or restore")
+pytestmark = pytest.mark.drill("redis_corruption", title="Redis data corruption: repair, or restore",
+                                sources=("redis",), objectives=("rto redis_local_restore", "rpo sessions", "rpo rbac"))
 
 
 def _incr_file(stack: Stack):  # type: ignore[no-untyped-def]
@@ -33,7 +35,9 @@ def _refuses_to_start(stack: Stack, drill: Drill) -> str:
     return refused.value.message
 
 
-@pytest.mark.drill("redis_corruption", title="Redis corruption (a): torn AOF tail, repaired")
+@pytest.mark.drill("redis_corruption", title="Redis corruption (a): torn AOF tail, repaired", case="torn_aof_tail",
+                   sources=("redis",),
+                   objectives=("rto redis_local_restore", "rpo sessions", "rpo rbac"))
 def test_torn_aof_tail_is_repaired(stack: Stack, drill: Drill) -> None:
     writer = stack.start_writer()
     fault = drill.fault("kill -9 in the middle of an AOF write: the last command is torn")
@@ -66,11 +70,14 @@ def test_torn_aof_tail_is_repaired(stack: Stack, drill: Drill) -> None:
     drill.assert_targets()
 
 
-@pytest.mark.drill("redis_corruption", title="Redis corruption (b): beyond repair, restored from backup")
+@pytest.mark.drill("redis_corruption", title="Redis corruption (b): beyond repair, restored from backup",
+                   case="beyond_repair",
+                   sources=("redis",), objectives=("rto redis_local_restore", "rpo sessions", "rpo rbac"))
 def test_damage_beyond_repair_is_restored_from_the_latest_backup(stack: Stack, drill: Drill) -> None:
     writer = stack.start_writer()
-    with drill.step("scheduled backup") as step:
+    with drill.step("scheduled backup") as step, writer.paused():
         outcome = api.backup(stack.config, "redis")
+        before = stack.fingerprint("redis")
         step["detail"] = outcome.manifest.id
     fault = drill.fault("the AOF base file is overwritten with garbage in its middle")
     stack.redis.kill()
@@ -89,10 +96,11 @@ def test_damage_beyond_repair_is_restored_from_the_latest_backup(stack: Stack, d
         assert "bdr restore redis latest" in report.advice()
     with drill.step("restore", "bdr restore redis latest") as step:
         result = api.restore(stack.config, "redis", "latest")
-        step["detail"] = ", ".join(f"{s.name} {s.seconds:.2f}s" for s in result.steps)
+        step["detail"] = ", ".join(f"{s.name} {format_duration(s.seconds)}" for s in result.steps)
     with drill.step("verify") as step:
         assert result.ok, result.checks
-        step["detail"] = "; ".join(f"{c.name}: {c.detail}" for c in result.checks)
+        step["detail"] = drill.fingerprints(before, stack.fingerprint("redis")) + "; " + "; ".join(
+            f"{c.name}: {c.detail}" for c in result.checks)
     drill.verified()
 
     drill.rto("redis_local_restore", note="restore path")

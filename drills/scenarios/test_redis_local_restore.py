@@ -11,16 +11,19 @@ from __future__ import annotations
 import pytest
 
 from bdr import api
+from bdr.durations import format_duration
 from drills.recorder import Drill
 from drills.stack import Stack, wipe
 
-pytestmark = pytest.mark.drill("redis_local_restore", title="Redis restore from the latest local backup")
+pytestmark = pytest.mark.drill("redis_local_restore", title="Redis restore from the latest local backup",
+                                sources=("redis",), objectives=("rto redis_local_restore", "rpo sessions", "rpo rbac"))
 
 
 def test_redis_local_restore(stack: Stack, drill: Drill) -> None:
     writer = stack.start_writer()
-    with drill.step("scheduled backup") as step:
+    with drill.step("scheduled backup") as step, writer.paused():
         outcome = api.backup(stack.config, "redis")
+        before = stack.fingerprint("redis")
         step["detail"] = outcome.manifest.id
     writer.wait_for_acks(count=len(writer.acknowledged("sessions", 1e12)) + 5)
 
@@ -33,12 +36,13 @@ def test_redis_local_restore(stack: Stack, drill: Drill) -> None:
         step["detail"] = "PING fails; data directory empty"
     with drill.step("restore", "bdr restore redis latest") as step:
         result = api.restore(stack.config, "redis", "latest")
-        step["detail"] = ", ".join(f"{s.name} {s.seconds:.2f}s" for s in result.steps)
+        step["detail"] = ", ".join(f"{s.name} {format_duration(s.seconds)}" for s in result.steps)
     with drill.step("service answering"):
         assert stack.redis.client().ping()
     with drill.step("verify") as step:
         assert result.ok, result.checks
-        step["detail"] = "; ".join(f"{c.name}: {c.detail}" for c in result.checks)
+        step["detail"] = drill.fingerprints(before, stack.fingerprint("redis")) + "; " + "; ".join(
+            f"{c.name}: {c.detail}" for c in result.checks)
     drill.verified()
 
     drill.rto("redis_local_restore")

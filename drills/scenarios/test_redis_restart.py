@@ -13,7 +13,8 @@ import pytest
 from drills.recorder import Drill
 from drills.stack import Stack
 
-pytestmark = pytest.mark.drill("redis_restart", title="Redis restart after kill -9")
+pytestmark = pytest.mark.drill("redis_restart", title="Redis restart after kill -9", sources=("redis",),
+                                objectives=("rto redis_restart", "rpo sessions", "rpo rbac"))
 
 EVERYSEC_WINDOW = 2.0
 """appendfsync everysec: Redis fsyncs once a second, so a crash may lose up to ~1-2 s of writes."""

@@ -57,7 +57,7 @@ def test_the_rules_pass_promtool_check(tmp_path: Path) -> None:
                                    "max_verify_age": {"config": "30d"}})
     checked = promtool("check", "rules", str(rules))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 11 rules found" in checked.stdout
+    assert "SUCCESS: 15 rules found" in checked.stdout  # 4 of them BackupNeverReported, one per expected group
 
 
 def too_old(who: str, age: str, limit: str) -> dict[str, str]:
@@ -65,6 +65,16 @@ def too_old(who: str, age: str, limit: str) -> dict[str, str]:
         "summary": f"{who}: the newest backup is older than {limit}",
         "description": f"The newest good backup of {who} finished {age} ago; the policy allows {limit}. Check the "
                        "backup job (cron, logs) and run `bdr status`.",
+    }
+
+
+def never_reported(who: str, limit: str) -> dict[str, str]:
+    return {
+        "summary": f"{who}: no backup has reported for {limit}",
+        "description": f"Prometheus has no backup_last_success_timestamp of {who}: its backup job never ran, or "
+                       "node_exporter no longer reads bdr's metrics textfile. Check the timer (`systemctl "
+                       "list-timers 'bdr-*'`) or cron job, metrics_textfile in bdr.yaml and node_exporter's "
+                       "--collector.textfile.directory.",
     }
 
 
@@ -171,6 +181,22 @@ def test_every_alert_fires_when_it_must_and_only_then(tmp_path: Path) -> None:
                 {"summary": f"{WHO_REDIS}: no successful verification within 7d",
                  "description": f"The last successful `bdr verify` of {WHO_REDIS} was 8d 0h 0m 0s ago; the policy "
                                 "asks for one every 7d. Run `bdr verify latest --restore-test`."})]},
+        ],
+    }, {
+        "interval": "1h",
+        "input_series": [  # the redis job reports; qdrant's and config's never did (no series at all)
+            {"series": 'backup_last_success_timestamp{source="redis",instance="production"}', "values": "0+3600x40"},
+        ],
+        "alert_rule_test": [
+            {"eval_time": "23h", "alertname": "BackupNeverReported", "exp_alerts": []},  # for: max_backup_age
+            {"eval_time": "25h", "alertname": "BackupNeverReported", "exp_alerts": [
+                alert(group_labels("config", "config", severity="critical"), never_reported("config/config", "24h")),
+            ]},
+            {"eval_time": "27h", "alertname": "BackupNeverReported", "exp_alerts": [  # qdrant has 26h of its own
+                alert(group_labels("config", "config", severity="critical"), never_reported("config/config", "24h")),
+                alert(group_labels("qdrant", "production", severity="critical"),
+                      never_reported("qdrant/production", "26h")),
+            ]},
         ],
     }, {
         "interval": "5m",

@@ -90,7 +90,7 @@ def test_prune_table_says_why(tmp_path: Path) -> None:
     shown = run(config, "prune", "--dry-run")
     assert shown.exit_code == 0, shown.output
     assert "newest good set; keep-last 3; within 2d" in shown.stdout
-    assert "dry run: 3 set(s) kept, 0 would delete; nothing was deleted" in shown.stdout
+    assert "would keep 3 set(s) and delete 0 (dry run, nothing changed)" in shown.stdout
 
 
 def test_a_set_being_read_by_a_restore_is_not_deleted(tmp_path: Path) -> None:
@@ -324,3 +324,41 @@ def test_the_exporter_process_serves_until_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_status_covers_every_instance_of_bdr_yaml_not_only_the_default(tmp_path: Path) -> None:
+    config = write_config(tmp_path, schedule={"redis": "*/30 * * * *"}, redis={
+        "production": {}, "cache": {"url": "redis://127.0.0.1:6390/0"},
+        "test": {"url": "redis://127.0.0.1:6380/0", "backup": False}})
+    repo = Repository.open(tmp_path / "repo")
+    hours_ago(repo, 0.5)  # production only
+
+    result = run(config, "status", "--json")
+    assert result.exit_code == 1
+    health = {(s["source"], s["instance"]): s["health"] for s in json.loads(result.stdout)["sources"]}
+    assert health == {("redis", "production"): "ok", ("redis", "cache"): "missing"}  # test: a restore target
+    assert "redis/cache: no good backup in any repository" in result.stderr
+
+    hours_ago(repo, 0.5, instance="cache")
+    assert run(config, "status").exit_code == 0
+    strict = run(config, "status", "--require-321")
+    assert strict.exit_code == 1 and "redis/cache: 3-2-1 rule broken" in strict.stderr
+    assert "(and 1 more)" in strict.stderr  # redis/production is short of copies too
+
+
+def test_status_exits_1_when_a_backup_was_not_verified_for_too_long(tmp_path: Path) -> None:
+    config = write_config(tmp_path, schedule={"redis": "*/30 * * * *"}, max_verify_age={"redis": "2d"})
+    repo = Repository.open(tmp_path / "repo")
+    hours_ago(repo, 1)
+    assert run(config, "status").exit_code == 0  # its first set is younger than 2d: given the time
+    old = store_set(repo, make_manifest(NOW - timedelta(days=3)))
+    result = run(config, "status", "--json")
+    assert result.exit_code == 1
+    [group] = json.loads(result.stdout)["sources"]
+    assert group["health"] == "unverified" and group["last_verified_seconds"] is None
+    assert "redis/production: never verified, more than max_verify_age 2d; run `bdr verify latest --source redis " \
+           "--instance production`" in result.stderr
+    repo.record_verification(old, Verification(at=to_iso(NOW - timedelta(days=2, hours=1)), ok=True))
+    assert "last verified 2d1h ago" in run(config, "status").stderr
+    repo.record_verification(old, Verification(at=to_iso(NOW - timedelta(hours=5)), ok=True))
+    assert run(config, "status").exit_code == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -19,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from drills.report import write_reports
-from drills.report.history import append_history
+from bdr.report import write_reports
+from bdr.report.history import append_history
 from tests.report_samples import RUN_ID, sample_history, sample_report
 
 pytest_plugins = ("pytester",)
@@ -75,6 +76,21 @@ def test_the_report_renders_in_a_browser(tmp_path: Path, report_file: Path) -> N
     sample = pixels[: len(pixels) // 2]
     assert len(set(sample)) > 64, "the screenshot is (nearly) blank"
     assert png.stat().st_size > 150_000
+
+
+@needs_chromium
+def test_bdr_report_pdf_prints_it_through_headless_chromium(tmp_path: Path, report_file: Path) -> None:
+    from click.testing import CliRunner
+
+    from bdr.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["report", str(report_file.with_suffix(".json")), "--pdf"])
+    assert result.exit_code == 0, result.stderr
+    pdf = report_file.with_suffix(".pdf")
+    data = pdf.read_bytes()
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", data))
+    assert data.startswith(b"%PDF") and pages >= 4, f"{pages} page(s)"
+    assert f"wrote {pdf}" in result.stdout
 
 
 @needs_chromium
@@ -151,6 +167,13 @@ def test_a_pytest_run_writes_the_reports_and_pytest_html_columns(pytester: pytes
     counts = [suite.get(k) for k in ("tests", "failures", "errors", "skipped")]
     assert counts == ["4", "1", "1", "1"]
     assert len((reports / "history.jsonl").read_text().splitlines()) == 1
+    assert data["scope"]["kind"] == "sandbox" and data["operator"], "who ran it is never blank"
+    assert data["environment"]["policy_git_commit"]
+    restart = next(r for r in data["results"] if r["scenario"] == "redis_restart")
+    assert restart["case"] == "met" and restart["key"] == "redis_restart/met"
+    assert {i["id"] for i in data["remediation"]} >= {"redis_local_restore/breached: RTO redis_local_restore",
+                                                       "offsite_restore/skipped: not run"}
+    assert {c["objective"]: c["tested"] for c in data["coverage"]}["rpo metrics"] is False
     pytest_html = (pytester.path / "pytest.html").read_text()
     for column in ("drillScenario", "drillRto", "drillRpo", "drillVerdict"):
         assert f"col-{column}" in pytest_html

@@ -112,3 +112,75 @@ def test_a_broken_backup_line_is_a_problem_with_its_line(tmp_path: Path) -> None
     entries, problems = parse_crontab(tmp_path / "x.crontab", text)
     assert entries == []
     assert [(p.line, "not a valid day of week" in p.detail) for p in problems] == [(2, True)]
+
+
+# --- systemd timers ----------------------------------------------------------------------------
+
+
+def timer_gap(*specs: str) -> float:
+    from bdr.lint.systemd import parse_calendar
+
+    found = cadence([parse_calendar(s) for s in specs])
+    assert found is not None
+    return found.worst_gap
+
+
+@pytest.mark.parametrize(
+    ("specs", "gap"),
+    [
+        (("hourly",), HOUR),
+        (("daily",), DAY),
+        (("*:0/15",), 900.0),
+        (("*-*-* *:00,30:00",), 1800.0),
+        (("Mon..Fri 02:00",), 3 * DAY),             # Friday to Monday
+        (("Mon,Tue,Wed,Thu,Fri *-*-* 02:00:00", "Sat,Sun 06:00"), DAY + 4 * HOUR),
+        (("*-*-01 04:00:00",), 31 * DAY),
+        (("weekly",), 7 * DAY),
+        (("*-*-* 01..05:05/10:00",), 19 * HOUR + 10 * 60),   # 05:55 to 01:05 the next day
+    ],
+)
+def test_timer_calendars(specs: tuple[str, ...], gap: float) -> None:
+    assert timer_gap(*specs) == gap
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("2025-*-* 02:00", "bound to a year"),
+    ("*-*~01 02:00", "not supported"),
+    ("Mon 25:00", "hour 25 is out of range"),
+    ("daily Europe/Berlin", "time zone"),
+])
+def test_calendars_bdr_lint_cannot_judge(spec: str, message: str) -> None:
+    from bdr.lint.systemd import parse_calendar
+
+    with pytest.raises(CronError, match=message):
+        parse_calendar(spec)
+
+
+def test_a_timer_is_read_with_the_service_it_starts(tmp_path: Path) -> None:
+    from bdr.lint.systemd import read_timer
+
+    (tmp_path / "nightly.timer").write_text("[Timer]\n# every night\nOnCalendar=\nOnCalendar=*-*-* 02:00\n"
+                                            "OnCalendar=Sat 12:00\nUnit=backup-job.service\n")
+    (tmp_path / "backup-job.service").write_text(
+        "[Service]\nType=oneshot\nExecStart=-/usr/local/bin/bdr --config /etc/bdr/bdr.yaml \\\n"
+        "    backup redis --keep 30\nExecStart=/usr/local/bin/bdr backup qdrant --remote s3://b/p\n")
+    found, problems = read_timer(tmp_path / "nightly.timer")
+    assert problems == [] and found is not None
+    assert found.persistent is False and found.line == 4
+    assert [(b.source, b.keep_sets, b.offsite, b.program) for b in found.backups] == [
+        ("redis", 30, False, "bdr backup redis"), ("qdrant", None, True, "bdr backup qdrant")]
+    assert all(len(b.exprs) == 2 for b in found.backups)
+
+
+def test_a_timer_without_its_service_or_schedule_is_a_problem(tmp_path: Path) -> None:
+    from bdr.lint.systemd import read_timer
+
+    (tmp_path / "lonely.timer").write_text("[Timer]\nOnCalendar=daily\n")
+    assert read_timer(tmp_path / "lonely.timer")[1][0].detail.startswith("its service lonely.service is not next")
+    (tmp_path / "never.timer").write_text("[Timer]\nPersistent=true\n")
+    (tmp_path / "never.service").write_text("[Service]\nExecStart=/usr/bin/bdr backup config\n")
+    found, problems = read_timer(tmp_path / "never.timer")
+    assert found is None and "no OnCalendar=" in problems[0].detail
+    (tmp_path / "other.timer").write_text("[Timer]\nOnCalendar=daily\n")
+    (tmp_path / "other.service").write_text("[Service]\nExecStart=/usr/bin/logrotate /etc/logrotate.conf\n")
+    assert read_timer(tmp_path / "other.timer") == (None, [])

@@ -18,11 +18,24 @@ def rules_of(config: Config) -> list[dict[str, object]]:
 def test_the_default_policy_gives_the_runbooks_alert() -> None:
     rules = rules_of(Config())
     assert [r["alert"] for r in rules] == [
-        "BackupTooOld", "BackupFailed", "BackupVerificationStale", "BackupVerificationFailed",
-        "BackupThreeTwoOneBroken", "BackupRepositoryUnreachable", "RestoreInterrupted", "DrillTargetBreached",
+        "BackupTooOld", *["BackupNeverReported"] * 3, "BackupFailed", "BackupVerificationStale",
+        "BackupVerificationFailed", "BackupThreeTwoOneBroken", "BackupRepositoryUnreachable", "RestoreInterrupted",
+        "DrillTargetBreached",
     ]
     assert rules[0]["expr"] == "time() - backup_last_success_timestamp > 86400"
-    assert rules[2]["expr"] == "time() - backup_last_verify_timestamp > 604800"
+    assert rules[5]["expr"] == "time() - backup_last_verify_timestamp > 604800"
+
+
+def test_a_job_that_never_reported_is_an_absent_series_of_every_scheduled_instance() -> None:
+    config = parse_config({"redis": {"production": {}, "cache": {"url": "redis://127.0.0.1:6390/0"},
+                                     "test": {"url": "redis://127.0.0.1:6380/0", "backup": False}},
+                           "schedule": {"redis": "*/30 * * * *"}, "max_backup_age": {"redis/cache": "2h"}})
+    absent = [r for r in rules_of(config) if r["alert"] == "BackupNeverReported"]
+    assert [(r["expr"], r["for"]) for r in absent] == [
+        ('absent(backup_last_success_timestamp{source="redis",instance="production"})', "24h"),
+        ('absent(backup_last_success_timestamp{source="redis",instance="cache"})', "2h"),
+    ]
+    assert absent[1]["labels"] == {"severity": "critical", "source": "redis", "instance": "cache"}
 
 
 def test_each_group_is_judged_by_exactly_one_threshold() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 
-from drills.evidence import TargetCheck
-from drills.report.charts import nice_ticks, sparkline, targets_chart, time_ticks, timeline_chart
-from drills.report.history import History, entry_of, trend
-from drills.report.view import scenario_views
+from bdr.report.charts import nice_ticks, sparkline, targets_chart, time_ticks, timeline_chart
+from bdr.report.history import History, entry_of, trend
+from bdr.report.records import TargetCheck
+from bdr.report.view import scenario_views
 from tests.report_samples import sample_history, sample_report, sample_results
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -38,7 +38,7 @@ def test_targets_chart_has_one_bar_per_measured_objective_and_writes_the_numbers
     assert "✔ 1.0s of 1m00s · 1.7%" in texts
     assert "target = 100%" in texts
     assert "no objective measured (error)" in texts and "no objective measured (skipped)" in texts
-    assert "15 objectives: 14 met, 1 breached" in (root.findtext(f"{SVG}title") or "")
+    assert "16 objectives: 15 met, 1 breached" in (root.findtext(f"{SVG}title") or "")
 
 
 def test_a_value_far_beyond_its_target_is_cut_and_still_written() -> None:
@@ -82,7 +82,7 @@ def test_names_are_escaped() -> None:
 def test_sparkline_has_a_marker_per_run_and_breaches_stand_out() -> None:
     report = sample_report()
     history = History(tuple(sample_history())).including(entry_of(report))
-    points = trend(history, "complete_data_loss", "rto")
+    points = trend(history, "complete_data_loss", "rto complete_data_loss")
     root = _svg(sparkline(points))
     circles = list(root.iter(f"{SVG}circle"))
     squares = [r for r in root.iter(f"{SVG}rect")]

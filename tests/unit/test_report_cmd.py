@@ -8,8 +8,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from bdr.cli.main import cli
-from drills.report import write_reports
-from drills.report.history import append_history
+from bdr.report import write_reports
+from bdr.report.history import append_history
 from tests.report_samples import RUN_ID, sample_history, sample_report
 
 
@@ -31,7 +31,7 @@ def test_renders_the_html_next_to_the_result(tmp_path: Path) -> None:
     code, out, err = _run("report", str(result))
     assert code == 0, err
     html = tmp_path / f"{RUN_ID}.html"
-    assert out.strip() == f"wrote {html}: 1 TARGET BREACHED (8 scenarios, run {RUN_ID})"
+    assert out.strip() == f"wrote {html}: 1 TARGET BREACHED (10 scenarios, run {RUN_ID})"
     text = " ".join(html.read_text().split())
     assert "1 TARGET BREACHED" in text and "17m32s" in text
     assert "(4 runs, oldest on the left)" in text  # the trend from the history beside it
@@ -42,7 +42,7 @@ def test_output_elsewhere_and_json_mode(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere.html"
     code, out, err = _run("report", str(result), "--output", str(target), "--json")
     assert code == 0, err
-    assert json.loads(out) == {"html": str(target), "run_id": RUN_ID, "all_targets_met": False,
+    assert json.loads(out) == {"html": str(target), "pdf": None, "run_id": RUN_ID, "all_targets_met": False,
                                "headline": "1 TARGET BREACHED"}
     assert "Drill run" in target.read_text()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 
-from drills.report.junit import render_junit
+from bdr.report.junit import render_junit
 from tests.report_samples import sample_report, sample_results
 
 
@@ -31,8 +31,10 @@ def test_counts_of_failures_errors_and_skips() -> None:
     suite = _suite(render_junit(sample_report()))
     assert suite.get("name") == "bdr-drills"
     counts = [suite.get(k) for k in ("tests", "failures", "errors", "skipped")]
-    assert counts == ["8", "1", "1", "1"]
-    assert len(suite.findall("testcase")) == 8
+    assert counts == ["10", "1", "1", "1"]
+    assert len(suite.findall("testcase")) == 10
+    names = [c.get("name") for c in suite.findall("testcase")]
+    assert "accidental_deletion/dropped_qdrant_collection" in names and len(set(names)) == 10
     assert len(suite.findall("testcase/failure")) == 1
     assert len(suite.findall("testcase/error")) == 1
     assert len(suite.findall("testcase/skipped")) == 1
@@ -75,7 +77,7 @@ def test_error_and_skip_carry_their_reason() -> None:
 
 def test_control_characters_and_markup_in_messages_stay_valid_xml() -> None:
     results = sample_results()
-    results[6] = replace(results[6], failure='bad \x00\x1b[31mcolour\x1b[0m <b>&"quotes"')
+    results[8] = replace(results[8], failure='bad \x00\x1b[31mcolour\x1b[0m <b>&"quotes"')
     case = _case(_suite(render_junit(sample_report(results))), "backup_freshness")
     error = case.find("error")
     assert error is not None and error.text == 'bad [31mcolour[0m <b>&"quotes"'

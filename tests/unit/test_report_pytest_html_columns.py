@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from drills.plugin import drill_properties
-from drills.report.pytest_html_columns import table_header, table_row
+from drills.pytest_html_columns import table_header, table_row
 from tests.report_samples import sample_results
 
 PYTEST_HTML_HEADER = [

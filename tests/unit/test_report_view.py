@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from drills.evidence import DrillResult, Outcome, TargetCheck
-from drills.report.verdict import Verdict, verdict_of
-from drills.report.view import CheckView, Grid, Pairs, Scalar, evidence_node, summarize
+from bdr.report.records import DrillResult, Outcome, TargetCheck
+from bdr.report.verdict import Verdict, verdict_of
+from bdr.report.view import CheckView, Grid, Pairs, Scalar, evidence_node, summarize
 from tests.report_samples import sample_report, sample_results
 
 
@@ -38,8 +38,8 @@ def test_margin_and_share_of_target_in_words() -> None:
 def test_summary_counts() -> None:
     summary = summarize(sample_report())
     assert summary.status == "breached" and summary.headline == "1 TARGET BREACHED"
-    assert summary.targets_checked == 15 and summary.targets_breached == 1
-    assert summary.counts == {Verdict.MET: 5, Verdict.BREACHED: 1, Verdict.FAILED: 0, Verdict.ERROR: 1,
+    assert summary.targets_checked == 17 and summary.targets_breached == 1  # 16 objectives, 1 check (1 not verified)
+    assert summary.counts == {Verdict.MET: 7, Verdict.BREACHED: 1, Verdict.FAILED: 0, Verdict.ERROR: 1,
                               Verdict.SKIPPED: 1}
     two = sample_results()
     two[0].checks.append(TargetCheck("rpo", "config", 60, None))

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bdr.errors import DrillResultNotFound, InvalidDrillResult, StorageError
-from drills.evidence import RunReport
-from drills.report import load_run_report, write_reports
-from drills.report.history import read_history
+from bdr.report import load_run_report, write_reports
+from bdr.report.history import read_history
+from bdr.report.records import RunReport
 from tests.report_samples import RUN_ID, sample_report
 
 
@@ -32,7 +32,7 @@ def test_a_run_writes_html_json_junit_and_history(tmp_path: Path) -> None:
 def test_the_json_is_the_documented_schema_and_round_trips(tmp_path: Path) -> None:
     report = sample_report()
     data = json.loads(write_reports(report, tmp_path).json.read_text())
-    assert data["schema_version"] == 1 and data["run_id"] == RUN_ID and data["all_targets_met"] is False
+    assert data["schema_version"] == 2 and data["run_id"] == RUN_ID and data["all_targets_met"] is False
     assert RunReport.from_dict(data).to_dict() == report.to_dict() == data
     loss = next(r for r in data["results"] if r["scenario"] == "complete_data_loss")
     assert loss["checks"][0] == {"kind": "rto", "name": "complete_data_loss", "target_seconds": 900.0,
@@ -40,7 +40,9 @@ def test_the_json_is_the_documented_schema_and_round_trips(tmp_path: Path) -> No
                                  "note": "offsite download throttled"}
     assert loss["steps"][1]["name"] == "fault injected" and loss["fault_at"] == loss["steps"][1]["started_at"]
     readme = (Path(__file__).parents[2] / "drills" / "README.md").read_text()
-    for field in [*data, *data["results"][0], *loss["steps"][0], *loss["checks"][0]]:
+    fields = [*data, *data["results"][0], *loss["steps"][0], *loss["checks"][0], *data["scope"],
+              *data["remediation"][0], *data["coverage"][0]]
+    for field in fields:
         assert f"`{field}`" in readme, f"{field} is not documented in drills/README.md"
 
 
@@ -86,7 +88,7 @@ def test_load_run_report_reads_what_was_written(tmp_path: Path) -> None:
     (b"\xff\xfe", "not valid JSON"),
     (b"[1, 2]", "expected a JSON object, found list"),
     (b'{"started_at": "x", "finished_at": "y"}', "missing field 'run_id'"),
-    (b'{"schema_version": 99, "run_id": "x"}', "schema version 99 is newer than this bdr understands (1)"),
+    (b'{"schema_version": 99, "run_id": "x"}', "schema version 99 is newer than this bdr understands (2)"),
     (b'{"run_id": "x", "started_at": "x", "finished_at": "y", "results": [{"scenario": "a", "bogus": 1}]}',
      "unexpected content"),
     (b'{"run_id": "x", "started_at": "x", "finished_at": "y", "results": [{"outcome": "exploded"}]}',
