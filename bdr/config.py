@@ -299,6 +299,8 @@ STORAGE_CLASSES = (
     "REDUCED_REDUNDANCY",
 )
 ARCHIVE_CLASSES = ("STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE")
+MAX_CONCURRENCY = 32
+"""The most parts (or ranges) of one S3 object in flight at once (``remote.concurrency``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +334,9 @@ class RemoteSettings:
     """Lifecycle (``AbortIncompleteMultipartUpload``): discard the parts of multipart uploads a killed backup left
     after this many days (bdr's own next run aborts those of dead runs sooner)."""
     part_size_mib: int = 16
-    """Multipart upload part size: one part is buffered in memory at a time (5 MiB to 5 GiB)."""
+    """Multipart part size, and the size of each ranged GET of a download (5 MiB to 5 GiB)."""
+    concurrency: int = 4
+    """Parts of one object sent (or ranges fetched) at once, 1..32: memory is about concurrency * part size."""
     max_attempts: int = 5
     """Attempts per S3 request (botocore standard retry mode, exponential backoff)."""
 
@@ -363,6 +367,9 @@ class RemoteSettings:
             problems.append("remote.abort_uploads_after_days must be a whole number of days >= 1")
         if not isinstance(self.part_size_mib, int) or not 5 <= self.part_size_mib <= 5120:
             problems.append(f"remote.part_size_mib must be between 5 and 5120, got {self.part_size_mib!r}")
+        if not isinstance(self.concurrency, int) or isinstance(self.concurrency, bool) \
+                or not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            problems.append(f"remote.concurrency must be between 1 and {MAX_CONCURRENCY}, got {self.concurrency!r}")
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             problems.append(f"remote.max_attempts must be at least 1, got {self.max_attempts!r}")
         if problems:

@@ -95,6 +95,7 @@ class RichProgress:
                                     _Eta(), console=self._console, transient=True)
                 self._bar.start()
             task_id = self._bar.add_task(label, total=total, unit=unit)
+            self._bar.refresh()  # shown at once, even a step shorter than the refresh period
             self._running += 1
             return _BarTask(self, self._bar, task_id)
 

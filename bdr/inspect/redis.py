@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,7 +124,8 @@ def _measure(instance: RedisInstance, content: RedisContent, keymap: KeyMap, big
             for key in chunk:
                 pipe.execute_command("PTTL", key)
                 pipe.execute_command("MEMORY", "USAGE", key)
-            replies = pipe.execute(raise_on_error=False)
+            with redis_errors(instance, "measure the keys in"):
+                replies = pipe.execute(raise_on_error=False)
             for i, key in enumerate(chunk):
                 ttl, size = replies[2 * i], replies[2 * i + 1]
                 stats = view.prefixes[prefix_of(key, separator)]
@@ -194,10 +195,3 @@ def matching(keymap: KeyMap, match: Any, db: int | None = None) -> Iterator[tupl
         for key in sorted(keymap[number]):
             if match(key_text(key)):
                 yield number, key, keymap[number][key]
-
-
-def count_types(keys: Iterable[KeyInfo]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for info in keys:
-        out[info.type] = out.get(info.type, 0) + 1
-    return out

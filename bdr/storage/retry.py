@@ -110,11 +110,14 @@ class GaveUp(Exception):
 
 
 def retrying(action: Callable[[], T], what: str, pauses: Sequence[float] = TRANSFER_PAUSES,
-             sleep: Callable[[float], None] = time.sleep) -> T:
+             sleep: Callable[[float], object] = time.sleep) -> T:
     """``action()``, tried again after each of ``pauses`` while it fails transiently.
 
     A failure that is not transient propagates as it is, at once; when the tries are used
     up, :class:`GaveUp` carries the last error and how hard it tried (the caller translates).
+    Each part of a parallel upload (and each range of a download) is retried on its own, on
+    its own thread; ``sleep`` is then its pipeline's ``stopped.wait``, so that a pause ends
+    early once another part failed (the action itself then raises, untried).
     """
     started = time.monotonic()
     tries = 0

@@ -1,18 +1,21 @@
 """A repository in an S3 bucket (``s3://bucket/prefix``): the off-site copy of the 3-2-1 rule.
 
 Objects are uploaded as they are produced, never staged in full in memory or on disk: a
-sink buffers one *part* (``remote.part_size_mib``, 16 MiB by default) and sends it as a
-part of a multipart upload, with its sha256 (``x-amz-checksum-sha256``, which S3 checks on
-receipt). Nothing is visible until :meth:`S3Sink.commit` completes the upload; an abort or
-any error aborts it, so no orphaned parts are left behind (and the bucket lifecycle's
-abort rule, see :mod:`bdr.s3_lifecycle`, discards those of a killed process). An object
-smaller than one part is sent with a single PutObject.
+sink cuts the stream into *parts* (``remote.part_size_mib``, 16 MiB by default) and sends
+up to ``remote.concurrency`` (4) of them at once as parts of a multipart upload, each with
+its sha256 (``x-amz-checksum-sha256``, which S3 checks on receipt); the writer waits while
+that many are on their way, so an upload holds about ``concurrency * part size`` of memory
+(:mod:`bdr.storage.parallel`). Nothing is visible until :meth:`S3Sink.commit` completes the
+upload with the parts in order; an abort or any error aborts it, so no orphaned parts are
+left behind (and the bucket lifecycle's abort rule, see :mod:`bdr.s3_lifecycle`, discards
+those of a killed process). An object smaller than one part is sent with a single PutObject.
+Reads fetch ``concurrency`` ranges of a part's size at once and hand them out in order.
 
 A network that drops for a moment is ridden out (:mod:`bdr.storage.retry`): botocore
 retries each request (standard mode, ``max_attempts``), and bdr tries a failed part, a
-PutObject, the completion of an upload or a GET again after pauses of 1, 2, 4 and 8 s.
-Reads stream the object and resume with a ranged GET (pinned to the object's ETag) from
-the byte where the connection dropped. When the endpoint stays away the error is
+PutObject, the completion of an upload or a GET again after pauses of 1, 2, 4 and 8 s
+(each part and each range on its own). A range whose connection dropped resumes with a
+ranged GET (pinned to the object's ETag) from the byte where it stopped. When the endpoint stays away the error is
 :class:`~bdr.errors.ServiceUnavailable` (exit 7) and the upload is aborted, or, when even
 that cannot reach S3, left to the next run's sweep (:meth:`S3Storage.abort_uploads`) and
 the lifecycle rule. Locks use a conditional put (``If-None-Match: *``), which S3 has
@@ -39,7 +42,8 @@ Options (``open_storage(url, settings=config.remote)``, or keywords overriding t
     profile        ~/.aws/config profile
     sse            AES256 | aws:kms (with kms_key_id)
     storage_class  class of data objects at upload (STANDARD_IA ...); manifests stay STANDARD
-    part_size_mib  multipart part size (5..5120)
+    part_size_mib  multipart part size, and the size of a download's ranges (5..5120)
+    concurrency    parts sent, or ranges fetched, at once per object (1..32)
     max_attempts   attempts per request (standard retry mode)
 
 and, not in bdr.yaml (tests, tools): ``connect_timeout`` and ``read_timeout`` (seconds per
@@ -52,11 +56,12 @@ import base64
 import builtins
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import logging
 import os
-import time
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
@@ -85,6 +90,7 @@ from bdr.errors import (
 from bdr.s3_lifecycle import ARCHIVE_CLASSES, TIER_TAG, Tier, object_tier, set_of
 from bdr.storage import register_scheme
 from bdr.storage.base import WrittenObject, failed_again, write_all
+from bdr.storage.parallel import PartPipeline, RangeWindow, Stopped
 from bdr.storage.retry import (
     ABORT_PAUSES,
     TRANSFER_PAUSES,
@@ -113,6 +119,10 @@ MAX_PARTS = 10_000
 DELETE_BATCH = 1000
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
+READ_CHUNK = MIB
+"""How much of a range's body is read at a time: what a break can cost to fetch again."""
+SPARE_CONNECTIONS = 4
+"""Connections of the pool beyond ``remote.concurrency`` (listing, HEAD, the upload's own calls)."""
 TRANSPORT_OPTIONS = frozenset({"connect_timeout", "read_timeout", "transfer_pauses"})
 """Keyword options of :func:`open_s3` that are not bdr.yaml settings."""
 
@@ -197,6 +207,7 @@ class S3Storage:
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             tcp_keepalive=True,
+            max_pool_connections=settings.concurrency + SPARE_CONNECTIONS,
             user_agent_extra=f"bdr/{__version__}",
             s3={"addressing_style": "path"} if settings.endpoint_url else None,
         )
@@ -497,10 +508,20 @@ class S3Storage:
 
 
 class S3Sink:
-    """One object on its way up: buffered a part at a time, invisible until :meth:`commit`.
+    """One object on its way up: cut into parts sent several at once, invisible until :meth:`commit`.
+
+    :meth:`write` fills one part (hashing the whole object in order as the bytes come) and
+    hands each full one, numbered in order, to a :class:`~bdr.storage.parallel.PartPipeline`:
+    ``remote.concurrency`` threads hash and send the parts, each with its own sha256, each
+    retried on its own. A part takes its room in the pipeline before its first byte and a
+    full pipeline blocks the writer, so the sink holds at most ``concurrency`` parts (the one
+    being filled included). :meth:`commit` sends the last part, waits for the others and
+    completes the upload with the parts in order, however they finished.
 
     Every S3 call is a transfer step (tried again while S3 is out of reach); a step that
-    still fails aborts the upload and leaves the sink broken (see :mod:`bdr.storage.base`).
+    still fails (on the writer's thread or on a part's) stops the parts in progress, aborts
+    the upload and leaves the sink broken (see :mod:`bdr.storage.base`): the writer gets the
+    error at its next ``write`` or at ``commit``, and again at every later one.
     """
 
     def __init__(self, storage: S3Storage, key: str) -> None:
@@ -509,10 +530,13 @@ class S3Sink:
         self._full = storage._key(key)
         self._args = storage._put_args(key)
         self._part_size = storage.part_size
+        self._concurrency = storage.settings.concurrency
         self._buffer = bytearray()
         self._digest = hashlib.sha256()
         self._size = 0
         self._upload_id: str | None = None
+        self._pipeline: PartPipeline[tuple[dict[str, Any], str]] | None = None
+        self._submitted = 0
         self._parts: list[dict[str, Any]] = []
         self._part_digests: list[str] = []
         self._closed = False
@@ -523,6 +547,11 @@ class S3Sink:
     def _where(self) -> str:
         return f"{self._storage.url}/{self._key}"
 
+    @property
+    def pipeline(self) -> PartPipeline[tuple[dict[str, Any], str]] | None:
+        """The parts on their way (None until the first part is full): its ``peak`` and ``finished`` tell how."""
+        return self._pipeline
+
     def _check_open(self, what: str) -> None:
         if self._failure is not None:
             raise failed_again(self._failure, self._where)
@@ -531,14 +560,18 @@ class S3Sink:
 
     def write(self, data: bytes) -> int:
         self._check_open("write")
+        if self._pipeline is not None and self._pipeline.failure is not None:
+            self._guarded(self._pipeline.check)  # a part failed meanwhile: say so now
         view = memoryview(data)
         while view:
+            if not self._buffer and self._pipeline is not None:
+                self._guarded(self._pipeline.reserve)  # room for the part this byte starts: may wait
             room = self._part_size - len(self._buffer)
             self._buffer += view[:room]
             view = view[room:]
             if len(self._buffer) == self._part_size:
-                part, self._buffer = self._buffer, bytearray()  # never resized again while botocore holds it
-                self._guarded(self._upload_part, part)
+                part, self._buffer = self._buffer, bytearray()  # never resized again while a sender holds it
+                self._guarded(self._submit, part)
         self._digest.update(data)
         self._size += len(data)
         return len(data)
@@ -555,9 +588,21 @@ class S3Sink:
                 raise
             raise error from exc
 
-    def _call(self, operation: str, call: Callable[[], T]) -> T:
-        """One S3 request of this upload, tried again while S3 is out of reach (untranslated: see _guarded)."""
-        return retrying(call, f"S3 {operation} of {self._where}", self._storage.transfer_pauses)
+    def _call(self, operation: str, call: Callable[[], T], stopped: threading.Event | None = None) -> T:
+        """One S3 request of this upload, tried again while S3 is out of reach (untranslated: see _guarded).
+
+        ``stopped``: the pipeline's event, for a part's request (no more tries once it is set)."""
+        if stopped is None:
+            return retrying(call, f"S3 {operation} of {self._where}", self._storage.transfer_pauses)
+        event = stopped
+
+        def unless_stopped() -> T:
+            if event.is_set():
+                raise Stopped(f"{operation} of {self._where}: the upload was stopped")
+            return call()
+
+        return retrying(unless_stopped, f"S3 {operation} of {self._where}", self._storage.transfer_pauses,
+                        sleep=event.wait)
 
     def _create(self) -> str:
         client, bucket = self._storage.client, self._storage.bucket
@@ -575,20 +620,29 @@ class S3Sink:
         logger.debug("multipart upload of %s started", self._full)
         return str(response["UploadId"])
 
-    def _upload_part(self, part: bytes | bytearray) -> None:
+    def _submit(self, part: bytearray) -> None:
+        """Hand the next part to the senders (starting the upload with the first); blocks while they are busy."""
         if self._upload_id is None:
             self._upload_id = self._create()
-        upload_id = self._upload_id
-        number = len(self._parts) + 1
+        number = self._submitted + 1
         if number > MAX_PARTS:
             raise StorageError(detail=f"{self._key} needs more than {MAX_PARTS} parts; raise remote.part_size_mib")
+        if self._pipeline is None:
+            self._pipeline = PartPipeline(self._send, self._concurrency, name=f"bdr-upload-{self._full}")
+        self._pipeline.submit(number, part)
+        self._submitted = number
+
+    def _send(self, number: int, part: bytearray) -> tuple[dict[str, Any], str]:
+        """Send part ``number`` with its sha256 (on a pipeline thread); what completing the upload needs of it."""
+        assert self._pipeline is not None and self._upload_id is not None
+        upload_id, stopped = self._upload_id, self._pipeline.stopped
         digest = hashlib.sha256(part).digest()
+        checksum = _b64(digest)
         client, bucket = self._storage.client, self._storage.bucket
         response = self._call(f"UploadPart {number}", lambda: client.upload_part(
             Bucket=bucket, Key=self._full, UploadId=upload_id, PartNumber=number, Body=cast(bytes, part),
-            ChecksumSHA256=_b64(digest)))
-        self._parts.append({"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": _b64(digest)})
-        self._part_digests.append(digest.hex())
+            ChecksumSHA256=checksum), stopped)
+        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": checksum}, digest.hex()
 
     def _expected_etag(self) -> str | None:
         """The ETag S3 gives the completed upload (md5 of the parts' md5s, dash, number of parts), from
@@ -604,7 +658,11 @@ class S3Sink:
     def _complete(self) -> None:
         if self._buffer:
             part, self._buffer = self._buffer, bytearray()
-            self._upload_part(part)
+            self._submit(part)
+        assert self._pipeline is not None
+        sent = self._pipeline.results()  # in part order, however they finished
+        self._parts = [part for part, _ in sent]
+        self._part_digests = [digest for _, digest in sent]
         client, bucket = self._storage.client, self._storage.bucket
 
         def complete() -> None:
@@ -662,9 +720,14 @@ class S3Sink:
                            self._full, exc)
 
     def abort(self) -> None:
-        """Discard the object: nothing of it stays in the bucket (idempotent; never raises)."""
+        """Discard the object: nothing of it stays in the bucket (idempotent; never raises).
+
+        The parts not yet sent are dropped and those being sent are waited for (they stop
+        retrying), so that no part lands after the upload is aborted."""
         self._closed = True
         self._buffer = bytearray()
+        if self._pipeline is not None:
+            self._pipeline.stop()
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is None:
             return
@@ -683,83 +746,177 @@ class S3Sink:
 
 
 class S3ObjectStream(io.RawIOBase):
-    """The bytes of one object, streamed; a dropped connection resumes where it stopped.
+    """The bytes of one object, fetched by ranges several at once and read in order.
 
-    A GET that fails is a transfer step (tried again while S3 is out of reach); a body
-    that breaks mid-way is opened again from the next byte with a ranged GET pinned to the
-    object's ETag, so a replaced object is an error rather than a splice of two. Breaks
-    with no byte in between are bounded by the transfer pauses; bytes arriving reset the count.
+    The object is read as consecutive ranges of ``remote.part_size_mib`` (a
+    :class:`~bdr.storage.parallel.RangeWindow`): the first GET (on the reader's thread, so a
+    missing or archived object fails at once) says how long the object is and pins its ETag;
+    up to ``remote.concurrency`` ranges are then fetched ahead by pool threads, each into a
+    buffer of its own, and handed to the reader in order. Memory: ``concurrency`` ranges.
+
+    Each range is a transfer step (tried again while S3 is out of reach); a range whose body
+    breaks mid-way is opened again from its next byte with a ranged GET pinned to the ETag,
+    so only the missing bytes of that range travel again, and a replaced object is an error
+    rather than a splice of two. Breaks of one range with no byte in between are bounded by
+    the transfer pauses; bytes arriving reset the count. The whole object's sha256 is the
+    reader's to check (the repository's ``CheckedReader`` compares it with the manifest).
     """
 
     def __init__(self, storage: S3Storage, key: str) -> None:
         super().__init__()
         self._storage = storage
         self._key = key
-        self._position = 0
+        self._range_size = storage.part_size
         self._etag: str | None = None
-        self._length: int | None = None
-        self._breaks = 0
-        self._body: Any = None
-        self._body = self._storage.transfer(self._get, "GET", key)
+        self._length = 0
+        self._current: memoryview | None = None
+        self._offset = 0
+        self._window: RangeWindow[bytearray] | None = None
+        self.resumed: list[tuple[int, int]] = []
+        """(range index, byte offset in the object) of every resumption after a break, in order."""
+        self._first: Any = self._storage.transfer(self._get_first, "GET", key)
+        count = -(-self._length // self._range_size)
+        self._window = RangeWindow(count, self._fetch, storage.settings.concurrency,
+                                   name=f"bdr-download-{storage._key(key)}")
 
-    def _get(self) -> Any:
-        args: dict[str, Any] = {"Bucket": self._storage.bucket, "Key": self._storage._key(self._key)}
+    @property
+    def where(self) -> str:
+        return f"{self._storage.url}/{self._key}"
+
+    @property
+    def length(self) -> int:
+        """The object's size (from the first GET)."""
+        return self._length
+
+    @property
+    def window(self) -> RangeWindow[bytearray] | None:
+        """The ranges on their way (its ``peak`` tells how many were at once)."""
+        return self._window
+
+    def _get_first(self) -> Any:
+        """GET the first range: the object's length and ETag, and the first range's body (None when empty)."""
+        full = self._storage._key(self._key)
+        client, bucket = self._storage.client, self._storage.bucket
+        try:
+            response = client.get_object(Bucket=bucket, Key=full, Range=f"bytes=0-{self._range_size - 1}")
+        except boto_errors.ClientError as exc:
+            if _error_code(exc) != "InvalidRange":
+                raise
+            response = client.get_object(Bucket=bucket, Key=full)  # an empty object has no byte 0
+        self._etag = response.get("ETag")
+        length = int(response.get("ContentLength", 0) or 0)
+        content_range = str(response.get("ContentRange") or "")
+        if content_range:
+            length = int(content_range.rsplit("/", 1)[1])
+        elif length > self._range_size:
+            response["Body"].close()
+            raise ServiceError(detail=f"S3 GET of {self.where}: the endpoint {self._storage.endpoint} ignored the "
+                                      "Range header (bdr reads objects by ranges); use an S3-compatible store that "
+                                      "supports ranged GETs")
+        self._length = length
+        if not length:
+            response["Body"].close()
+            return None
+        return response["Body"]
+
+    def _get_range(self, start: int, end: int) -> Any:
+        """A ranged GET of bytes ``start``..``end`` (inclusive), pinned to the ETag of the first."""
+        args: dict[str, Any] = {"Bucket": self._storage.bucket, "Key": self._storage._key(self._key),
+                                "Range": f"bytes={start}-{end}"}
         if self._etag is not None:
-            args.update(Range=f"bytes={self._position}-", IfMatch=self._etag)
+            args["IfMatch"] = self._etag
         try:
             response = self._storage.client.get_object(**args)
         except boto_errors.ClientError as exc:
-            if self._etag is not None and _error_code(exc) in TAKEN_CODES:
-                raise CorruptArchive(name=f"{self._storage.url}/{self._key}",
-                                     detail="the object was replaced while it was being read") from exc
+            if _error_code(exc) in TAKEN_CODES:
+                raise CorruptArchive(name=self.where, detail="the object was replaced while it was being read") from exc
             raise
-        if self._etag is None:
-            self._etag = response.get("ETag")
-            self._length = int(response.get("ContentLength", 0) or 0)
         return response["Body"]
+
+    def _fetch(self, index: int) -> bytearray:
+        """The bytes of range ``index``, resumed from its next byte after each break (on a window thread)."""
+        assert self._window is not None
+        stopped = self._window.stopped
+        start = index * self._range_size
+        end = min(start + self._range_size, self._length)
+        buffer = bytearray(end - start)
+        view = memoryview(buffer)
+        got = 0
+        breaks = 0
+        body: Any = None
+        if index == 0:
+            body, self._first = self._first, None
+        try:
+            while got < len(buffer):
+                if stopped.is_set():
+                    raise Stopped(f"GET of {self.where}: the read was closed")
+                if body is None:
+                    body = self._storage.transfer(functools.partial(self._get_range, start + got, end - 1), "GET",
+                                                  self._key)
+                try:
+                    count = body.readinto(view[got:got + READ_CHUNK])  # botocore checks the length at the end
+                except Exception as exc:
+                    if not is_network(exc):
+                        raise self._storage.translate(exc, "GET", self._key) from exc
+                    breaks = self._pause(exc, breaks, index, start + got, stopped)
+                    self._drop(body)
+                    body = None
+                    continue
+                if not count:
+                    reason = Retryable(f"the body of bytes {start}-{end - 1} ended at byte {start + got}")
+                    breaks = self._pause(reason, breaks, index, start + got, stopped)
+                    self._drop(body)
+                    body = None
+                    continue
+                got += count
+                breaks = 0  # bytes flow again: a later drop gets the full set of tries
+        finally:
+            view.release()
+            self._drop(body)
+        return buffer
+
+    @staticmethod
+    def _drop(body: Any) -> None:
+        if body is not None:
+            with contextlib.suppress(Exception):
+                body.close()
+
+    def _pause(self, exc: Exception, breaks: int, index: int, at: int, stopped: threading.Event) -> int:
+        """After a range's body broke: a pause before resuming it from byte ``at``; the breaks so far."""
+        pauses = self._storage.transfer_pauses
+        if breaks >= len(pauses):
+            raise self._storage.translate(GaveUp(exc, breaks + 1, 0.0), "GET", self._key) from exc
+        pause = pauses[breaks]
+        logger.warning("reading %s broke at byte %d (%s); resuming range %d from there in %.1f s", self.where, at,
+                       network_reason(exc), index, pause)
+        self.resumed.append((index, at))
+        stopped.wait(pause)
+        return breaks + 1
 
     def readable(self) -> bool:
         return True
 
-    def _resume(self, exc: Exception) -> None:
-        """After the body broke: a pause, then a ranged GET from the next byte (itself tried again)."""
-        pauses = self._storage.transfer_pauses
-        if self._breaks >= len(pauses):
-            raise self._storage.translate(GaveUp(exc, self._breaks + 1, 0.0), "GET", self._key) from exc
-        pause = pauses[self._breaks]
-        self._breaks += 1
-        logger.warning("reading %s/%s broke at byte %d (%s); resuming in %.1f s", self._storage.url, self._key,
-                       self._position, network_reason(exc), pause)
-        with contextlib.suppress(Exception):
-            self._body.close()
-        time.sleep(pause)
-        self._body = self._storage.transfer(self._get, "GET", self._key)
-
     def readinto(self, buffer: Any) -> int:
         with memoryview(buffer) as outer, outer.cast("B") as view:
-            while True:
-                try:
-                    data = self._body.read(len(view))  # at the end botocore checks the length (and checksum)
-                except Exception as exc:
-                    if not is_network(exc):
-                        raise self._storage.translate(exc, "GET", self._key) from exc
-                    if self._length is not None and self._position >= self._length:
-                        return 0  # every byte arrived; only the end of the exchange broke
-                    self._resume(exc)
-                    continue
-                if not data and self._length is not None and self._position < self._length:
-                    self._resume(Retryable(f"the body ended at byte {self._position} of {self._length}"))
-                    continue
-                view[: len(data)] = data
-                self._position += len(data)
-                self._breaks = 0  # bytes flow again: a later drop gets the full set of tries
-                return len(data)
+            while self._current is None or self._offset >= len(self._current):
+                self._current = None  # let the range go before the next one arrives
+                assert self._window is not None
+                data = self._window.next()
+                if data is None:
+                    return 0
+                self._current, self._offset = memoryview(data), 0
+            count = min(len(view), len(self._current) - self._offset)
+            view[:count] = self._current[self._offset:self._offset + count]
+            self._offset += count
+            return count
 
     def close(self) -> None:
-        body = getattr(self, "_body", None)
-        if body is not None and not self.closed:
-            with contextlib.suppress(Exception):
-                body.close()
+        if not self.closed:
+            window = getattr(self, "_window", None)
+            if window is not None:
+                window.close()
+            self._drop(getattr(self, "_first", None))
+            self._current = None
         super().close()
 
 

@@ -159,6 +159,21 @@ def test_a_backup_into_another_repository_still_counts_as_success(tmp_path: Path
     assert values['backup_size_bytes{instance="production",source="redis"}'] == 1000
 
 
+def test_a_repository_bdr_yaml_does_not_name_is_remembered_and_listed_for_30_days(tmp_path: Path) -> None:
+    config = metrics_config(tmp_path)
+    now = datetime.now(UTC)
+    elsewhere = tmp_path / "second-disk"
+    store_set(Repository.open(elsewhere), make_manifest(now))
+    record_backup(config, make_manifest(now), 3.0, "local", str(elsewhere))
+    record_backup(config, make_manifest(now), 3.0, "local", str(config.repository_path().resolve()))
+    state = read_state(state_path(config))
+    assert list(state.repositories) == [str(elsewhere)]  # the configured repository needs no remembering
+    text = (tmp_path / "textfile" / "bdr.prom").read_text()
+    assert f'backup_repository_up{{location="local",repository="{elsewhere}"}} 1' in text
+    assert state.remembered(now + timedelta(days=29)) == [str(elsewhere)]
+    assert state.remembered(now + timedelta(days=31)) == []
+
+
 def test_safety_backups_are_not_recorded(tmp_path: Path) -> None:
     config = metrics_config(tmp_path)
     record_backup(config, make_manifest(NOW, tags=("safety",)), 1.0, "local")

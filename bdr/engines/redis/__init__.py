@@ -11,7 +11,8 @@
 - :mod:`.temporary`: a private redis-server loaded from a set's files;
 - :mod:`.target`: an instance's runtime and where its files are; :mod:`.live_settings`:
   settings changed on a live server for a moment, always put back;
-- :mod:`.legacy`: backups of the old shell scripts.
+- :mod:`.legacy`: backups of the old shell scripts;
+- :mod:`.cluster`: Redis Cluster (a server that reports ``cluster_enabled:1``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bdr.clients import redis_client
 from bdr.config import Config
 from bdr.engines.base import BackupRequest, Check, RestoreRequest, RestoreResult
 from bdr.engines.redis import backup as _backup
+from bdr.engines.redis import cluster
 from bdr.engines.redis import verify as _verify
 from bdr.engines.runbook import Restorer, run_restore
 from bdr.errors import UsageError
@@ -46,7 +48,9 @@ class RedisEngine:
         method = request.method or instance.method
         if method not in METHODS:
             raise UsageError(detail=f"unknown Redis backup method {method!r}; one of {', '.join(METHODS)}")
-        if "safety" in request.tags and not self._answers(request):
+        if cluster.backs_up(request, instance):
+            cluster.backup(request, writer, instance, method)
+        elif "safety" in request.tags and not self._answers(request):
             _backup.backup_offline(request, writer, instance)
         elif method == "replication":
             staging = Path(tempfile.mkdtemp(prefix="bdr-repl-"))
@@ -70,6 +74,8 @@ class RedisEngine:
         return config.redis_instance(target).name
 
     def restorer(self, request: RestoreRequest) -> Restorer:
+        if cluster.restores(request):
+            return cluster.restorer(request)
         if request.selection.get("keys"):
             from bdr.engines.redis.selective import SelectiveRestore
 
@@ -82,6 +88,8 @@ class RedisEngine:
         return FullRestore.new(self, request)
 
     def resumed(self, request: RestoreRequest, entry: JournalEntry, result: RestoreResult) -> Restorer:
+        if entry.state.get("mode") in cluster.MODES:
+            return cluster.resumed(request, entry, result)
         if entry.state.get("mode") == "selective":
             from bdr.engines.redis.selective import SelectiveRestore
 
@@ -97,6 +105,8 @@ class RedisEngine:
         checks = _verify.check_files(manifest, files)
         if restore_test and all(c.ok for c in checks):
             checks += _verify.restore_test(manifest, files)
+        if manifest.facts.get("cluster_shard"):
+            checks += cluster.verify_member(manifest, files, restore_test)
         return checks
 
 

@@ -122,6 +122,8 @@ class Snapshot:
     digest: str
     rdb_saves: int
     """The server's save counter once the save finished."""
+    requested_at_us: int = 0
+    """The same moment to the microsecond (``TIME``), for comparing snapshots of several servers."""
 
 
 def save_failure(client: redis.Redis, stdout_log: Path | None = None) -> str:
@@ -196,6 +198,7 @@ def snapshot(client: redis.Redis, name: str, timeout: float, with_digest: bool =
             continue  # another save/rewrite started meanwhile: wait for it, then take ours
         raise SnapshotFailed(name=name, detail=f"Redis refused BGSAVE: {started}")
     requested_at = int(server_time[0]) if isinstance(server_time, (tuple, list)) else int(time.time())
+    requested_us = requested_at * 1_000_000 + (int(server_time[1]) if isinstance(server_time, (tuple, list)) else 0)
     saves_before = int(before["rdb_saves"])
 
     def finished() -> bool:
@@ -211,7 +214,8 @@ def snapshot(client: redis.Redis, name: str, timeout: float, with_digest: bool =
             raise SnapshotNoSpace(name=name, detail=reason, dir=str(client.config_get("dir").get("dir")))
         raise SnapshotFailed(name=name, detail=reason)
     return Snapshot(requested_at, Keyspace.from_info(keyspace),
-                    parse_digest(digest_reply) if with_digest else DIGEST_UNAVAILABLE, int(info["rdb_saves"]))
+                    parse_digest(digest_reply) if with_digest else DIGEST_UNAVAILABLE, int(info["rdb_saves"]),
+                    requested_us)
 
 
 def wait_no_aof_rewrite(client: redis.Redis, timeout: float) -> None:
@@ -294,7 +298,8 @@ def backup_rdb(request: BackupRequest, writer: SetWriter, instance: RedisInstanc
             files: list[tuple[Path, str]] = [(pinned, layout.dbfilename)]
             facts.update(digest=snap.digest if ours else DIGEST_UNAVAILABLE, rdb_saves=snap.rdb_saves,
                          rdb_version=rdb_version(pinned), aof=layout.appendonly, dbfilename=layout.dbfilename,
-                         appenddirname=layout.appenddirname, snapshot_requested_at=snap.requested_at)
+                         appenddirname=layout.appenddirname, snapshot_requested_at=snap.requested_at,
+                         snapshot_requested_at_us=snap.requested_at_us)
             if layout.appendonly and layout.multipart:
                 manifest_name = f"{layout.appendfilename}.manifest"
                 with changed_settings(client, instance, {"auto-aof-rewrite-percentage": "0"}, root):

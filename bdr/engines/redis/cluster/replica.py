@@ -1,0 +1,182 @@
+"""A replica in a cluster restore: its data files set aside, so that it resyncs from its restored master.
+
+A replica holds nothing of its own: it is a copy of its master. Restoring its files too
+would fetch every shard twice and give a replica data the master may not serve; instead
+its data files (``dump.rdb``, the AOF) are moved aside (kept for a rollback, by the same
+atomic :class:`~bdr.engines.redis.swap.DataSwap` the masters use) while it is stopped, and
+it starts empty: its ``nodes.conf`` still makes it a replica of its master, which it then
+loads through a full sync from the restored master. Its check is Redis's own replication:
+link up, sync done, the same key counts as its master (whose writes are held back until
+the restore is verified).
+
+A rollback stops it, drops what the resync wrote, and puts its previous files back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bdr.clients import redis_client
+from bdr.config import RedisInstance
+from bdr.engines.base import Check
+from bdr.engines.redis.info import Keyspace, PersistenceLayout
+from bdr.engines.redis.restore import MARGIN_BYTES, OWNER_FILE, WORK_PREFIX, sweep_work_dirs
+from bdr.engines.redis.swap import DataSwap
+from bdr.engines.redis.target import RedisTarget, open_target
+from bdr.engines.runbook import StepOutcome
+from bdr.errors import PreflightFailed, ServiceError
+from bdr.host import process_start_time
+from bdr.runtime.base import Launch, Needs
+from bdr.waiting import wait_for
+
+LEGACY_AOF = "appendonly.aof"
+
+
+@dataclass(slots=True)
+class ReplicaResync:
+    """One replica of a cluster restore (see the module docstring)."""
+
+    target: RedisTarget
+    master: RedisInstance
+    work: Path | None = None
+    launch: Launch | None = None
+    was_running: bool = False
+    swap: DataSwap | None = None
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    @classmethod
+    def new(cls, instance: RedisInstance, master: RedisInstance) -> ReplicaResync:
+        target = open_target(instance)
+        return cls(target, master, was_running=target.running)
+
+    @classmethod
+    def from_state(cls, instance: RedisInstance, master: RedisInstance, state: dict[str, Any]) -> ReplicaResync:
+        launch = Launch.from_dict(state["launch"]) if state.get("launch") else None
+        target = open_target(instance, launch)
+        if state.get("layout"):
+            target.layout = PersistenceLayout.from_state(state["layout"])
+        return cls(target, master, Path(state["work"]) if state.get("work") else None, launch,
+                   bool(state.get("was_running")), DataSwap.from_state(state["swap"]) if state.get("swap") else None)
+
+    def state(self) -> dict[str, Any]:
+        return {"instance": self.name, "url": self.target.instance.url, "master": self.master.url,
+                "launch": self.launch.to_dict() if self.launch else None, "layout": self.target.layout.to_state(),
+                "work": str(self.work) if self.work else None, "was_running": self.was_running,
+                "swap": self.swap.to_state() if self.swap else None}
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def fetch(self) -> StepOutcome:
+        layout = self.target.layout
+        sweep_work_dirs(layout.dir)
+        self.work = layout.dir / f"{WORK_PREFIX}{secrets.token_hex(4)}"
+        self.work.mkdir(mode=0o700)
+        (self.work / OWNER_FILE).write_text(json.dumps({
+            "pid": os.getpid(), "host": socket.gethostname(), "process_start": process_start_time(os.getpid()),
+            "ref": "resync"}))
+        (self.work / "new").mkdir()
+        return StepOutcome(f"replica {self.name}: resyncs from its master, nothing to fetch")
+
+    def check(self) -> StepOutcome:
+        assert self.work is not None
+        problems = self.target.runtime.preflight(Needs(free_bytes=MARGIN_BYTES))
+        if problems:
+            raise PreflightFailed(what=f"into Redis {self.name}", detail="; ".join(problems))
+        self.launch = self.target.runtime.launch()
+        layout = self.target.layout
+        clear = [n for n in (layout.dbfilename, layout.appenddirname, layout.appendfilename, LEGACY_AOF) if n]
+        self.swap = DataSwap.prepared(layout.dir, self.work, list(dict.fromkeys(clear)))
+        return StepOutcome(f"replica {self.name} can be started again ({self.launch.describe()})")
+
+    def stop(self) -> StepOutcome:
+        runtime = self.target.runtime
+        if runtime.running():
+            runtime.stop(timeout=max(60.0, self.target.instance.save_timeout))
+        return StepOutcome(f"replica {self.name} stopped")
+
+    def replace(self) -> StepOutcome:
+        assert self.swap is not None
+        if self.target.runtime.running():
+            raise ServiceError(detail=f"Redis {self.name} is running again before its files are set aside: something "
+                               "restarts it (a supervisor?); stop it through its supervisor")
+        moved = self.swap.swap()
+        return StepOutcome(f"replica {self.name}: {', '.join(moved) or 'nothing'} set aside")
+
+    def start(self) -> StepOutcome:
+        runtime = self.target.runtime
+        if not runtime.ready():
+            runtime.start(timeout=self.target.instance.save_timeout)
+        return StepOutcome(f"replica {self.name} started empty")
+
+    def verify(self, timeout: float) -> list[Check]:
+        """Synced from its master, and holding what the master holds."""
+        client = redis_client(self.target.instance, timeout=10.0)
+
+        def synced() -> bool:
+            try:
+                info = client.info("replication")
+                return info.get("master_link_status") == "up" and not int(info.get("master_sync_in_progress", 0)) \
+                    and not int(client.info("persistence").get("loading", 0))
+            except redis.RedisError:
+                return False
+
+        if not wait_for(synced, timeout, 0.05):
+            return [Check(f"replica {self.name}", False, f"not synced with its master within {timeout:.0f}s")]
+        try:
+            mine = Keyspace.from_info(client.info("keyspace"))
+            theirs = Keyspace.from_info(redis_client(self.master, timeout=10.0).info("keyspace"))
+        except redis.RedisError as exc:
+            return [Check(f"replica {self.name}", False, f"cannot compare with its master: {exc}")]
+        same = mine.total_keys == theirs.total_keys
+        return [Check(f"replica {self.name}", same, f"resynced from its master: {mine.total_keys} keys"
+                      + ("" if same else f", the master has {theirs.total_keys}"))]
+
+    def stop_for_rollback(self) -> str:
+        """Stop it if it runs on the restored data (before its master is rolled back: no failover meanwhile)."""
+        if self.swap is not None and self.swap.touched() and self.target.runtime.running():
+            self.target.runtime.stop(timeout=max(60.0, self.target.instance.save_timeout))
+            return f"replica {self.name} stopped"
+        return ""
+
+    def rollback(self) -> StepOutcome:
+        runtime = self.target.runtime
+        done: list[str] = []
+        if self.swap is not None and self.swap.touched():
+            if runtime.running():
+                runtime.stop(timeout=max(60.0, self.target.instance.save_timeout))
+            assert self.work is not None
+            resynced = self.work / "resynced"
+            resynced.mkdir(exist_ok=True)
+            for name in self.swap.clear:  # what the resync wrote in their place
+                path = self.swap.data_dir / name
+                if os.path.lexists(path) and os.path.lexists(self.swap.old / name):
+                    os.replace(path, resynced / name)
+            back = self.swap.unswap()
+            done.append(f"replica {self.name}: previous {', '.join(back) or 'files'} put back")
+        if self.was_running and not runtime.ready():
+            runtime.start(timeout=self.target.instance.save_timeout)
+            done.append("started again")
+        self.discard()
+        return StepOutcome("; ".join(done) or f"replica {self.name}: nothing had changed")
+
+    def finish(self) -> StepOutcome:
+        self.discard()
+        return StepOutcome(f"replica {self.name}: previous files deleted")
+
+    def discard(self) -> None:
+        if self.swap is not None:
+            self.swap.discard()
+        elif self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
