@@ -397,3 +397,72 @@ class DrillBreached(CheckFailed):
 class WrongPassphrase(WrongKey):
     """cannot decrypt {name}: wrong passphrase (tried openssl enc's sha256, md5 and -pbkdf2 key derivations);
     check the passphrase in {where}"""
+
+
+# --- runtimes (how an instance is stopped and started) ----------------------------------------------------
+
+
+class NoLaunch(ConfigError):
+    """Redis {name} is not running and bdr does not know how to start it: {fix}"""
+
+
+class Supervised(ServiceError):
+    """{detail}; bdr stopped nothing"""
+
+
+class StartFailed(ServiceError):
+    """Redis {name} did not start ({how}): {detail}"""
+
+
+class StopFailed(ServiceError):
+    """Redis {name} did not stop ({how}): {detail}"""
+
+
+class UnsafeLaunch(ServiceError):
+    """refusing to start Redis {name} as `{how}`: {detail}"""
+
+
+class CommandFailed(ServiceError):
+    """`{command}` failed (exit code {code}): {output}"""
+
+
+# --- Redis snapshots and their content digest -------------------------------------------------------------
+
+
+class BackupFailed(BdrError):
+    """backup of Redis {name} failed: {detail}"""
+
+    exit_code = 7
+
+
+class SnapshotFailed(ServiceError):
+    """the snapshot of Redis {name} failed: {detail}; nothing was backed up"""
+
+
+class SnapshotNoSpace(StorageError):
+    """the snapshot of Redis {name} failed: {detail}; free space in {dir} (Redis writes its RDB there) and run
+    again; nothing was backed up"""
+
+
+class RdbNotFound(BdrError):
+    """RDB file {path} not found"""
+
+    exit_code = 4
+
+
+class RdbUnreadable(IntegrityError):
+    """cannot read {path} as an RDB file: {detail}"""
+
+
+class RdbCorrupt(IntegrityError):
+    """{path} is not a valid RDB file: at byte offset {offset}, {detail}; the copy is corrupt or truncated: take the
+    backup again, or use an older one"""
+
+
+class RdbUnsupported(IntegrityError):
+    """{path} cannot be digested: at byte offset {offset}, {detail}"""
+
+
+class DigestExtensionMissing(BdrError):
+    """the C extension bdr.engines.redis.rdb._digest is not built ({detail}): install a C compiler and the Python
+    headers (`apt-get install gcc python3-dev`) and reinstall bdr (`pip install -e .`)"""

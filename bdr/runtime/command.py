@@ -33,11 +33,10 @@ from typing import Any
 import redis
 
 from bdr.config import RedisInstance
-from bdr.errors import ConfigError, ServiceError, ServiceUnavailable
+from bdr.errors import CommandFailed, ConfigError, NoLaunch, ServiceError, ServiceUnavailable, StartFailed
 from bdr.runtime import preflight as checks
 from bdr.runtime import procfs, register_runtime
 from bdr.runtime.base import Launch, Needs, command_line
-from bdr.runtime.errors import CommandFailed, NoLaunch, StartFailed
 from bdr.runtime.launch import ReadLaunch, read_launch
 from bdr.runtime.redis_base import RedisBase, nosave_on_signals
 from bdr.runtime.settings import LaunchConfig, read_launch_config

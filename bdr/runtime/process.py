@@ -43,12 +43,11 @@ import redis
 
 from bdr.clients import redis_errors
 from bdr.config import RedisInstance
-from bdr.errors import ServiceError, ServiceUnavailable
+from bdr.errors import NoLaunch, ServiceError, ServiceUnavailable, StartFailed, Supervised, UnsafeLaunch
 from bdr.host import free_port
 from bdr.runtime import preflight as checks
 from bdr.runtime import procfs, register_runtime
 from bdr.runtime.base import Launch, Needs, command_line
-from bdr.runtime.errors import NoLaunch, StartFailed, Supervised, UnsafeLaunch
 from bdr.runtime.launch import ReadLaunch, configured_launch, read_launch
 from bdr.runtime.redis_base import RedisBase
 from bdr.runtime.server import REDIS_SERVER, kill_group, popen_server, stdin_config, tail, version

@@ -142,7 +142,7 @@ class RedisBase:
     def wait_ready(self, timeout: float, dead: Callable[[], str | None] | None = None,
                    context: Callable[[], str] | None = None) -> None:
         """Until ready; ``dead()`` returns why the server cannot come up any more (it exited), which is raised."""
-        from bdr.runtime.errors import StartFailed
+        from bdr.errors import StartFailed
 
         deadline = time.monotonic() + timeout
         while True:
@@ -171,7 +171,7 @@ class RedisBase:
         deadline = time.monotonic() + timeout
         while not self.gone(pid):
             if time.monotonic() >= deadline:
-                from bdr.runtime.errors import StopFailed
+                from bdr.errors import StopFailed
 
                 holders = ", ".join(
                     str(p) for listener in procfs.listeners(self.address()[1]) for p in listener.pids

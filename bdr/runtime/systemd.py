@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from bdr.config import RedisInstance
-from bdr.errors import ConfigError, ServiceError
+from bdr.errors import CommandFailed, ConfigError, ServiceError, StartFailed
 from bdr.runtime import preflight as checks
 from bdr.runtime import register_runtime
 from bdr.runtime.base import Launch, Needs, command_line
-from bdr.runtime.errors import CommandFailed, StartFailed
 from bdr.runtime.redis_base import RedisBase, nosave_on_signals
 from bdr.runtime.remote import remote_dry_start, remote_version
 from bdr.runtime.server import version

@@ -34,8 +34,8 @@ import redis
 
 from bdr.clients import redis_address
 from bdr.config import RedisInstance
+from bdr.errors import StartFailed, Supervised
 from bdr.runtime import Launch, Needs, RedisRuntime, procfs, redis_runtime
-from bdr.runtime.errors import StartFailed, Supervised
 from bdr.runtime.process import spawn_redis
 from bdr.waiting import wait_for
 from tests.operators import Operators, operators, start_systemd_redis

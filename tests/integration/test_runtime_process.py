@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 
 from bdr.config import RedisInstance
-from bdr.errors import ServiceTimeout
+from bdr.errors import NoLaunch, ServiceTimeout, StartFailed, UnsafeLaunch
 from bdr.host import free_port
 from bdr.runtime import Launch, Needs, procfs, redis_runtime
-from bdr.runtime.errors import NoLaunch, StartFailed, UnsafeLaunch
 from bdr.runtime.process import RedisProcess
 from tests.operators import Operators, operators
 

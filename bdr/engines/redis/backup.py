@@ -55,7 +55,15 @@ from bdr.engines.redis.info import (
 )
 from bdr.engines.redis.live_settings import changed_settings, put_back_leftovers
 from bdr.engines.redis.target import open_target
-from bdr.errors import BdrError, NothingToBackUp, ServiceError, ServiceTimeout, ServiceUnavailable, StorageError
+from bdr.errors import (
+    BackupFailed,
+    NothingToBackUp,
+    ServiceError,
+    ServiceTimeout,
+    ServiceUnavailable,
+    SnapshotFailed,
+    SnapshotNoSpace,
+)
 from bdr.failpoints import failpoint
 from bdr.journal import Journal
 from bdr.repository import SetWriter
@@ -68,21 +76,6 @@ POLL = 0.01
 LOCAL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO)
 """errno values of a failed write to a local file (the rest of a replication's OSErrors are the network's)."""
 SAVE_ERRORS = re.compile(r"(error|failed|no space|can't|cannot|denied)", re.I)
-
-
-class BackupFailed(BdrError):
-    """backup of Redis {name} failed: {detail}"""
-
-    exit_code = 7
-
-
-class SnapshotFailed(ServiceError):
-    """the snapshot of Redis {name} failed: {detail}; nothing was backed up"""
-
-
-class SnapshotNoSpace(StorageError):
-    """the snapshot of Redis {name} failed: {detail}; free space in {dir} (Redis writes its RDB there) and run
-    again; nothing was backed up"""
 
 
 def _store(writer: SetWriter, files: list[tuple[Path, str]], compress: bool) -> None:

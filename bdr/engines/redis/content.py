@@ -47,12 +47,12 @@ class Content:
 def digest_facts(path: Path) -> Content:
     """The content digest of the RDB at ``path`` as manifest facts.
 
-    A corrupt RDB raises (:class:`~bdr.engines.redis.rdb.errors.RdbCorrupt`, exit 6): a snapshot
+    A corrupt RDB raises (:class:`~bdr.errors.RdbCorrupt`, exit 6): a snapshot
     that does not parse is not a backup. A type bdr does not know yet, or no C parser for a
     big file, gives ``Content(None, reason)``.
     """
     from bdr.engines.redis.rdb.digest import HAVE_C, digest_file
-    from bdr.engines.redis.rdb.errors import RdbUnsupported
+    from bdr.errors import RdbUnsupported
 
     if not HAVE_C and path.stat().st_size > PYTHON_LIMIT:
         return Content(None, "bdr's RDB parser (its C extension) is not built: reinstall bdr with gcc and "

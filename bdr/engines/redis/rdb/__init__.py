@@ -122,7 +122,6 @@ from __future__ import annotations
 from bdr.engines.redis.rdb.canonical import ALGORITHM
 from bdr.engines.redis.rdb.digest import (
     ContentDigest,
-    DigestExtensionMissing,
     Implementation,
     KeyHash,
     available,
@@ -130,8 +129,8 @@ from bdr.engines.redis.rdb.digest import (
     digest_file,
     key_hashes,
 )
-from bdr.engines.redis.rdb.errors import RdbCorrupt, RdbNotFound, RdbUnreadable, RdbUnsupported
 from bdr.engines.redis.rdb.live import LiveKey, LiveStatus, SampleComparison, compare_sample, live_key_hashes
+from bdr.errors import DigestExtensionMissing, RdbCorrupt, RdbNotFound, RdbUnreadable, RdbUnsupported
 
 __all__ = [
     "ALGORITHM",

@@ -25,9 +25,15 @@ from typing import Any, Literal
 
 from bdr.engines.redis.rdb import reference
 from bdr.engines.redis.rdb.canonical import ALGORITHM
-from bdr.engines.redis.rdb.errors import RdbCorrupt, RdbNotFound, RdbUnreadable, RdbUnsupported
 from bdr.engines.redis.rdb.raw import RawDigest, RawKeyHash
-from bdr.errors import BdrError, IntegrityError
+from bdr.errors import (
+    DigestExtensionMissing,
+    IntegrityError,
+    RdbCorrupt,
+    RdbNotFound,
+    RdbUnreadable,
+    RdbUnsupported,
+)
 
 try:
     from bdr.engines.redis.rdb import _digest
@@ -53,11 +59,6 @@ class Implementation(StrEnum):
 
 
 Choice = Literal["auto", "c", "python"]
-
-
-class DigestExtensionMissing(BdrError):
-    """the C extension bdr.engines.redis.rdb._digest is not built ({detail}): install a C compiler and the Python
-    headers (`apt-get install gcc python3-dev`) and reinstall bdr (`pip install -e .`)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +231,7 @@ def _digest_path(path: Path, sample: int, all_keys: bool, implementation: Implem
 def digest_file(path: Path, *, sample: int = DEFAULT_SAMPLE, implementation: Choice = "auto") -> ContentDigest:
     """The content digest of the RDB file at ``path`` with a bottom-``sample`` key sample.
 
-    Raises :class:`~bdr.engines.redis.rdb.errors.RdbNotFound`, ``RdbUnreadable`` (a directory,
+    Raises :class:`~bdr.errors.RdbNotFound`, ``RdbUnreadable`` (a directory,
     no permission), ``RdbCorrupt`` (truncated, not an RDB, CRC64 mismatch) or ``RdbUnsupported``
     (a type or opcode this version does not know, a pre-GA module value); the last two name
     the byte offset.
