@@ -195,13 +195,13 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-def copy_to_file(stream: IO[bytes], dest: Path) -> tuple[str, int]:
-    """Copy ``stream`` into the new file ``dest``; the sha256 and size of what was copied.
+def copy_to_file(stream: IO[bytes], dest: Path, hashed: bool = True) -> tuple[str, int]:
+    """Copy ``stream`` into the new file ``dest``; the sha256 (``""`` unless ``hashed``) and size of what was copied.
 
     A failed write (disk full, read-only, permission) is the typed storage error naming
     ``dest``'s directory, and the partial file is removed; errors of ``stream`` pass unchanged.
     """
-    digest = hashlib.sha256()
+    digest = hashlib.sha256() if hashed else None
     size = 0
     try:
         out = dest.open("wb")
@@ -214,7 +214,8 @@ def copy_to_file(stream: IO[bytes], dest: Path) -> tuple[str, int]:
                     out.write(chunk)
                 except OSError as exc:
                     raise translate_os_error(exc, dest.parent) from exc
-                digest.update(chunk)
+                if digest is not None:
+                    digest.update(chunk)
                 size += len(chunk)
             try:
                 out.flush()
@@ -224,7 +225,7 @@ def copy_to_file(stream: IO[bytes], dest: Path) -> tuple[str, int]:
         with contextlib.suppress(OSError):
             dest.unlink(missing_ok=True)
         raise
-    return digest.hexdigest(), size
+    return digest.hexdigest() if digest is not None else "", size
 
 
 def _make_dir(path: Path) -> None:

@@ -6,6 +6,7 @@ Layout over any :class:`~bdr.storage.Storage` (a directory or an S3 prefix)::
     <source>/<set-id>/.bdr-writing.json  written first, removed after the manifest: who writes the set
     <source>/<set-id>/manifest.json      written last: a set without it is incomplete
     <source>/<set-id>/verify.json        the latest verification result (optional)
+    <source>/<set-id>/copy.json          how the set came here from another repository, and its check (``bdr copy``)
     locks/repository.lock                who is writing (pid, host, since, operation)
     locks/read-<set-id>-<pid>-<x>.json   a restore reading a set (prune keeps it)
     journal/                             the restore journal (not sets)
@@ -97,6 +98,8 @@ logger = logging.getLogger(__name__)
 SOURCES = ("redis", "qdrant", "config", "all")
 LOCK_KEY = "locks/repository.lock"
 VERIFY_NAME = "verify.json"
+COPY_NAME = "copy.json"
+"""Beside the manifest of a set ``bdr copy`` wrote: where it came from, how, and the check of the copy."""
 WRITING_MARKER = ".bdr-writing.json"
 ARCHIVE_NAME = "data.tar.zst"
 TAR_NAME = "data.tar"
@@ -605,14 +608,16 @@ class SetWriter:
         ``total``: how many bytes to expect, when known (for the progress bar only).
         """
         sink = self._sink(name)
-        digest = hashlib.sha256()
+        # a plain sink hashes what it stores, and that is the file itself: one sha256 pass, not two
+        digest = hashlib.sha256() if self.cipher is not None else None
         size = 0
         tracked = self._task(name, total)
         try:
             for chunk in chunks:
                 if chunk:
                     sink.write(chunk)
-                    digest.update(chunk)
+                    if digest is not None:
+                        digest.update(chunk)
                     size += len(chunk)
                     tracked.advance(len(chunk))
             written = sink.commit()
@@ -624,13 +629,46 @@ class SetWriter:
         self._record(name, written)
         if mode is None:
             mode = 0o600 if secret else 0o644
-        entry = FileEntry(path=name, size=size, sha256=digest.hexdigest(), mode=mode, secret=secret)
+        sha256 = digest.hexdigest() if digest is not None else written.sha256
+        entry = FileEntry(path=name, size=size, sha256=sha256, mode=mode, secret=secret)
         self.files.append(entry)
         return entry
 
-    def commit(self) -> Manifest:
-        """Write the manifest (sealed with its digest, and a MAC when written with a key): the set exists."""
-        manifest = Manifest(
+    def add_object(self, name: str, chunks: Iterable[bytes], *, cipher: ObjectCipher | None = None,
+                   encrypted: bool = False, total: int | None = None) -> StoredObject:
+        """Store the bytes ``chunks`` yields as the object ``name``, with no file entry (a copy of a stored object).
+
+        ``cipher`` encrypts them on the way (a plain set re-encrypted); ``encrypted`` is what the
+        manifest will say of the object (:attr:`StoredObject.encrypted`). The caller gives the
+        manifest to :meth:`commit`.
+        """
+        sink = self._sink(name, cipher)
+        tracked = self._task(name, total)
+        try:
+            for chunk in chunks:
+                if chunk:
+                    sink.write(chunk)
+                    tracked.advance(len(chunk))
+            written = sink.commit()
+        except BaseException:
+            sink.abort()
+            raise
+        finally:
+            tracked.finish()
+        self._record(name, written, encrypted=encrypted)
+        return self.objects[-1]
+
+    def commit(self, manifest: Manifest | None = None) -> Manifest:
+        """Write the manifest (sealed with its digest, and a MAC when written with a key): the set exists.
+
+        ``manifest``: write that one, as it is, instead of one made of what was added (a set
+        copied from another repository keeps its id and its seal, or was sealed again by the copy).
+        """
+        if manifest is not None:
+            if (manifest.id, manifest.source) != (self.id, self.source):
+                raise ValueError(f"the manifest of {manifest.id} given to the writer of {self.id}")
+            return self._write_manifest(manifest)
+        return self._write_manifest(Manifest(
             id=self.id,
             source=self.source,
             instance=self.instance,
@@ -645,7 +683,9 @@ class SetWriter:
             tags=self.tags,
             facts=dict(self.facts),
             children=tuple(self.children),
-        ).seal(self.cipher or self._object_cipher)
+        ).seal(self.cipher or self._object_cipher))
+
+    def _write_manifest(self, manifest: Manifest) -> Manifest:
         self.repo.storage.put_bytes(f"{self._prefix}/{MANIFEST_NAME}", manifest.to_json())
         self.manifest = manifest
         if self._marked:
@@ -1027,6 +1067,22 @@ class Repository:
             plain = cipher.decrypting(plain, name)
         return cast(BinaryIO, VerifiedStream(plain, checked))
 
+    def open_stored(self, backup: BackupSet, name: str) -> CheckedReader:
+        """A stream of one object's stored bytes as they are (never decrypted), checked as it is read.
+
+        What ``bdr copy`` sends elsewhere: at the end of the object a size or sha256 other than
+        the manifest's raises :class:`~bdr.errors.ChecksumMismatch`, so a tampered object is
+        never written as a good one. The caller checked the manifest (it has the set from a
+        listing, which checks its digest, and its MAC with the key at hand).
+        """
+        try:
+            obj = backup.manifest.object(name)
+        except KeyError:
+            raise CorruptArchive(name=f"{backup.id}/{name}", detail="not an object of this set's manifest") from None
+        raw = progress.reading(self.storage.open_read(f"{backup.source}/{backup.id}/{name}"),
+                               f"{self._verb('read')} {name}", obj.size)
+        return CheckedReader(raw, obj, backup.id)
+
     def _verb(self, local: str) -> str:
         """How a progress line names reading from here: ``download`` from S3, else ``local``."""
         return "download" if self.storage.location == "s3" else local
@@ -1078,6 +1134,18 @@ class Repository:
         data = {"at": result.at, "ok": result.ok, "restore_test": result.restore_test, "detail": result.detail}
         self.storage.put_bytes(f"{backup.source}/{backup.id}/{VERIFY_NAME}", json.dumps(data).encode())
 
+    def record_copy(self, backup: BackupSet, record: dict[str, Any]) -> None:
+        """Write the copy note (:data:`COPY_NAME`) of a set ``bdr copy`` wrote or found here."""
+        self.storage.put_bytes(f"{backup.source}/{backup.id}/{COPY_NAME}", json.dumps(record, sort_keys=True).encode())
+
+    def copy_record(self, backup: BackupSet) -> dict[str, Any] | None:
+        """The copy note of a set (None: there is none, or it is unreadable)."""
+        try:
+            data = json.loads(self.storage.read_bytes(f"{backup.source}/{backup.id}/{COPY_NAME}"))
+        except (BackupNotFound, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
     def delete(self, backup: BackupSet) -> None:
         """Delete a set: manifest first, so a half-deleted set is never taken for a good one."""
         prefix = f"{backup.source}/{backup.id}"
@@ -1127,7 +1195,11 @@ def extract_set(
                 continue  # an engine side object (read by the engine itself): checked on leaving the block
             target = dest / obj.name
             target.parent.mkdir(parents=True, exist_ok=True)
-            sha256, size = copy_to_file(stream, target)
+            if backup.manifest.encrypted or obj.encrypted:
+                sha256, size = copy_to_file(stream, target)
+            else:  # the stored bytes are the file: the stream checks their size and sha256 at its end
+                size = copy_to_file(stream, target, hashed=False)[1]
+                sha256 = obj.sha256
             entry = expected[obj.name]
             if entry.mode is not None:
                 os.chmod(target, entry.mode & 0o7777)

@@ -36,6 +36,7 @@ import os
 import secrets
 import shutil
 import socket
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,10 @@ WORK_PREFIX = ".bdr-restore-"
 OWNER_FILE = "owner.json"
 MARGIN_BYTES = 16 << 20
 """Room left beside the restored files for the server's own writes once it runs."""
-RETURN_WATCH = 0.25
-"""After the stop, how long bdr watches that nothing starts the server again (a supervisor it was not told about)."""
+RETURN_WATCH = 0.05
+"""After the stop, how long bdr watches that nothing starts the server again (a supervisor it was not told about);
+the files are checked once more right after the swap."""
+_BESIDE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bdr-preflight")
 
 
 # --- the restorer --------------------------------------------------------------------------------
@@ -119,6 +122,7 @@ class FullRestore:
     swap: DataSwap | None = None
     expected: Expected = field(default_factory=Expected)
     pause: WritePause | None = None
+    _preflight: Future[list[str]] | None = field(default=None, repr=False)
     source: str = "redis"
     stops_service: bool = True
 
@@ -184,6 +188,8 @@ class FullRestore:
         (self.work / OWNER_FILE).write_text(json.dumps({
             "pid": os.getpid(), "host": socket.gethostname(), "process_start": process_start_time(os.getpid()),
             "ref": self.result.ref}))
+        # proving the instance can be started again does not need the set: it runs beside the fetch
+        self._preflight = _BESIDE.submit(self.target.runtime.preflight, Needs(free_bytes=MARGIN_BYTES))
         what = fetch_into(self.request, self.work / "incoming")
         note = f"; removed {len(removed)} leftover work dir(s) of killed restores" if removed else ""
         return StepOutcome(what + note)
@@ -198,7 +204,9 @@ class FullRestore:
                                  legacy)
         self.expected = Expected.of(installable)
         self._check_room(layout.dir)
-        problems = self.target.runtime.preflight(Needs(free_bytes=MARGIN_BYTES))
+        pending, self._preflight = self._preflight, None
+        problems = pending.result() if pending is not None else \
+            self.target.runtime.preflight(Needs(free_bytes=MARGIN_BYTES))
         if problems:
             raise PreflightFailed(what=f"into Redis {self.instance}", detail="; ".join(problems))
         clear = stage(installable, layout, self.work / "new")
@@ -234,6 +242,9 @@ class FullRestore:
         if running:
             self.pause = WritePause(self._instance)
             self.pause.begin()
+            if self._holds_nothing():  # writes are held already: nothing can arrive unseen until the stop
+                return None, StepOutcome(f"nothing to protect: Redis {self.instance} holds no keys and no "
+                                         "functions; writes paused until the stop", skipped=True)
         try:
             safety = safety_backup(self.engine, self.request, self.instance)
         except NothingToBackUp as exc:
@@ -245,6 +256,15 @@ class FullRestore:
         note = f"; {self.pause.note}" if self.pause and self.pause.note else \
             ("; writes paused until the stop" if running else " (a copy of the files: Redis is down)")
         return safety.id, StepOutcome(f"{safety.id}{note}")
+
+    def _holds_nothing(self) -> bool:
+        try:
+            client = self.target.runtime.client(timeout=10.0, retries=0)
+            keyspace = Keyspace.from_info(client.info("keyspace"))
+            functions = client.execute_command("FUNCTION", "LIST")
+        except (redis.RedisError, BdrError):
+            return False  # cannot tell: take the safety backup
+        return keyspace.total_keys == 0 and not functions
 
     def _unpause(self) -> None:
         if self.pause is not None:
