@@ -5,4 +5,4 @@ pytest11 entry point of the installed package; its fixtures (``stack``, ``drill`
 ``dr_policy``) and options (``--dr-*``) are available everywhere.
 """
 
-pytest_plugins = ["tests.fixtures", "tests.s3_fixtures", "tests.docker_fixtures"]
+pytest_plugins = ["tests.fixtures", "tests.s3_fixtures", "tests.docker_fixtures", "tests.cluster"]

@@ -16,6 +16,12 @@ BackupRepositoryUnreachable    warning     a repository could not be listed, for
 DrillTargetBreached            warning     the last drill missed an RTO or RPO objective
 RestoreInterrupted             critical    a restore was interrupted (bdr killed): the instance may be down or
                                            half restored until ``bdr restore --resume`` or ``--abort``
+ArchiveLagging                 critical    an archived Redis (``archive.redis``): the newest moment a point-in-time
+                                           restore reaches is older than its ``max_lag`` (also when the archiver died)
+ArchiveNeverReported           critical    no ``backup_archive_covered_timestamp`` of an archived instance for
+                                           ``max_lag``: the archiver never ran, or the textfile is gone
+ArchiveNewBase                 warning     the archiver took a new base because it could not continue the stream:
+                                           the writes in between are not archived (a gap in the windows)
 =============================  ==========  ======================================================
 
 A per-source (``qdrant: 26h``) or per-group (``redis/sessions: 1h``) limit in the policy
@@ -213,7 +219,56 @@ def alert_rules(config: Config) -> dict[str, Any]:
                            "{{ $labels.objective }} target for {{ $labels.name }}; see the drill report.",
         },
     })
+    rules += archive_rules(config)
     return {"groups": [{"name": GROUP_NAME, "rules": rules}]}
+
+
+def archive_rules(config: Config) -> list[dict[str, Any]]:
+    """ArchiveLagging and ArchiveNeverReported per instance of ``archive.redis``, ArchiveNewBase once (none when
+    nothing is archived)."""
+    rules: list[dict[str, Any]] = []
+    for name, settings in config.archive.items():
+        selector = f'{{source="redis",instance="{name}"}}'
+        limit = policy_span(settings.max_lag)
+        rules.append({
+            "alert": "ArchiveLagging",
+            "expr": f"time() - backup_archive_covered_timestamp{selector} > {settings.max_lag:.0f}",
+            "labels": {"severity": "critical", "policy": f"archive.redis.{name}.max_lag"},
+            "annotations": {
+                "summary": f"redis/{name}: the archive lags more than {limit}",
+                "description": f"The newest moment a point-in-time restore of redis/{name} reaches is "
+                               "{{ $value | humanizeDuration }} old; the policy allows "
+                               f"{limit}. A total loss now loses that much. Check the archiver (`systemctl status "
+                               f"bdr-archive-redis-{name}`, `bdr archive list`).",
+            },
+        })
+        rules.append({
+            "alert": "ArchiveNeverReported",
+            "expr": f"absent(backup_archive_covered_timestamp{selector})",
+            "for": prometheus_duration(max(60.0, settings.max_lag)),
+            "labels": {"severity": "critical", "source": "redis", "instance": name},
+            "annotations": {
+                "summary": f"redis/{name}: the archive has never reported",
+                "description": f"Prometheus has no backup_archive_covered_timestamp of redis/{name}: the archiver "
+                               "never ran, or node_exporter no longer reads bdr's metrics textfile. Start it "
+                               f"(`bdr schedule --install --enable` installs bdr-archive-redis-{name}) and check "
+                               "metrics_textfile in bdr.yaml.",
+            },
+        })
+    if config.archive:
+        rules.append({
+            "alert": "ArchiveNewBase",
+            "expr": "increase(backup_archive_new_bases_total[1h]) > 0",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": f"{WHO}: the archiver took a new base",
+                "description": f"The archiver of {WHO} could not continue the replication stream (it was away "
+                               "longer than the master's repl-backlog-size holds, or the master restarted) and "
+                               "took a new base: the moments between are not recoverable to the second. Raise "
+                               "repl-backlog-size, or keep the archiver running (`bdr archive list` shows the gap).",
+            },
+        })
+    return rules
 
 
 def render_rules(config: Config) -> str:

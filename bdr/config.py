@@ -10,6 +10,7 @@ holds it (``password_env``, ``password_file``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -496,6 +497,64 @@ class LintSettings:
     """Glob patterns of files lint leaves out (``tests/*``)."""
 
 
+ARCHIVE_DESTINATIONS = ("local", "s3")
+"""Where ``archive.redis.NAME.to`` sends segments and bases: the repository, ``remote.url``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveSettings:
+    """``archive.redis.NAME``: continuous archiving of one Redis instance (``bdr archive redis --instance NAME``).
+
+    The archiver is a replica of the instance: a full sync is its first base (a backup set),
+    then the command stream is written in sealed segments, every ``segment_seconds`` or once
+    ``segment_bytes`` are held, whichever comes first (:mod:`bdr.engines.redis.archive`).
+    """
+
+    name: str
+    segment_seconds: float = 10.0
+    """Seal the open segment at least this often (seconds): what a total loss can cost, plus its upload."""
+    segment_bytes: int = 16 << 20
+    """...or as soon as it holds this many bytes of the stream."""
+    to: tuple[str, ...] = ("local",)
+    """``local`` (the repository), ``s3`` (``remote.url``, encrypted unless ``remote.allow_plaintext``), or both."""
+    encrypt: bool = False
+    """Encrypt segments and bases in the local repository too (the key of ``encryption:``)."""
+    max_lag: float = 60.0
+    """The archive lag (now minus the newest moment the repository can restore to) ``bdr status``, ``bdr lint``
+    and the ArchiveLagging alert accept: the RPO of an archived instance."""
+    keep: float | None = None
+    """Delete segments older than this (a duration); None: back to the oldest base set retention keeps."""
+    spool_dir: str | None = None
+    """Local directory of the open segment and the archiver's state (default ``<repository>/journal/archive/
+    redis-NAME``); it must be on this host."""
+
+    def validate(self, path: str, config: Config) -> None:
+        """Raise :class:`ConfigError` naming the first invalid value (called when the file is loaded)."""
+        where = f"archive.redis.{self.name}"
+        if self.name not in config.redis:
+            raise ConfigError(path=path, detail=f"{where}: no redis instance {self.name!r} (known: "
+                              f"{', '.join(config.redis) or 'none'})")
+        if not isinstance(self.segment_seconds, float) or not 0.2 <= self.segment_seconds <= 3600:
+            raise ConfigError(path=path, detail=f"{where}.segment_seconds must be between 0.2s and 1h")
+        if not isinstance(self.segment_bytes, int) or not 64 << 10 <= self.segment_bytes <= 1 << 30:
+            raise ConfigError(path=path, detail=f"{where}.segment_bytes must be between 64KiB and 1GiB")
+        unknown = [t for t in self.to if t not in ARCHIVE_DESTINATIONS]
+        if not self.to or unknown:
+            raise ConfigError(path=path, detail=f"{where}.to must list {' and/or '.join(ARCHIVE_DESTINATIONS)}, "
+                              f"got {list(self.to)!r}")
+        if "s3" in self.to and not config.remote.url:
+            raise ConfigError(path=path, detail=f"{where}.to names s3: set remote.url (s3://bucket/prefix)")
+        if not isinstance(self.encrypt, bool):
+            raise ConfigError(path=path, detail=f"{where}.encrypt must be true or false")
+        if self.max_lag < self.segment_seconds:
+            raise ConfigError(path=path, detail=f"{where}.max_lag ({self.max_lag:g}s) must be at least "
+                              f"segment_seconds ({self.segment_seconds:g}s): a segment is sealed only that often")
+        if self.keep is not None and self.keep <= 0:
+            raise ConfigError(path=path, detail=f"{where}.keep must be a duration such as 7d")
+        if self.spool_dir is not None and (not isinstance(self.spool_dir, str) or not self.spool_dir):
+            raise ConfigError(path=path, detail=f"{where}.spool_dir must be a directory path")
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole policy file, parsed and validated."""
@@ -529,6 +588,8 @@ class Config:
     """Who fixes what a drill finds, per source (``redis``, ``qdrant``, ``config``, ``default``): remediation items."""
     drill: DrillSettings = field(default_factory=DrillSettings)
     """``bdr drill --live``: test targets, application checks, evidence retention, signing key (:mod:`bdr.drill`)."""
+    archive: Mapping[str, ArchiveSettings] = field(default_factory=dict)
+    """``archive.redis``: the Redis instances ``bdr archive redis`` archives continuously, by name."""
 
     @property
     def source_label(self) -> str:
@@ -562,6 +623,23 @@ class Config:
             raise UnknownTarget(
                 kind="qdrant", name=wanted, path=self.source_label, known=", ".join(self.qdrant) or "none"
             ) from None
+
+    def archive_settings(self, name: str | None = None) -> ArchiveSettings:
+        """``archive.redis.NAME`` of an instance (the default one when None); UnknownTarget when not archived."""
+        wanted = name or self.redis_default
+        try:
+            return self.archive[wanted]
+        except KeyError:
+            raise UnknownTarget(kind="archived redis", name=wanted, path=self.source_label,
+                                known=", ".join(self.archive) or "none (add archive: redis: NAME: {} to bdr.yaml)") \
+                from None
+
+    def archive_spool(self, name: str) -> Path:
+        """The local spool directory of the archiver of Redis ``name``."""
+        settings = self.archive.get(name)
+        if settings is not None and settings.spool_dir:
+            return self.resolve(settings.spool_dir)
+        return self.repository_path() / "journal" / "archive" / f"redis-{name}"
 
     def max_age(self, source: str) -> float:
         return self.max_backup_age.get(source, self.max_backup_age.get("default", 86400.0))
@@ -694,6 +772,52 @@ def _retention(section: Any, path: str) -> tuple[RetentionRule, ...]:
     return tuple(rules)
 
 
+_BYTE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 1000 ** 2,
+               "mib": 1 << 20, "g": 1 << 30, "gb": 1000 ** 3, "gib": 1 << 30}
+
+
+def _bytes(value: Any, where: str, path: str) -> int:
+    """A size: a whole number of bytes, or a number with a unit (``16MiB``, ``512k``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value)) if isinstance(value, str) else None
+    if match is None or match.group(2).lower() not in _BYTE_UNITS:
+        raise ConfigError(path=path, detail=f"{where} must be a size such as 16MiB or 1048576, got {value!r}")
+    return int(float(match.group(1)) * _BYTE_UNITS[match.group(2).lower()])
+
+
+def _archive(section: Any, config: Config, path: str) -> dict[str, ArchiveSettings]:
+    """``archive: {redis: {NAME: {segment_seconds, segment_bytes, to, encrypt, max_lag, keep, spool_dir}}}``."""
+    if section is None:
+        return {}
+    if not isinstance(section, Mapping) or set(section) - {"redis"}:
+        raise ConfigError(path=path, detail="archive must be a mapping with redis: {NAME: settings} (only Redis "
+                          "is archived continuously)")
+    instances = section.get("redis") or {}
+    if not isinstance(instances, Mapping):
+        raise ConfigError(path=path, detail="archive.redis must be a mapping of instance name: settings")
+    out: dict[str, ArchiveSettings] = {}
+    for name, raw in instances.items():
+        where = f"archive.redis.{name}"
+        settings = dict(raw or {}) if raw is not True else {}
+        if not isinstance(raw, Mapping | None) and raw is not True:
+            raise ConfigError(path=path, detail=f"{where} must be a mapping of settings (or {{}} for the defaults)")
+        for key in ("segment_seconds", "max_lag", "keep"):
+            if settings.get(key) is not None:
+                try:
+                    settings[key] = parse_duration(settings[key])
+                except ValueError as exc:
+                    raise ConfigError(path=path, detail=f"{where}.{key}: {exc}") from exc
+        if "segment_bytes" in settings:
+            settings["segment_bytes"] = _bytes(settings["segment_bytes"], f"{where}.segment_bytes", path)
+        if isinstance(settings.get("to"), str):
+            settings["to"] = [settings["to"]]
+        archived = _build(ArchiveSettings, settings, where, path, name=str(name))
+        archived.validate(path, config)
+        out[str(name)] = archived
+    return out
+
+
 def _schedule_entry(key: str, value: Any, path: str) -> ScheduleEntry:
     """One ``schedule:`` entry; a key bdr does not know stays a backup of an unknown source (``bdr lint``
     warns, ``bdr schedule`` refuses it)."""
@@ -821,6 +945,8 @@ def parse_config(data: Mapping[str, Any] | None, path: Path | None = None) -> Co
     if "drill" in data:
         kwargs["drill"] = parse_drill(data["drill"], label)
     config = Config(**kwargs)
+    if "archive" in data:
+        config = dataclasses.replace(config, archive=_archive(data["archive"], config, label))
     check_targets(config.drill, config.redis, config.redis_default, config.qdrant, config.qdrant_default,
                   config.files.root, label)
     return config

@@ -141,6 +141,21 @@ class UnsafeArchive(IntegrityError):
     """refusing archive member {member!r}: {reason}"""
 
 
+# --- copies (bdr copy, bdr backup --also-remote) -----------------------------------------------
+
+
+class CopyRefused(UsageError):
+    """refusing to copy backup {ref}: {reason}"""
+
+
+class CopyConflict(IntegrityError):
+    """{repo} already holds a set {ref} that {detail}; bdr leaves it alone: delete {path} and run the copy again"""
+
+
+class CopyCheckFailed(IntegrityError):
+    """the copy of {ref} in {repo} does not match its manifest ({detail}); it was deleted: run the copy again"""
+
+
 # --- services --------------------------------------------------------------------------------
 
 
@@ -466,3 +481,26 @@ class RdbUnsupported(IntegrityError):
 class DigestExtensionMissing(BdrError):
     """the C extension bdr.engines.redis.rdb._digest is not built ({detail}): install a C compiler and the Python
     headers (`apt-get install gcc python3-dev`) and reinstall bdr (`pip install -e .`)"""
+
+
+# --- continuous archiving and point-in-time restore (bdr archive redis, restore --to-time) -------------
+
+
+class PointInTimeUnreachable(RepositoryError):
+    """the archive of Redis {instance} cannot restore {time}: {why}; {reachable}"""
+
+
+class ArchiverRunning(BdrError):
+    """the archiver of Redis {instance} is already running (pid {pid} on {host} since {since}); one archiver per
+    instance: stop that one first (systemctl stop bdr-archive-redis-{instance})"""
+
+    exit_code = 5
+
+
+class ReplicationRefused(ServiceError):
+    """Redis {name} refused to stream its writes to the archiver ({detail}); {fix}"""
+
+
+class SegmentCorrupt(IntegrityError):
+    """archive segment {key} is corrupt: {detail}; nothing was changed: restore to a time before it (bdr archive list
+    shows the recoverable windows) or from another repository"""

@@ -50,6 +50,7 @@ KNOWN: frozenset[str] = frozenset({
     "backup.settings.changed",  # a live setting changed (auto-aof-rewrite-percentage 0 ...), not yet put back
     "backup.copy",             # in the middle of copying the data files into the set
     "backup.commit",           # every object written, the manifest not yet
+    "copy.object",             # bdr copy: after each 1 MiB chunk of an object written into the destination
 })
 
 

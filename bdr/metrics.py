@@ -15,6 +15,8 @@ backup_repository_up                   1 when a repository could be listed, per 
 drill_rto_seconds / drill_rpo_seconds  achieved by the last drill, per RTO ``target`` / RPO ``data_type``
 drill_target_seconds / drill_target_met  each objective of the last drill: its target and 1 when met
 drill_last_run_timestamp               when the last drill of each scenario finished
+backup_archive_*                       continuous archiving (lag, windows, new bases), per archived instance:
+                                       :mod:`bdr.engines.redis.archive.metrics`
 =====================================  ===============================================================
 
 Almost everything is recomputed from the repositories (the configured local repository and
@@ -398,6 +400,10 @@ def collect(
         families["backup_repository_up"].add(1.0 if view.readable else 0.0, repository=view.url,
                                              location=view.location)
     _restore_metrics(families, config, report)
+    if config.archive:  # continuous archiving: its lag, windows and new bases (bdr.engines.redis.archive.metrics)
+        from bdr.engines.redis.archive.metrics import archive_families
+
+        families.update({family.name: family for family in archive_families(config, now)})
     for scenario, entry in sorted(state.drills.items()):
         try:
             drill = DrillMetrics.from_dict(entry)

@@ -507,6 +507,8 @@ def keep_last(repo: Repository, source: str, instance: str, count: int, now: dat
     with repo.lock(f"prune {source} --keep {count}"):
         catalog = repo.catalog(source)
         scope = [b for b in catalog.sets if b.manifest.instance == instance and not is_safety(b)]
+        shards = {child for b in scope if b.source != "all" for child in b.manifest.children}
+        scope += [b for b in catalog.sets if b.id in shards]  # a cluster set's shard sets go with it
         systems = repo.catalog("all") if source != "all" else catalog
         protected = {child: f"member of system set {s.id}" for s in systems.sets for child in s.manifest.children}
         protected = {**members_of_damaged(systems), **protected}

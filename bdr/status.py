@@ -24,10 +24,14 @@ Verification
 Copies
     A copy of the data of a group is a repository holding a good set of it no older than
     ``max_backup_age``: a restore from it loses no more than the policy accepts. The live
-    data is a copy too. bdr's off-site backups are separate runs (hourly to local disk,
-    daily to S3), so the rule counts fresh backups, not only byte-identical ones; sets with
-    the same id or the same data checksum (sha256 over the manifest's files) in several
-    repositories are reported as the copies of that one backup.
+    data is a copy too. ``bdr copy`` (and ``bdr backup --also-remote``, the schedule's
+    off-site job) puts the *same* set into a second repository: same id, same snapshot time
+    (its age is the backup's, not the copy's), same files, so that repository holds a fresh
+    good set of the group and counts, off-site on S3. Separate runs (a backup taken straight
+    to ``--remote``) count the same way: the rule counts fresh backups, not only identical
+    ones; sets with the same id or the same data checksum (sha256 over the manifest's files,
+    which a re-encrypted copy keeps) in several repositories are reported as the copies of
+    that one backup (:attr:`SetSummary.copies`).
 
 3-2-1 (as restic and Veeam define it)
     At least 3 copies of the data counting the live one (so ≥ 2 fresh backups), on at least
@@ -36,6 +40,12 @@ Copies
     repository is on. A medium is a file system (``disk:<device>``: two directories on one
     disk are one medium) or an object store bucket (``s3:<endpoint>/<bucket>``); off-site
     means S3. A repository that cannot be read counts for nothing and is reported.
+
+Continuous archives
+    An instance of ``archive.redis`` is also shown with its recoverable windows (the moments a
+    ``restore --to-time`` reaches) and its archive lag; a lag over ``max_lag``, an archiver
+    that is not running, or no window at all is a problem and makes ``bdr status`` exit 1
+    (:mod:`bdr.engines.redis.archive.report`).
 
 Damaged sets
     A set bdr will not use (an unreadable manifest, a digest or MAC mismatch, a set
@@ -311,6 +321,9 @@ class StatusReport:
     """One line per restore that was interrupted (bdr killed) and waits for ``--resume`` or ``--abort``."""
     settings_left: tuple[str, ...] = field(default=())
     """Settings a killed bdr run left changed on a live server (the next run on it puts them back)."""
+    archives: tuple[Any, ...] = field(default=())
+    """Continuously archived instances (``archive.redis``): their recoverable windows and lag
+    (:class:`bdr.engines.redis.archive.report.ArchiveStatus`)."""
 
     @property
     def fresh(self) -> bool:
@@ -331,6 +344,7 @@ class StatusReport:
             "problems": list(self.problems),
             "interrupted_restores": list(self.interrupted),
             "settings_left_changed": list(self.settings_left),
+            **({"archives": [a.to_dict() for a in self.archives]} if self.archives else {}),
             "repositories": [r.to_dict() for r in self.repositories],
             "sources": [s.to_dict() for s in self.sources],
         }
@@ -554,8 +568,13 @@ def status(
     report = evaluate(views, expected_groups(config, source, instance), now or utcnow(), limits,
                       only=(source, instance if source else None), max_verify_age=dict(config.max_verify_age))
     interrupted, settings = restore_state(config)
-    return dataclasses.replace(report, interrupted=interrupted, settings_left=settings,
-                               problems=(*interrupted, *report.problems))
+    archives: tuple[Any, ...] = ()
+    if config.archive and source in (None, "redis"):
+        from bdr.engines.redis.archive.report import archive_statuses
+
+        archives = tuple(a for a in archive_statuses(config, now) if instance is None or a.instance == instance)
+    return dataclasses.replace(report, interrupted=interrupted, settings_left=settings, archives=archives,
+                               problems=(*interrupted, *report.problems, *(p for a in archives for p in a.problems())))
 
 
 def _settings_line(record: Mapping[str, Any]) -> str:
@@ -588,6 +607,7 @@ def check(report: StatusReport, require_321: bool = False) -> None:
         more = f" (and {len(report.interrupted) - 1} more)" if len(report.interrupted) > 1 else ""
         raise RestoreInterrupted(report.interrupted[0] + more)
     problems = [p for s in report.sources if (p := s.problem())]
+    problems += [p for a in report.archives for p in a.problems()]
     if require_321:
         problems += [f"{s.source}/{s.instance}: 3-2-1 rule broken: {s.rule_321.reason}"
                      for s in report.sources if s.expected and not s.rule_321.ok]

@@ -9,28 +9,36 @@ files, as an operator runs it). The cluster is made the way operators make one:
 
 Nothing here is bdr: bdr discovers the topology itself. Teardown kills every process that
 listens on a node's port, whoever started it (bdr restarts nodes during a restore).
+
+:class:`ClusterStack` is what the cluster drills run on: that cluster with AOF on
+(``appendfsync everysec``, as the runbook configures production), the agent workload loaded
+through a cluster client, the bdr configuration that names one node of it, and an
+acknowledging writer of sessions and RBAC grants (each write to the master of its slot).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 import signal
 import socket
 import subprocess
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from bdr.config import RedisInstance
+from bdr.config import Config, RedisInstance
 from bdr.runtime.process import RedisProcess, spawn_redis
 from bdr.waiting import wait_for
+from bdr.workload import load_redis_workload
+from drills.writer import AckWriter, Channel
 
 BUS_OFFSET = 10000
 NODE_TIMEOUT_MS = 1000
@@ -93,6 +101,18 @@ def cluster_ok(port: int) -> bool:
     return facts.get("cluster_state") == "ok" and facts.get("cluster_slots_ok") == str(SLOTS)
 
 
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """One line of ``CLUSTER NODES``."""
+
+    id: str
+    port: int
+    role: str
+    master: str
+    slots: tuple[tuple[int, int], ...]
+    failed: bool
+
+
 @dataclass
 class LoopbackCluster:
     """N masters with R replicas each on 127.0.0.1 (see the module docstring)."""
@@ -109,11 +129,16 @@ class LoopbackCluster:
     # --- making it -----------------------------------------------------------------------------
 
     def start(self) -> LoopbackCluster:
+        """Start the nodes and create the cluster; nothing is left running when that fails."""
         count = self.masters * (1 + self.replicas)
         self.ports = cluster_ports(count)
-        for port in self.ports:
-            self.nodes.append(self.spawn(port))
-        self.create()
+        try:
+            for port in self.ports:
+                self.nodes.append(self.spawn(port))
+            self.create()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def spawn(self, port: int, *, wipe: bool = False) -> RedisProcess:
@@ -171,39 +196,44 @@ class LoopbackCluster:
         """What bdr.yaml says about the cluster: one node's url (bdr finds the rest)."""
         return RedisInstance(name=name, url=f"redis://127.0.0.1:{self.seed}/0", password_env=None)
 
+    def view(self) -> dict[int, NodeView]:
+        """Every node as the seed sees it (``CLUSTER NODES``), by port."""
+        raw = client_at(self.seed).execute_command("CLUSTER", "NODES")
+        out: dict[int, NodeView] = {}
+        for line in (raw.decode() if isinstance(raw, bytes) else str(raw)).splitlines():
+            parts = line.split()
+            if len(parts) < 8:
+                continue
+            port = int(parts[1].split("@")[0].rpartition(":")[2] or 0)
+            ranges = []
+            for spec in parts[8:]:
+                if not spec.startswith("["):
+                    low, _, high = spec.partition("-")
+                    ranges.append((int(low), int(high or low)))
+            flags = set(parts[2].split(","))
+            out[port] = NodeView(parts[0], port, "master" if "master" in flags else "replica", parts[3],
+                                 tuple(ranges), bool(flags & {"fail", "fail?"}))
+        return out
+
     def role(self, port: int) -> str:
         return str(_info(port, "replication").get("role", "?"))
 
     def master_ports(self) -> list[int]:
-        return [p for p in self.ports if self.role(p) == "master" and self.slots_of(p)]
+        """The live masters that serve slots, in slot order."""
+        view = self.view()
+        masters = [v for v in view.values() if v.role == "master" and v.slots and not v.failed]
+        return [v.port for v in sorted(masters, key=lambda v: v.slots[0][0])]
 
     def replica_of(self, master: int) -> list[int]:
-        out = []
-        for port in self.ports:
-            repl = _info(port, "replication")
-            if repl.get("role") == "slave" and int(str(repl.get("master_port", 0))) == master:
-                out.append(port)
-        return out
+        view = self.view()
+        master_id = view[master].id
+        return [v.port for v in view.values() if v.role == "replica" and v.master == master_id and not v.failed]
 
-    def slots_of(self, port: int) -> int:
-        info = client_at(port).execute_command("CLUSTER", "INFO")
-        text = info.decode() if isinstance(info, bytes) else str(info)
-        myself = client_at(port).execute_command("CLUSTER", "MYID")
-        me = myself.decode() if isinstance(myself, bytes) else str(myself)
-        nodes = client_at(port).execute_command("CLUSTER", "NODES")
-        lines = (nodes.decode() if isinstance(nodes, bytes) else str(nodes)).splitlines()
-        del text
-        for line in lines:
-            parts = line.split()
-            if parts and parts[0] == me:
-                total = 0
-                for spec in parts[8:]:
-                    if spec.startswith("["):
-                        continue
-                    low, _, high = spec.partition("-")
-                    total += int(high or low) - int(low) + 1
-                return total
-        return 0
+    def owner_of(self, slot: int) -> int | None:
+        for view in self.view().values():
+            if view.role == "master" and not view.failed and any(lo <= slot <= hi for lo, hi in view.slots):
+                return view.port
+        return None
 
     def client(self, port: int | None = None) -> redis.RedisCluster:
         """A cluster-aware client (follows MOVED), as the application uses."""
@@ -214,6 +244,9 @@ class LoopbackCluster:
         return sum(int(client_at(p).dbsize()) for p in self.master_ports())
 
     # --- breaking it ---------------------------------------------------------------------------
+
+    def answers(self, port: int) -> bool:
+        return bool(_info(port, "server"))
 
     def pid(self, port: int) -> int | None:
         info = _info(port, "server")
@@ -242,5 +275,87 @@ class LoopbackCluster:
                 node._proc.wait(timeout=5)
 
 
-def wait_settled(seconds: float) -> None:
-    time.sleep(seconds)
+
+# --- the drills' cluster: the loopback cluster, the bdr configuration, a workload and a writer ---------
+
+
+@dataclass
+class ClusterStack:
+    """A loopback cluster as the cluster drills drive it, and the bdr configuration that protects it."""
+
+    cluster: LoopbackCluster
+    config: Config
+    writer: AckWriter | None = None
+    loaded: int = 0
+
+    @classmethod
+    def start(cls, root: Path, base: Config, users: int) -> ClusterStack:
+        cluster = LoopbackCluster(root / "cluster", masters=3, replicas=1, appendonly=True,
+                                  extra=("--appendfsync", "everysec")).start()
+        config = dataclasses.replace(base, path=None, repository=str(root / "backups"),
+                                     redis={"production": cluster.instance("production")},
+                                     redis_default="production")
+        stack = cls(cluster, config)
+        try:
+            client = cluster.client()
+            load_redis_workload(client, users=users, sessions=users * 2, caches=users,  # type: ignore[arg-type]
+                                conversations=max(1, users // 10))
+            client.close()
+            stack.loaded = cluster.keys_total()
+        except BaseException:
+            cluster.stop()
+            raise
+        return stack
+
+    def stop(self) -> None:
+        try:
+            if self.writer is not None:
+                self.writer.stop()
+        finally:
+            self.cluster.stop()
+
+    def channels(self) -> list[Channel]:
+        """Sessions and RBAC grants written through a cluster client (each key to the master of its slot)."""
+        client = redis.RedisCluster(host="127.0.0.1", port=self.cluster.seed, socket_timeout=1.0,
+                                    socket_connect_timeout=1.0, require_full_coverage=False,
+                                    retry=Retry(NoBackoff(), 1))
+
+        def write_session(seq: int, at: float) -> None:
+            client.set(f"session:drill:{seq:09d}", repr(at), ex=86400)
+
+        def write_rbac(seq: int, at: float) -> None:
+            client.hset(f"rbac:grant:drill:{seq:09d}", mapping={"role": "viewer", "at": repr(at)})
+
+        def exists(prefix: str) -> Callable[[Sequence[int]], list[bool]]:
+            def check(seqs: Sequence[int]) -> list[bool]:
+                reader = self.cluster.client()
+                try:
+                    return [bool(reader.exists(f"{prefix}{seq:09d}")) for seq in seqs]
+                finally:
+                    reader.close()
+
+            return check
+
+        return [Channel("sessions", write_session, exists("session:drill:")),
+                Channel("rbac", write_rbac, exists("rbac:grant:drill:"))]
+
+    def start_writer(self, interval: float = 0.02) -> AckWriter:
+        self.writer = AckWriter(self.channels(), interval).start()
+        self.writer.wait_for_acks()
+        return self.writer
+
+    def fingerprint(self) -> dict[str, dict[str, Any]]:
+        """Per shard (slot order): its master's key count and DEBUG DIGEST."""
+        out: dict[str, dict[str, Any]] = {}
+        for index, port in enumerate(self.cluster.master_ports()):
+            client = client_at(port, timeout=60.0)
+            raw = client.execute_command("DEBUG", "DIGEST")
+            out[f"redis/production shard {index}"] = {"keys": int(client.dbsize()),
+                                                      "digest": raw.decode() if isinstance(raw, bytes) else raw}
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        view = self.cluster.view()
+        return {"redis/production": {"runtime": "process", "kind": "cluster",
+                                     "nodes": {str(p): {"id": v.id[:8], "role": v.role} for p, v in view.items()},
+                                     "version": str(_info(self.cluster.seed, "server").get("redis_version"))}}

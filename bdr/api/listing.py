@@ -37,8 +37,13 @@ def list_repository(
     remote: str | None = None,
     include_safety: bool = True,
 ) -> Listing:
-    """Good and damaged sets (of ``source``) from one scan of the repository."""
+    """Good and damaged sets (of ``source``) from one scan of the repository.
+
+    The shard sets of a Redis cluster set are not listed on their own: the cluster set is
+    their one row (its facts hold the shards; ``bdr show`` names them).
+    """
     repo = open_repository(config, destination, remote)
     catalog = repo.catalog(source)
-    sets = tuple(b for b in catalog.sets if include_safety or "safety" not in b.tags)
+    shards = {child for b in catalog.sets if b.source != "all" for child in b.manifest.children}
+    sets = tuple(b for b in catalog.sets if (include_safety or "safety" not in b.tags) and b.id not in shards)
     return Listing(repo.url, sets, catalog.damaged)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ CONFLICT_MODES = ("skip", "replace", "fail")
 def restore(
     config: Config,
     source: str,
-    ref: str,
+    ref: str | None,
     *,
     target: str | None = None,
     destination: str | Path | None = None,
@@ -36,8 +37,20 @@ def restore(
     key_file: str | None = None,
     safety_backup: bool = True,
     on_step: Callable[[Step], None] | None = None,
+    to_time: str | datetime | None = None,
 ) -> RestoreResult:
-    """Restore ``ref`` of ``source`` into ``target`` (the default instance when None)."""
+    """Restore ``ref`` of ``source`` into ``target`` (the default instance when None); with ``to_time``, the
+    archive's state at that moment (``ref``: its base, None for the newest that reaches it)."""
+    if to_time is not None:
+        from bdr.engines.redis.archive.restore import restore_to_time
+
+        return restore_to_time(config, source, ref, to_time=to_time, target=target, destination=destination,
+                               remote=remote, selection=selection, conflict=conflict, dry_run=dry_run,
+                               key_file=key_file, safety_backup=safety_backup, on_step=on_step)
+    if ref is None:
+        from bdr.errors import UsageError
+
+        raise UsageError(detail="which backup? give an id, 'latest' or a path (or --to-time TIME)")
     if source == "all":
         from bdr.api.system import restore_all
 
@@ -95,6 +108,10 @@ def resume(
     """
     engine = engine_for(source)
     entry = pending_entry(config, source, target)
+    from bdr.engines.redis.archive.restore import MODES, POINT_IN_TIME
+
+    if entry.state.get("mode") in MODES:  # a restore to a moment: its own restorer rebuilds it
+        engine = POINT_IN_TIME  # type: ignore[assignment]
     cipher = cipher_for_reading(config, key_file)
     return resume_restore(engine, config, entry, abort=abort, log=StepLog(on_step=on_step), cipher=cipher,
                           force=force)

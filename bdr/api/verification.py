@@ -80,10 +80,13 @@ def verify_set(repo: Repository, backup: BackupSet, restore_test: bool, key_file
                                "; ".join(problems) or f"{len(backup.manifest.objects)} object(s) match sha256"))
     if problems:
         return report
-    if backup.source == "all":
+    if backup.source == "all" or backup.manifest.children:  # a whole-system set, or a Redis cluster set
         for child_id in backup.manifest.children:
             report.checks += [Check(f"{child_id}: {c.name}", c.ok, c.detail, c.skipped)
                               for c in _verify_found(repo, child_id, restore_test, key_file, config, cipher).checks]
+        verify_parent = getattr(engine_for(backup.source), "verify_parent", None) if backup.source != "all" else None
+        if verify_parent is not None:
+            report.checks += verify_parent(backup.manifest, [repo.get(c).manifest for c in backup.manifest.children])
         return report
     scratch = Path(tempfile.mkdtemp(prefix="bdr-verify-"))
     try:

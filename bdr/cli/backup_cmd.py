@@ -6,6 +6,7 @@ import click
 
 from bdr import api
 from bdr.cli.app import App, json_option, pass_app, size_text, wait_lock_option
+from bdr.cli.copy_cmd import describe
 from bdr.cli.options import SOURCES, key_option, repository_options, with_redis_url
 from bdr.durations import format_duration
 
@@ -22,6 +23,9 @@ _size = size_text
 @click.option("--encrypt", is_flag=True, help="Encrypt the set (AES-256-GCM).")
 @key_option
 @click.option("--allow-plaintext", is_flag=True, help="Allow an unencrypted off-site (--remote) copy.")
+@click.option("--also-local", is_flag=True, help="With --remote: the same snapshot in the local repository too.")
+@click.option("--also-remote", metavar="URL", is_flag=False, flag_value="", default=None,
+              help="The same snapshot off-site too, copied there (default URL: remote.url in bdr.yaml).")
 @click.option("--redis-url", metavar="URL", help="Redis to back up (no password: use $REDIS_PASSWORD).")
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Label the set (repeatable).")
 @click.option("--collection", "collections", multiple=True, metavar="NAME",
@@ -31,13 +35,14 @@ _size = size_text
 @pass_app
 def backup_command(app: App, source: str, instance: str | None, destination: str | None, remote: str | None,
                    compress: bool, keep: int | None, method: str | None, encrypt: bool, key_file: str | None,
-                   allow_plaintext: bool, redis_url: str | None, tags: tuple[str, ...],
-                   collections: tuple[str, ...]) -> None:
+                   allow_plaintext: bool, also_local: bool, also_remote: str | None, redis_url: str | None,
+                   tags: tuple[str, ...], collections: tuple[str, ...]) -> None:
     """Back up SOURCE (redis, qdrant, config or all) into the repository.
 
     \b
     Replaces scripts/backup-redis.sh:  bdr backup redis --compress --keep 30
     Off-site:                          bdr backup redis --remote s3://bucket/redis
+    One snapshot, local and off-site:  bdr backup redis --also-remote s3://bucket/redis
     """
     config = with_redis_url(app.config, redis_url, instance)
     app.note(f"Backing up [bold]{source}[/] ...")
@@ -46,6 +51,7 @@ def backup_command(app: App, source: str, instance: str | None, destination: str
             config, source, instance=instance, destination=destination, remote=remote, compress=compress,
             keep=keep, method=method, encrypt=encrypt, key_file=key_file, allow_plaintext=allow_plaintext,
             tags=tags, options={"collections": list(collections)} if collections else None, on_step=app.print_step,
+            also_local=also_local, also_remote=also_remote,
         )
     if app.json_output:
         app.emit_json(outcome.to_dict())
@@ -61,6 +67,9 @@ def backup_command(app: App, source: str, instance: str | None, destination: str
     if isinstance(keyspace, dict) and keyspace:
         details.append(f"{sum(int(v['keys']) for v in keyspace.values())} keys")
     app.line("  " + "; ".join(details))
+    for run in outcome.copies:
+        for copied in run.outcomes:
+            app.line("  " + describe(copied, run.destination))
     if outcome.pruned:
         app.line(f"  pruned {len(outcome.pruned)} older set(s): {', '.join(outcome.pruned)}")
 

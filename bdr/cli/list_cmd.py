@@ -19,7 +19,8 @@ def _keys(facts: dict[str, object]) -> str:
     """What the set holds, in the datastore's unit: Redis keys, Qdrant points, config files."""
     keyspace = facts.get("keyspace")
     if isinstance(keyspace, dict) and keyspace:
-        return f"{sum(int(v['keys']) for v in keyspace.values())} keys"
+        shards = f" in {facts['shard_count']} shards" if facts.get("shard_count") else ""
+        return f"{sum(int(v['keys']) for v in keyspace.values())} keys{shards}"
     collections = facts.get("collections")
     if isinstance(collections, dict) and collections:
         points = sum(int(c.get("points", 0)) for c in collections.values() if isinstance(c, dict))

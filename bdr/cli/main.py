@@ -26,6 +26,7 @@ from bdr.errors import BdrError
 COMMAND_MODULES = (
     "bdr.cli.init_cmd",
     "bdr.cli.backup_cmd",
+    "bdr.cli.copy_cmd",
     "bdr.cli.restore_cmd",
     "bdr.cli.verify_cmd",
     "bdr.cli.list_cmd",
@@ -44,6 +45,7 @@ COMMAND_MODULES = (
     "bdr.cli.status_cmd",
     "bdr.cli.metrics_cmd",
     "bdr.cli.schedule_cmd",
+    "bdr.cli.archive_cmd",
 )
 
 LOCKING_COMMANDS = ("backup", "prune", "restore", "repair", "drill", "demo")

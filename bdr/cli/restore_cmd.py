@@ -48,6 +48,8 @@ def _selection(keys: str | None, db: int | None, collection: str | None, rename:
 @repository_options
 @click.option("--keys", metavar="PATTERN", help="redis: restore only keys matching PATTERN (e.g. 'user:*').")
 @click.option("--db", type=int, metavar="N", help="redis: with --keys, only database N.")
+@click.option("--node", metavar="HOST:PORT", help="redis cluster: bring this lost node back as a replica of its "
+              "shard.")
 @click.option("--collection", metavar="NAME", help="qdrant: restore only this collection.")
 @click.option("--as", "rename", metavar="NAME", help="qdrant: restore --collection under this name.")
 @click.option("--filter", "filter_json", metavar="JSON", help="qdrant: only points matching this payload filter.")
@@ -56,6 +58,8 @@ def _selection(keys: str | None, db: int | None, collection: str | None, rename:
 @click.option("--conflict", type=click.Choice(["skip", "replace", "fail"]), default="fail", show_default=True,
               help="Selective restore: what to do with items that exist in the target.")
 @click.option("--dry-run", is_flag=True, help="Show what would happen; change nothing.")
+@click.option("--to-time", metavar="TIME", help="redis: the data as it was at TIME (2026-12-02T14:04:59Z, or latest), "
+              "from a base set and the archived stream (bdr archive redis); BACKUP, if given, is the base.")
 @click.option("--resume", is_flag=True, help="Finish a restore that was interrupted (no BACKUP needed).")
 @click.option("--abort", is_flag=True, help="Roll back a restore that was interrupted (no BACKUP needed).")
 @click.option("--force", is_flag=True, help="With --abort: roll back even if the restored instance has taken "
@@ -65,10 +69,10 @@ def _selection(keys: str | None, db: int | None, collection: str | None, rename:
 @json_option
 @pass_app
 def restore_command(app: App, source: str, backup: str | None, target: str | None, destination: str | None,
-                    remote: str | None, keys: str | None, db: int | None, collection: str | None,
+                    remote: str | None, keys: str | None, db: int | None, node: str | None, collection: str | None,
                     rename: str | None, filter_json: str | None, paths: tuple[str, ...], to: str | None,
-                    conflict: str, dry_run: bool, resume: bool, abort: bool, force: bool, yes: bool,
-                    key_file: str | None) -> None:
+                    conflict: str, dry_run: bool, to_time: str | None, resume: bool, abort: bool, force: bool,
+                    yes: bool, key_file: str | None) -> None:
     """Restore BACKUP (an id, 'latest', a set directory, or an old script's directory/.tar.gz).
 
     \b
@@ -80,8 +84,10 @@ def restore_command(app: App, source: str, backup: str | None, target: str | Non
       bdr restore redis latest
       bdr restore redis redis-20250124T020000Z-1a2b3c --target test
       bdr restore redis latest --keys 'user:*' --conflict skip --dry-run
+      bdr restore redis --to-time 2026-12-02T14:04:59Z --dry-run
       bdr restore redis ./backups/redis/redis_backup_20250124_020000.tar.gz
       bdr restore redis --resume          (or --abort) after an interrupted restore
+      bdr restore redis latest --node 10.0.0.5:7001   (a lost cluster node back)
     """
     if resume or abort:
         if resume and abort:
@@ -97,18 +103,21 @@ def restore_command(app: App, source: str, backup: str | None, target: str | Non
         return
     if force:
         raise UsageError(detail="--force only applies with --abort")
-    if backup is None:
-        raise UsageError(detail="which backup? give an id, 'latest' or a path (or --resume/--abort for an "
-                         "interrupted restore)")
+    if backup is None and to_time is None:
+        raise UsageError(detail="which backup? give an id, 'latest' or a path (or --to-time TIME, or --resume/--abort "
+                         "for an interrupted restore)")
     selection = _selection(keys, db, collection, rename, filter_json, paths, to)
+    if node:
+        selection["node"] = node
     where = target or "the default instance"
     if not (yes or dry_run or app.json_output) and sys.stdin.isatty():
-        click.confirm(restore_prompt(app.config, source, backup, target, bool(selection), destination, remote),
-                      abort=True, err=True)
-    app.note(f"Restoring [bold]{source}[/] from {backup} into {where}{' (dry run)' if dry_run else ''}")
+        click.confirm(restore_prompt(app.config, source, backup or f"the archive at {to_time}", target,
+                                     bool(selection), destination, remote), abort=True, err=True)
+    what = f"the archive at {to_time}" + (f" (base {backup})" if backup else "") if to_time else backup
+    app.note(f"Restoring [bold]{source}[/] from {what} into {where}{' (dry run)' if dry_run else ''}")
     result = api.restore(
         app.config, source, backup, target=target, destination=destination, remote=remote, selection=selection,
-        conflict=conflict, dry_run=dry_run, key_file=key_file, on_step=app.print_step,
+        conflict=conflict, dry_run=dry_run, key_file=key_file, on_step=app.print_step, to_time=to_time,
     )
     _report(app, source, result)
 

@@ -60,9 +60,11 @@ def checks_of(opened: OpenedSet) -> list[dict[str, Any]]:
 
 def read_content(opened: OpenedSet, *, separator: str = DEFAULT_SEPARATOR, sizes: bool = True,
                  biggest: int = 10) -> Content | None:
-    """What the set holds (None for a whole-system set: show its members)."""
+    """What the set holds (None for a whole-system or Redis cluster set: show its members)."""
     backup = opened.backup
     source = backup.source
+    if backup.manifest.children:
+        return None
     if source == "redis":
         with fetched(opened) as files:
             return redis_view.read_set(files, backup.manifest.facts, separator=separator, sizes=sizes,

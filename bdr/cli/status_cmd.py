@@ -47,6 +47,13 @@ def _print(app: App, report: StatusReport) -> None:
     for view in report.repositories:
         for damaged in view.damaged:
             app.line(f"  DAMAGED {damaged.id} in {view.url}: {damaged.reason}", style="red")
+    for archive in report.archives:
+        lag = "-" if archive.lag_seconds is None else format_duration(archive.lag_seconds)
+        window = (f"recoverable {archive.windows[0].describe().split(' to ')[0]} to "
+                  f"{archive.windows[-1].describe().split(' to ')[1]} ({len(archive.windows)} window(s))"
+                  if archive.windows else "nothing recoverable to a point in time yet")
+        state = "archiver running" if archive.running else "[red]archiver NOT running[/]"
+        app.line(f"  archive redis/{archive.instance}: {window}, lag {lag} / {policy_span(archive.max_lag)}, {state}")
     for line in report.interrupted:
         app.line(f"  INTERRUPTED {line}", style="bold red")
     for line in report.settings_left:

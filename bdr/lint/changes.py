@@ -35,6 +35,9 @@ SCENARIOS: tuple[str, ...] = (
     "monthly_restore_test",
     "backup_freshness",
     "offsite_restore",
+    "cluster_master_lost",
+    "cluster_total_loss",
+    "cluster_accidental_deletion",
 )
 """The drill scenarios, in the order the drill suite runs them (``drills.scenarios.SCENARIOS``)."""
 

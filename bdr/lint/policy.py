@@ -19,7 +19,15 @@ from bdr.config import DEFAULT_RETENTION, RetentionRule
 from bdr.lint.context import SOURCE_LABELS, LintContext, check, data_types_of
 from bdr.lint.findings import Finding, Severity, config_duration, human_duration, rule
 from bdr.lint.schedule import CronError, ScheduledBackup, parse_cron, schedule_cadence
-from bdr.lint.windows import BackupWindow, Exposure, backup_window, suggest_schedule, total_loss_exposures
+from bdr.lint.windows import (
+    BackupWindow,
+    Exposure,
+    archive_exposures,
+    archive_window,
+    backup_window,
+    suggest_schedule,
+    total_loss_exposures,
+)
 
 KNOWN_SOURCES = ("redis", "qdrant", "config", "all")
 
@@ -67,6 +75,13 @@ NOT_INSTALLED = rule(
     "bdr.yaml schedules a backup that no installed timer or crontab line runs.",
     "bdr.yaml documents the schedule; only what is installed runs. A backup written down but never installed "
     "never happens.",
+)
+ARCHIVE_LAG = rule(
+    "BDR-B009", "archive-lag-exceeds-rpo", Severity.ERROR,
+    "The archive lag an archived Redis may reach is longer than the RPO.",
+    "A continuously archived instance loses, in a total loss, what the archive had not delivered: up to max_lag "
+    "before bdr status and the ArchiveLagging alert complain. Keep max_lag (and segment_seconds) within the "
+    "tightest RPO of the data in Redis.",
 )
 RETENTION_SHORT = rule(
     "BDR-P001", "retention-shorter-than-policy", Severity.ERROR,
@@ -233,7 +248,7 @@ def check_total_loss(ctx: LintContext) -> Iterable[Finding]:
         ctx.note("no backup schedule known (no bdr.yaml and no crontab): what a total loss costs was not "
                  "checked; pass the crontab with --crontab or add schedule: to bdr.yaml")
         return
-    covered = set()
+    covered = {w.source for w in (archive_window(ctx, "redis"),) if w is not None}
     for window, exposures in total_loss_exposures(ctx):
         covered.add(window.source)
         breached = [e for e in exposures if e.breached]
@@ -285,6 +300,29 @@ def _total_loss(window: BackupWindow, breached: list[Exposure]) -> Finding:
             "rpo_seconds": {e.data_type: e.rpo for e in breached},
         },
     )
+
+
+@check
+def check_archive_lag(ctx: LintContext) -> Iterable[Finding]:
+    """BDR-B009: an archived Redis's max_lag against the RPO of the data in Redis."""
+    if ctx.policy is None or ctx.policy.path is None or not ctx.policy_found:
+        return
+    for window, exposures in archive_exposures(ctx):
+        breached = [e for e in exposures if e.breached]
+        if not breached:
+            continue
+        tightest = min(e.rpo for e in breached)
+        targets = " and ".join(f"{e.data_type} ({human_duration(e.rpo)})" for e in breached)
+        yield ARCHIVE_LAG.finding(
+            ctx.policy.path, breached[0].line,
+            f"archive.redis.{window.instance}.max_lag is {human_duration(window.seconds)}, more than the RPO of "
+            f"{targets}",
+            f"{window.basis}: a total loss can cost {human_duration(window.seconds)} of writes before anyone is "
+            f"told, more than the RPO of {targets}.",
+            f"Set archive.redis.{window.instance}.max_lag: {config_duration(tightest)} (or less) in bdr.yaml.",
+            facts={"instance": window.instance, "max_lag_seconds": window.seconds,
+                   "rpo_seconds": {e.data_type: e.rpo for e in breached}},
+        )
 
 
 @check

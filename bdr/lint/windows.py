@@ -7,7 +7,10 @@ Two events bound the recovery point differently:
   persistence at all, everything since the last backup;
 - a **total loss** (the disk or the host is gone, or the data is destroyed): only backups
   remain, so the loss is up to the longest gap between two scheduled backups *plus* the time
-  a backup takes (the newest backup is usable only once it is complete).
+  a backup takes (the newest backup is usable only once it is complete). A Redis instance
+  archived continuously (``archive.redis``, ``bdr archive redis``) loses at most its archive
+  lag instead, which ``bdr status`` and the ArchiveLagging alert hold under its ``max_lag``
+  (:class:`ArchiveWindow`).
 
 Each :class:`Exposure` is one such worst case for one data type, compared with its RPO.
 """
@@ -71,6 +74,45 @@ def backup_window(ctx: LintContext, source: str) -> BackupWindow | None:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchiveWindow:
+    """What a total loss costs an archived Redis instance: its archive lag, at most ``max_lag``."""
+
+    source: str
+    instance: str
+    seconds: float
+    segment_seconds: float
+
+    @property
+    def basis(self) -> str:
+        return (f"Redis {self.instance} is archived continuously (bdr archive redis): a total loss loses at most the "
+                f"archive lag, which bdr status and the ArchiveLagging alert hold under archive.redis.{self.instance}"
+                f".max_lag {human_duration(self.seconds)} (segments sealed every "
+                f"{human_duration(self.segment_seconds)})")
+
+
+def archive_window(ctx: LintContext, source: str) -> ArchiveWindow | None:
+    """The archive window of ``source`` (Redis whose default instance is archived), else None."""
+    config = ctx.config
+    if source != "redis" or config.redis_default not in config.archive:
+        return None
+    settings = config.archive[config.redis_default]
+    return ArchiveWindow(source, settings.name, settings.max_lag, settings.segment_seconds)
+
+
+def archive_exposures(ctx: LintContext) -> list[tuple[ArchiveWindow, list[Exposure]]]:
+    """For an archived Redis: what a total loss costs each Redis data type (the archive lag)."""
+    window = archive_window(ctx, "redis")
+    if window is None:
+        return []
+    path = ctx.policy.path if ctx.policy is not None else None
+    line = ctx.policy.line("archive", "redis", window.instance) if ctx.policy is not None and path else None
+    exposures = [Exposure(t, "redis", Event.TOTAL_LOSS, window.seconds, ctx.config.targets.rpo[t], window.basis,
+                          path, line, f"archive.redis.{window.instance}")
+                 for t in data_types_of("redis", ctx.config)]
+    return [(window, exposures)]
+
+
+@dataclass(frozen=True, slots=True)
 class Exposure:
     """The worst-case data loss of one data type in one event, against its RPO."""
 
@@ -121,7 +163,11 @@ def crash_exposures(ctx: LintContext) -> list[CrashExposure]:
         crash = crash_window(settings)
         seconds = crash.seconds
         basis = crash.explanation
-        if seconds is None:
+        archived = archive_window(ctx, "redis")
+        if seconds is None and archived is not None:
+            seconds = archived.seconds
+            basis += f"; {archived.basis}"
+        elif seconds is None:
             if backups is not None:
                 seconds = backups.seconds
                 basis += f"; {backups.basis}"
@@ -151,8 +197,9 @@ def total_loss_exposures(ctx: LintContext) -> list[tuple[BackupWindow, list[Expo
     for source in ("redis", "qdrant", "config"):
         types = data_types_of(source, ctx.config)
         window = backup_window(ctx, source) if types else None
-        if window is None:
-            continue
+        archived = archive_window(ctx, source)
+        if window is None or (archived is not None and archived.seconds <= window.seconds):
+            continue  # an archived Redis: archive_exposures
         first = window.entries[0]
         label = ", ".join(dict.fromkeys(_where(e, ctx) for e in window.entries))
         exposures = [
@@ -174,7 +221,8 @@ def all_exposures(ctx: LintContext) -> list[Exposure]:
     """Every exposure, for the report's table."""
     crash = [e for c in crash_exposures(ctx) for e in c.exposures]
     loss = [e for _, group in total_loss_exposures(ctx) for e in group]
-    return crash + loss
+    archived = [e for _, group in archive_exposures(ctx) for e in group]
+    return crash + loss + archived
 
 
 SUGGESTED_SCHEDULES: tuple[tuple[float, str], ...] = (

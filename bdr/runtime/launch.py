@@ -62,6 +62,8 @@ LAUNCH_SETTINGS = (
 """Where it listens, where its data is and how it persists: a restart keeps their running values."""
 NOT_REPEATED = frozenset({"daemonize", "supervised"})
 """Running settings never copied into the argv: bdr runs the server in the foreground, outside a supervisor."""
+CLUSTER_MANAGED = frozenset({"replicaof", "slaveof"})
+"""Settings a cluster node never takes (Redis refuses to start with them): its role is in its ``nodes.conf``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +183,8 @@ def read_launch(instance: RedisInstance, facts: ProcessFacts, info: Mapping[str,
     order = [*LAUNCH_SETTINGS, *sorted(n for n in running if n not in LAUNCH_SETTINGS)]
     for name in order:
         if name not in running or name in NOT_REPEATED or name in SECRET_SETTINGS or "." in name:
+            continue
+        if name in CLUSTER_MANAGED and running.get("cluster-enabled") == "yes":
             continue
         if name in ("dir", "pidfile") or name in derived.values:
             configured = derived.get(name)

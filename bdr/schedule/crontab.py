@@ -38,5 +38,9 @@ def crontab(jobs: Sequence[Job], how: Invocation, source: str) -> UnitFile:
              "again, not this file", "# secrets: password_file / encryption.key_file in bdr.yaml (cron passes no "
              "environment file)", "SHELL=/bin/sh", PATH_LINE, ""]
     for job in jobs:
+        if job.kind == "archive":  # a service, not a job: cron cannot keep it running
+            lines += [f"# {job.description} ({job.entry}): a long-running service; run it under systemd (bdr "
+                      f"schedule without --cron) or your supervisor: {_shell(how.argv(job.args))}"]
+            continue
         lines += [f"# {job.description} (schedule.{job.entry})", line(job, how)]
     return UnitFile(CRON_FILE, "\n".join(lines) + "\n")

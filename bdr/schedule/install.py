@@ -122,9 +122,12 @@ def install(files: Sequence[UnitFile], directory: Path, *, enable: bool = False,
             raise NotWritable(path=str(path), detail=exc.strerror or str(exc)) from exc
         done.removed.append(path)
     if enable:
+        names = {f.name for f in files}
         timers = [f.name for f in files if f.name.endswith(".timer")]
+        services = [f.name for f in files if f.name.endswith(".service")  # an archiver: a service without a timer
+                    and f.name.removesuffix(".service") + ".timer" not in names]
         systemctl("daemon-reload")
-        if timers:
-            systemctl("enable", "--now", *timers)
-        done.enabled = timers
+        if timers or services:
+            systemctl("enable", "--now", *timers, *services)
+        done.enabled = timers + services
     return done

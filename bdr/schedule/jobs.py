@@ -8,12 +8,18 @@ An entry of ``schedule:`` (:class:`~bdr.config.ScheduleEntry`) expands to jobs:
                     that instance has an entry of its own
 ``redis/NAME``      ``bdr backup redis --instance NAME``, on its own schedule
 ``qdrant[/NAME]``   the same for Qdrant; ``config``: ``bdr backup config``; ``all``: ``bdr backup all``
-``offsite[/SRC]``   ``bdr backup SRC --remote URL`` (SRC ``all`` by default; URL: the entry's
-                    ``remote``, else ``remote.url``): the off-site copy, until ``bdr copy`` exists
+``offsite[/SRC]``   the off-site copy (SRC ``all`` by default; URL: the entry's ``remote``, else
+                    ``remote.url``): ``bdr copy latest --source SRC [--instance NAME] --remote URL``
+                    when the schedule also backs SRC (that instance) up locally: the newest local
+                    set copied, one backup in two places; else ``bdr backup SRC --also-remote URL``:
+                    one snapshot written to the local repository and copied off-site
 ``prune``           ``bdr prune``
 ``verify``          ``bdr verify latest --source S --instance I`` for every backed-up instance
                     (``--restore-test`` with ``restore_test: true``)
 ``drill``           ``bdr drill --live``: the monthly proof that the real backups restore
+``archive.redis``   ``bdr archive redis --instance NAME`` for every instance of ``archive.redis``: a
+                    long-running service (kind ``archive``, no cron: no timer, restarted by its
+                    manager), not a ``schedule:`` entry
 ==================  ==========================================================================
 
 Jobs that take the repository lock wait for it (``--wait-lock``) instead of failing when an
@@ -135,26 +141,39 @@ def _backups(config: Config, entry: ScheduleEntry, own: set[tuple[str, str]]) ->
     if offsite and not remote:
         raise ConfigError(path=config.source_label, detail=f"schedule.{entry.key} sends backups off-site: set "
                           "remote.url in bdr.yaml (or remote: s3://bucket/prefix in the entry)")
+    local = _local_backups(config) if offsite else set()
     jobs = []
     for name in names:
-        args = ["backup", source]
+        copy = offsite and (source, name) in local
+        args = ["copy", "latest", "--source", source] if copy else ["backup", source]
         if source in ("redis", "qdrant"):
             args += ["--instance", name]
-        if entry.compress:
+        if entry.compress and not copy:
             args.append("--compress")
         if offsite:
             assert remote is not None
-            args += ["--remote", remote]
+            args += ["--remote", remote] if copy else ["--also-remote", remote]
         label = source if source in ("config", "all") else f"{source}-{name}"
         what = {"all": "the whole system (Redis, Qdrant, configuration)", "config": "the configuration files"}.get(
             source, f"{source} {name}")
         jobs.append(Job(
             name=f"{'offsite' if offsite else 'backup'}-{_safe(label)}", entry=entry.key, kind=entry.kind,
             cron=entry.cron, args=tuple(args),
-            description=f"bdr: {'off-site copy of' if offsite else 'back up'} {what}",
+            description=(f"bdr: off-site copy of the newest backup of {what}" if copy
+                         else f"bdr: back up {what}" + (", locally and off-site" if offsite else "")),
             wait_lock=_wait(entry), source=source, instance=name, offsite=offsite,
         ))
     return jobs
+
+
+def _local_backups(config: Config) -> set[tuple[str, str]]:
+    """The (source, instance) pairs the schedule's local backup entries cover: what an off-site job can copy."""
+    groups: set[tuple[str, str]] = set()
+    for entry in config.schedule:
+        if entry.kind == "backup" and entry.source in SCHEDULE_SOURCES:
+            names = [entry.instance] if entry.instance is not None else instances_of(config, entry.source)
+            groups |= {(entry.source, name) for name in names}
+    return groups
 
 
 def backup_groups(config: Config, jobs: list[Job] | None = None) -> list[tuple[str, str]]:
@@ -204,6 +223,11 @@ def jobs_for(config: Config, *, live_drill: bool = True, strict: bool = True) ->
             jobs.append(Job(f"verify-{_safe(label)}", entry.key, "verify", entry.cron, tuple(args),
                             f"bdr: verify the newest backup of {source} {instance}", source=source,
                             instance=instance))
+    for name in config.archive:
+        jobs.append(Job(f"archive-redis-{_safe(name)}", f"archive.redis.{name}", "archive", "",
+                        ("archive", "redis", "--instance", name),
+                        f"bdr: archive the writes of redis {name} continuously (point-in-time restore)",
+                        source="redis", instance=name))
     names = [j.name for j in jobs]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice and strict:

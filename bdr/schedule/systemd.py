@@ -1,5 +1,8 @@
 """systemd units for the scheduled jobs: one ``bdr-<job>.service`` (``Type=oneshot``) and its ``.timer``.
 
+An archiver (``archive.redis``) is a ``Type=simple`` service without a timer that systemd keeps
+running (``Restart=always``): :func:`archive_unit`.
+
 The timer has ``Persistent=true``: a run missed while the host was off happens as soon as it
 is up again. systemd never starts a service that is still running, and a job that takes the
 repository lock waits for it (``--wait-lock``) instead of failing when another job holds it.
@@ -101,9 +104,31 @@ def timer_unit(job: Job, source: str) -> UnitFile:
     return UnitFile(f"{job.unit}.timer", "\n".join(lines))
 
 
+def archive_unit(job: Job, how: Invocation, source: str) -> UnitFile:
+    """The archiver of one instance: a ``Type=simple`` service that runs for good (no timer), restarted by systemd
+    if it dies; SIGTERM makes it seal and deliver its open segment before it exits."""
+    lines = [MARKER, f"# from {job.entry} of {source}: edit bdr.yaml and run `bdr schedule --install` again, not "
+             "this file", "[Unit]", f"Description={job.description}", "Wants=network-online.target",
+             "After=network-online.target", "StartLimitIntervalSec=0", "", "[Service]", "Type=simple",
+             f"WorkingDirectory={how.workdir}"]
+    if how.user:
+        lines.append(f"User={how.user}")
+    if how.environment_file:
+        lines.append(f"EnvironmentFile=-{how.environment_file}")
+    lines.append(f"ExecStart={exec_line(how.argv(job.args))}")
+    if how.metrics:
+        lines.append(f"ExecStopPost={exec_line(how.argv(['metrics', 'write']))}")
+    lines += ["Restart=always", "RestartSec=5", "KillSignal=SIGTERM", "TimeoutStopSec=90", "", "[Install]",
+              "WantedBy=multi-user.target", ""]
+    return UnitFile(f"{job.unit}.service", "\n".join(lines))
+
+
 def units(jobs: Sequence[Job], how: Invocation, source: str) -> list[UnitFile]:
-    """Every service and timer, in schedule order."""
+    """Every service and timer, in schedule order (an archiver: its service only)."""
     out: list[UnitFile] = []
     for job in jobs:
-        out += [service_unit(job, how, source), timer_unit(job, source)]
+        if job.kind == "archive":
+            out.append(archive_unit(job, how, source))
+        else:
+            out += [service_unit(job, how, source), timer_unit(job, source)]
     return out

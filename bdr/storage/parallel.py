@@ -7,7 +7,9 @@ holds at most ``concurrency`` parts, the one the producer is filling included (i
 room with :meth:`PartPipeline.reserve` before the part's first byte): a full pipeline blocks
 the producer until a part is sent, so an upload holds at most ``concurrency`` parts in
 memory, whatever the object's size (and one at a time, as a plain serial upload, with a
-concurrency of 1). Parts finish in any order;
+concurrency of 1). The buffer of a part that was sent is handed back by the next
+``reserve`` to be filled again, so a long upload does not allocate (and fault in) fresh
+memory for every part. Parts finish in any order;
 :meth:`PartPipeline.results` gives their results by part number. The first failure stops it:
 parts not yet started are dropped, and every later ``submit`` or ``results`` raises that
 failure again. :meth:`PartPipeline.stop` waits for the sends in progress, so that nothing
@@ -48,14 +50,17 @@ class PartPipeline(Generic[T]):
     :attr:`stopped` between its tries (a stopped pipeline wants it to give up).
     """
 
-    def __init__(self, send: Callable[[int, bytearray], T], concurrency: int, name: str = "bdr-upload") -> None:
+    def __init__(self, send: Callable[[int, bytearray], T], concurrency: int, part_size: int,
+                 name: str = "bdr-upload") -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self._send = send
         self.concurrency = concurrency
         self._lock = threading.Condition()
+        self._part_size = part_size
         self._held = 0
         self._reserved = False
+        self._spare: list[bytearray] = []
         self._results: dict[int, T] = {}
         self._failure: BaseException | None = None
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=name)
@@ -77,11 +82,12 @@ class PartPipeline(Generic[T]):
         if failure is not None:
             raise failure
 
-    def reserve(self) -> None:
-        """Wait for room for the part the producer is about to fill (once per part); raises the first failure."""
+    def reserve(self) -> bytearray | None:
+        """Wait for room for the part the producer is about to fill (once per part): the buffer of a part
+        already sent, to fill again, or None (a new one is needed). Raises the first failure."""
         with self._lock:
             if self._reserved:
-                return
+                return None
             while self._held >= self.concurrency and self._failure is None and not self.stopped.is_set():
                 self._lock.wait()
             self.check()
@@ -90,6 +96,7 @@ class PartPipeline(Generic[T]):
             self._held += 1
             self._reserved = True
             self.peak = max(self.peak, self._held)
+            return self._spare.pop() if self._spare else None
 
     def submit(self, number: int, data: bytearray) -> None:
         """Send part ``number`` in the room :meth:`reserve` gave it (waiting for room now if it was not
@@ -124,6 +131,8 @@ class PartPipeline(Generic[T]):
             with self._lock:
                 self._results[number] = result
                 self.finished.append(number)
+                if len(data) == self._part_size and not self.stopped.is_set():
+                    self._spare.append(data)  # sent: its memory can hold a later part
         finally:
             with self._lock:
                 self._held -= 1
@@ -137,6 +146,7 @@ class PartPipeline(Generic[T]):
                 self._lock.wait()
             self.check()
             ordered = [self._results[number] for number in sorted(self._results)]
+            self._spare.clear()
         self._pool.shutdown(wait=True)
         return ordered
 
@@ -144,6 +154,7 @@ class PartPipeline(Generic[T]):
         """Drop the parts not started and wait for those being sent to end (never raises; idempotent)."""
         self.stopped.set()
         with self._lock:
+            self._spare.clear()
             self._lock.notify_all()
         self._pool.shutdown(wait=True, cancel_futures=True)
 

@@ -4,8 +4,8 @@ Objects are uploaded as they are produced, never staged in full in memory or on 
 sink cuts the stream into *parts* (``remote.part_size_mib``, 16 MiB by default) and sends
 up to ``remote.concurrency`` (4) of them at once as parts of a multipart upload, each with
 its sha256 (``x-amz-checksum-sha256``, which S3 checks on receipt); the writer waits while
-that many are on their way, so an upload holds about ``concurrency * part size`` of memory
-(:mod:`bdr.storage.parallel`). Nothing is visible until :meth:`S3Sink.commit` completes the
+that many are on their way, so an upload holds at most ``concurrency`` parts in memory, the
+one being filled included (:mod:`bdr.storage.parallel`). Nothing is visible until :meth:`S3Sink.commit` completes the
 upload with the parts in order; an abort or any error aborts it, so no orphaned parts are
 left behind (and the bucket lifecycle's abort rule, see :mod:`bdr.s3_lifecycle`, discards
 those of a killed process). An object smaller than one part is sent with a single PutObject.
@@ -15,8 +15,9 @@ A network that drops for a moment is ridden out (:mod:`bdr.storage.retry`): boto
 retries each request (standard mode, ``max_attempts``), and bdr tries a failed part, a
 PutObject, the completion of an upload or a GET again after pauses of 1, 2, 4 and 8 s
 (each part and each range on its own). A range whose connection dropped resumes with a
-ranged GET (pinned to the object's ETag) from the byte where it stopped. When the endpoint stays away the error is
-:class:`~bdr.errors.ServiceUnavailable` (exit 7) and the upload is aborted, or, when even
+ranged GET (pinned to the object's ETag) from the byte where it stopped. When the endpoint
+stays away the error is :class:`~bdr.errors.ServiceUnavailable` (exit 7) and the upload
+is aborted (the parts still on their way stopped first), or, when even
 that cannot reach S3, left to the next run's sweep (:meth:`S3Storage.abort_uploads`) and
 the lifecycle rule. Locks use a conditional put (``If-None-Match: *``), which S3 has
 honoured since 2024; on a store that answers ``NotImplemented`` it falls back to
@@ -27,6 +28,11 @@ The credentials need ``s3:ListBucket``, ``s3:GetObject``, ``s3:PutObject``,
 ``s3:ListBucketMultipartUploads``, ``s3:AbortMultipartUpload``, ``s3:RestoreObject`` and,
 for ``bdr s3 lifecycle``, ``s3:GetLifecycleConfiguration`` / ``s3:PutLifecycleConfiguration``
 (plus ``kms:GenerateDataKey`` and ``kms:Decrypt`` with ``sse: aws:kms``).
+
+A part and a PutObject carry their sha256 in a signed header that S3 checks the body
+against, so their body is not hashed again for the signature (``UNSIGNED-PAYLOAD``, what
+botocore does by itself over https; over plain http it would hash every byte a third time);
+every other request keeps a signed body (:meth:`S3Storage._make_clients`).
 
 Credentials come only from the AWS chain (``AWS_PROFILE`` or ``remote.profile``,
 ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, an instance or task role), never from
@@ -54,6 +60,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -144,6 +151,15 @@ def _error_code(exc: boto_errors.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def unless_stopped(action: Callable[[], T], stopped: threading.Event, what: str) -> Callable[[], T]:
+    """``action``, refused once ``stopped`` is set (a part or range whose transfer was given up)."""
+    def attempt() -> T:
+        if stopped.is_set():
+            raise Stopped(f"{what}: stopped")
+        return action()
+    return attempt
+
+
 def require_encryption(settings: RemoteSettings, cipher: ObjectCipher | None, *, allow_plaintext: bool = False,
                        url: str | None = None) -> None:
     """Refuse an off-site backup without a cipher unless plaintext is allowed.
@@ -189,11 +205,19 @@ class S3Storage:
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.part_size = self.settings.part_size_mib * MIB
-        self.client: S3Client = self._make_client()
+        self.client, self.data_client = self._make_clients()
         self.endpoint = str(self.client.meta.endpoint_url)
         self._conditional_put = True
 
-    def _make_client(self) -> S3Client:
+    def _make_clients(self) -> tuple[S3Client, S3Client]:
+        """The client of every request, and the one of requests whose body carries its own signed sha256.
+
+        A part (and a PutObject) is sent with its sha256 in ``x-amz-checksum-sha256``, a signed
+        header S3 checks the body against: hashing the body again for the signature, as botocore
+        does over plain http, adds nothing but a third sha256 pass over every byte uploaded.
+        ``data_client`` signs the header and not the body (what botocore itself does over https
+        when a checksum is sent); every other request (the completion's part list included) keeps
+        a signed body."""
         settings = self.settings
         try:
             session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
@@ -202,6 +226,7 @@ class S3Storage:
             raise ConfigError(path="remote.profile" if settings.profile else "$AWS_PROFILE",
                               detail=f"AWS profile {name!r} not found in ~/.aws/config or ~/.aws/credentials; "
                               "fix the name or unset it to use the environment's credentials") from exc
+        s3: Any = {"addressing_style": "path"} if settings.endpoint_url else {}  # botocore types it as a TypedDict
         config = BotoConfig(
             retries={"total_max_attempts": settings.max_attempts, "mode": "standard"},  # the first one included
             connect_timeout=self.connect_timeout,
@@ -209,9 +234,12 @@ class S3Storage:
             tcp_keepalive=True,
             max_pool_connections=settings.concurrency + SPARE_CONNECTIONS,
             user_agent_extra=f"bdr/{__version__}",
-            s3={"addressing_style": "path"} if settings.endpoint_url else None,
+            s3=s3 or None,
         )
-        return session.client("s3", endpoint_url=settings.endpoint_url, config=config)
+        unsigned: Any = {**s3, "payload_signing_enabled": False}
+        data_config = config.merge(BotoConfig(s3=unsigned))
+        return (session.client("s3", endpoint_url=settings.endpoint_url, config=config),
+                session.client("s3", endpoint_url=settings.endpoint_url, config=data_config))
 
     # --- keys and errors ---------------------------------------------------------------------------
 
@@ -259,10 +287,19 @@ class S3Storage:
             return exc
         return ServiceError(detail=f"S3 {operation} of {where} failed: {type(exc).__name__}: {exc}")
 
-    def transfer(self, action: Callable[[], T], operation: str, key: str) -> T:
-        """Run one transfer step, tried again while S3 is out of reach; failures translated."""
+    def transfer(self, action: Callable[[], T], operation: str, key: str,
+                 stopped: threading.Event | None = None) -> T:
+        """Run one transfer step, tried again while S3 is out of reach; failures translated.
+
+        ``stopped``: the event of the pipeline or window the step belongs to; once it is set the
+        step is not tried again (it raises :class:`~bdr.storage.parallel.Stopped`, untranslated)."""
+        what = f"S3 {operation} of {self.url}/{key}"
         try:
-            return retrying(action, f"S3 {operation} of {self.url}/{key}", self.transfer_pauses)
+            if stopped is None:
+                return retrying(action, what, self.transfer_pauses)
+            return retrying(unless_stopped(action, stopped, what), what, self.transfer_pauses, sleep=stopped.wait)
+        except Stopped:
+            raise
         except Exception as exc:
             raise self.translate(exc, operation, key) from exc
 
@@ -286,7 +323,7 @@ class S3Storage:
         return S3Sink(self, key)
 
     def open_read(self, key: str) -> BinaryIO:
-        return io.BufferedReader(S3ObjectStream(self, key), buffer_size=MIB)
+        return cast(BinaryIO, S3ObjectStream(self, key))
 
     def read_bytes(self, key: str) -> bytes:
         with self.open_read(key) as stream:
@@ -532,6 +569,8 @@ class S3Sink:
         self._part_size = storage.part_size
         self._concurrency = storage.settings.concurrency
         self._buffer = bytearray()
+        self._filled = 0
+        """How much of ``_buffer`` holds the part being filled (a reused buffer is a whole part long)."""
         self._digest = hashlib.sha256()
         self._size = 0
         self._upload_id: str | None = None
@@ -564,13 +603,17 @@ class S3Sink:
             self._guarded(self._pipeline.check)  # a part failed meanwhile: say so now
         view = memoryview(data)
         while view:
-            if not self._buffer and self._pipeline is not None:
-                self._guarded(self._pipeline.reserve)  # room for the part this byte starts: may wait
-            room = self._part_size - len(self._buffer)
-            self._buffer += view[:room]
-            view = view[room:]
-            if len(self._buffer) == self._part_size:
-                part, self._buffer = self._buffer, bytearray()  # never resized again while a sender holds it
+            if not self._filled and self._pipeline is not None:
+                reused = self._guarded(self._pipeline.reserve)  # room for the part this byte starts: may wait
+                if reused is not None:
+                    self._buffer = reused
+            taken = view[:self._part_size - self._filled]
+            view = view[len(taken):]
+            end = self._filled + len(taken)
+            self._buffer[self._filled:end] = taken  # grows a new buffer, overwrites a reused one
+            self._filled = end
+            if end == self._part_size:
+                part, self._buffer, self._filled = self._buffer, bytearray(), 0  # a sender holds it now
                 self._guarded(self._submit, part)
         self._digest.update(data)
         self._size += len(data)
@@ -592,17 +635,10 @@ class S3Sink:
         """One S3 request of this upload, tried again while S3 is out of reach (untranslated: see _guarded).
 
         ``stopped``: the pipeline's event, for a part's request (no more tries once it is set)."""
+        what = f"S3 {operation} of {self._where}"
         if stopped is None:
-            return retrying(call, f"S3 {operation} of {self._where}", self._storage.transfer_pauses)
-        event = stopped
-
-        def unless_stopped() -> T:
-            if event.is_set():
-                raise Stopped(f"{operation} of {self._where}: the upload was stopped")
-            return call()
-
-        return retrying(unless_stopped, f"S3 {operation} of {self._where}", self._storage.transfer_pauses,
-                        sleep=event.wait)
+            return retrying(call, what, self._storage.transfer_pauses)
+        return retrying(unless_stopped(call, stopped, what), what, self._storage.transfer_pauses, sleep=stopped.wait)
 
     def _create(self) -> str:
         client, bucket = self._storage.client, self._storage.bucket
@@ -628,7 +664,8 @@ class S3Sink:
         if number > MAX_PARTS:
             raise StorageError(detail=f"{self._key} needs more than {MAX_PARTS} parts; raise remote.part_size_mib")
         if self._pipeline is None:
-            self._pipeline = PartPipeline(self._send, self._concurrency, name=f"bdr-upload-{self._full}")
+            self._pipeline = PartPipeline(self._send, self._concurrency, self._part_size,
+                                          name=f"bdr-upload-{self._full}")
         self._pipeline.submit(number, part)
         self._submitted = number
 
@@ -638,7 +675,7 @@ class S3Sink:
         upload_id, stopped = self._upload_id, self._pipeline.stopped
         digest = hashlib.sha256(part).digest()
         checksum = _b64(digest)
-        client, bucket = self._storage.client, self._storage.bucket
+        client, bucket = self._storage.data_client, self._storage.bucket
         response = self._call(f"UploadPart {number}", lambda: client.upload_part(
             Bucket=bucket, Key=self._full, UploadId=upload_id, PartNumber=number, Body=cast(bytes, part),
             ChecksumSHA256=checksum), stopped)
@@ -655,10 +692,16 @@ class S3Sink:
             return None
         return f'"{hashlib.md5(md5s, usedforsecurity=False).hexdigest()}-{len(self._parts)}"'
 
+    def _last_part(self) -> bytearray:
+        """The part being filled, cut to what it holds; the sink holds none after."""
+        part, filled = self._buffer, self._filled
+        self._buffer, self._filled = bytearray(), 0
+        del part[filled:]
+        return part
+
     def _complete(self) -> None:
-        if self._buffer:
-            part, self._buffer = self._buffer, bytearray()
-            self._submit(part)
+        if self._filled:
+            self._submit(self._last_part())
         assert self._pipeline is not None
         sent = self._pipeline.results()  # in part order, however they finished
         self._parts = [part for part, _ in sent]
@@ -690,9 +733,9 @@ class S3Sink:
         return expected is None or head.get("ETag") == expected
 
     def _put(self) -> None:
-        body, self._buffer = self._buffer, bytearray()
+        body = self._last_part()
         checksum = _b64(hashlib.sha256(body).digest())
-        client, bucket = self._storage.client, self._storage.bucket
+        client, bucket = self._storage.data_client, self._storage.bucket
         self._call("PutObject", lambda: client.put_object(Bucket=bucket, Key=self._full, Body=cast(bytes, body),
                                                           ChecksumSHA256=checksum, **self._args))
 
@@ -725,7 +768,7 @@ class S3Sink:
         The parts not yet sent are dropped and those being sent are waited for (they stop
         retrying), so that no part lands after the upload is aborted."""
         self._closed = True
-        self._buffer = bytearray()
+        self._buffer, self._filled = bytearray(), 0
         if self._pipeline is not None:
             self._pipeline.stop()
         upload_id, self._upload_id = self._upload_id, None
@@ -745,14 +788,16 @@ class S3Sink:
             self._discard_strays()
 
 
-class S3ObjectStream(io.RawIOBase):
+class S3ObjectStream(io.BufferedIOBase):
     """The bytes of one object, fetched by ranges several at once and read in order.
 
     The object is read as consecutive ranges of ``remote.part_size_mib`` (a
     :class:`~bdr.storage.parallel.RangeWindow`): the first GET (on the reader's thread, so a
     missing or archived object fails at once) says how long the object is and pins its ETag;
-    up to ``remote.concurrency`` ranges are then fetched ahead by pool threads, each into a
-    buffer of its own, and handed to the reader in order. Memory: ``concurrency`` ranges.
+    up to ``remote.concurrency`` ranges are then fetched ahead by pool threads and handed to
+    the reader in order, a range's chunks let go as they are read. Memory: ``concurrency``
+    ranges. A read of whole chunks (1 MiB, what the repository asks for) is handed the
+    chunk as it came off the connection, without a copy.
 
     Each range is a transfer step (tried again while S3 is out of reach); a range whose body
     breaks mid-way is opened again from its next byte with a ranged GET pinned to the ETag,
@@ -769,9 +814,10 @@ class S3ObjectStream(io.RawIOBase):
         self._range_size = storage.part_size
         self._etag: str | None = None
         self._length = 0
-        self._current: memoryview | None = None
+        self._chunks: collections.deque[bytes] = collections.deque()
         self._offset = 0
-        self._window: RangeWindow[bytearray] | None = None
+        """How much of ``_chunks[0]`` was read already."""
+        self._window: RangeWindow[collections.deque[bytes]] | None = None
         self.resumed: list[tuple[int, int]] = []
         """(range index, byte offset in the object) of every resumption after a break, in order."""
         self._first: Any = self._storage.transfer(self._get_first, "GET", key)
@@ -789,7 +835,7 @@ class S3ObjectStream(io.RawIOBase):
         return self._length
 
     @property
-    def window(self) -> RangeWindow[bytearray] | None:
+    def window(self) -> RangeWindow[collections.deque[bytes]] | None:
         """The ranges on their way (its ``peak`` tells how many were at once)."""
         return self._window
 
@@ -833,28 +879,27 @@ class S3ObjectStream(io.RawIOBase):
             raise
         return response["Body"]
 
-    def _fetch(self, index: int) -> bytearray:
-        """The bytes of range ``index``, resumed from its next byte after each break (on a window thread)."""
+    def _fetch(self, index: int) -> collections.deque[bytes]:
+        """The bytes of range ``index`` in chunks, resumed from the next byte after each break (on a window thread)."""
         assert self._window is not None
         stopped = self._window.stopped
         start = index * self._range_size
         end = min(start + self._range_size, self._length)
-        buffer = bytearray(end - start)
-        view = memoryview(buffer)
+        chunks: collections.deque[bytes] = collections.deque()
         got = 0
         breaks = 0
         body: Any = None
         if index == 0:
             body, self._first = self._first, None
         try:
-            while got < len(buffer):
+            while start + got < end:
                 if stopped.is_set():
                     raise Stopped(f"GET of {self.where}: the read was closed")
                 if body is None:
                     body = self._storage.transfer(functools.partial(self._get_range, start + got, end - 1), "GET",
-                                                  self._key)
+                                                  self._key, stopped)
                 try:
-                    count = body.readinto(view[got:got + READ_CHUNK])  # botocore checks the length at the end
+                    chunk = body.read(min(READ_CHUNK, end - start - got))  # botocore checks the length at the end
                 except Exception as exc:
                     if not is_network(exc):
                         raise self._storage.translate(exc, "GET", self._key) from exc
@@ -862,18 +907,18 @@ class S3ObjectStream(io.RawIOBase):
                     self._drop(body)
                     body = None
                     continue
-                if not count:
+                if not chunk:
                     reason = Retryable(f"the body of bytes {start}-{end - 1} ended at byte {start + got}")
                     breaks = self._pause(reason, breaks, index, start + got, stopped)
                     self._drop(body)
                     body = None
                     continue
-                got += count
+                chunks.append(chunk)
+                got += len(chunk)
                 breaks = 0  # bytes flow again: a later drop gets the full set of tries
         finally:
-            view.release()
             self._drop(body)
-        return buffer
+        return chunks
 
     @staticmethod
     def _drop(body: Any) -> None:
@@ -896,19 +941,63 @@ class S3ObjectStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def _head(self) -> bytes | None:
+        """The chunk being read (its unread part starts at ``_offset``); the next range's first at its end."""
+        if self.closed:
+            raise ValueError("read of a closed S3 object stream")
+        while not self._chunks:
+            assert self._window is not None
+            chunks = self._window.next()
+            if chunks is None:
+                return None
+            self._chunks, self._offset = chunks, 0
+        return self._chunks[0]
+
+    def _take(self, size: int) -> bytes:
+        """Up to ``size`` bytes of the chunk being read (the chunk itself when all of it is wanted)."""
+        chunk = self._head()
+        if chunk is None:
+            return b""
+        if self._offset == 0 and size >= len(chunk):
+            self._chunks.popleft()
+            return chunk
+        piece = chunk[self._offset:self._offset + size]
+        self._offset += len(piece)
+        if self._offset == len(chunk):
+            self._chunks.popleft()
+            self._offset = 0
+        return piece
+
+    def read(self, size: int | None = -1) -> bytes:
+        """``size`` bytes (fewer only at the end of the object); all the rest when ``size`` is negative."""
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self._take(READ_CHUNK), b""))
+        first = self._take(size)
+        if len(first) == size or not first:
+            return first
+        pieces = [first]
+        wanted = size - len(first)
+        while wanted:
+            piece = self._take(wanted)
+            if not piece:
+                break
+            pieces.append(piece)
+            wanted -= len(piece)
+        return b"".join(pieces)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self._take(READ_CHUNK if size < 0 else size)
+
     def readinto(self, buffer: Any) -> int:
         with memoryview(buffer) as outer, outer.cast("B") as view:
-            while self._current is None or self._offset >= len(self._current):
-                self._current = None  # let the range go before the next one arrives
-                assert self._window is not None
-                data = self._window.next()
-                if data is None:
-                    return 0
-                self._current, self._offset = memoryview(data), 0
-            count = min(len(view), len(self._current) - self._offset)
-            view[:count] = self._current[self._offset:self._offset + count]
-            self._offset += count
-            return count
+            filled = 0
+            while filled < len(view):
+                piece = self._take(len(view) - filled)
+                if not piece:
+                    break
+                view[filled:filled + len(piece)] = piece
+                filled += len(piece)
+            return filled
 
     def close(self) -> None:
         if not self.closed:
@@ -916,7 +1005,7 @@ class S3ObjectStream(io.RawIOBase):
             if window is not None:
                 window.close()
             self._drop(getattr(self, "_first", None))
-            self._current = None
+            self._chunks = collections.deque()
         super().close()
 
 

@@ -13,4 +13,7 @@ SCENARIOS: dict[str, str] = {
     "monthly_restore_test": "drills.scenarios.test_monthly_restore_test",
     "backup_freshness": "drills.scenarios.test_backup_freshness",
     "offsite_restore": "drills.scenarios.test_offsite_restore",
+    "cluster_master_lost": "drills.scenarios.test_cluster_master_lost",
+    "cluster_total_loss": "drills.scenarios.test_cluster_total_loss",
+    "cluster_accidental_deletion": "drills.scenarios.test_cluster_accidental_deletion",
 }

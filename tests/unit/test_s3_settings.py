@@ -21,6 +21,7 @@ def test_defaults() -> None:
     remote = parse_config({}).remote
     assert remote.archive_after_days == 90 and remote.archive_class == "GLACIER"
     assert remote.expire_after_days == 365 and remote.part_size_mib == 16
+    assert remote.concurrency == 4
     assert remote.allow_plaintext is False
 
 
@@ -41,6 +42,8 @@ def test_valid_section_parses() -> None:
         ({"archive_after_days": 400}, "expire_after_days must be greater"),
         ({"expire_after_days": -1}, "whole number of days"),
         ({"part_size_mib": 4}, "between 5 and 5120"),
+        ({"concurrency": 0}, "remote.concurrency must be between 1 and 32, got 0"),
+        ({"concurrency": 33}, "remote.concurrency must be between 1 and 32, got 33"),
         ({"max_attempts": 0}, "at least 1"),
         ({"access_key": "AKIA..."}, "unknown key(s) in remote: access_key"),
     ],

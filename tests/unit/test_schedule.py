@@ -39,7 +39,7 @@ def test_offsite_prune_verify_and_drill_jobs() -> None:
     jobs = jobs_for(config({"redis": "*/30 * * * *", "offsite": "0 3 * * *", "prune": "30 4 * * *",
                             "verify": {"cron": "0 5 * * *", "restore_test": True}, "drill": "0 6 1 * *"}))
     by_unit = {j.unit: j for j in jobs}
-    assert by_unit["bdr-offsite-all"].args == ("backup", "all", "--remote", "s3://bucket/bdr")
+    assert by_unit["bdr-offsite-all"].args == ("backup", "all", "--also-remote", "s3://bucket/bdr")  # no local all
     assert by_unit["bdr-offsite-all"].offsite
     assert by_unit["bdr-prune"].args == ("prune",)
     assert by_unit["bdr-drill"].args == ("drill", "--live")
@@ -81,7 +81,7 @@ def test_offsite_needs_a_remote() -> None:
         jobs_for(parse_config({"schedule": {"offsite": "0 3 * * *"}}))
     job = jobs_for(parse_config({"schedule": {"offsite/redis": {"cron": "0 3 * * *",
                                                                 "remote": "s3://other/x", "compress": True}}}))[0]
-    assert job.args == ("backup", "redis", "--instance", "production", "--compress", "--remote", "s3://other/x")
+    assert job.args == ("backup", "redis", "--instance", "production", "--compress", "--also-remote", "s3://other/x")
 
 
 @pytest.mark.parametrize(("entry", "message"), [

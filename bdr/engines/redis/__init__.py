@@ -49,7 +49,7 @@ class RedisEngine:
         if method not in METHODS:
             raise UsageError(detail=f"unknown Redis backup method {method!r}; one of {', '.join(METHODS)}")
         if cluster.backs_up(request, instance):
-            cluster.backup(request, writer, instance, method)
+            cluster.back_up(request, writer, instance, method)
         elif "safety" in request.tags and not self._answers(request):
             _backup.backup_offline(request, writer, instance)
         elif method == "replication":
@@ -108,6 +108,10 @@ class RedisEngine:
         if manifest.facts.get("cluster_shard"):
             checks += cluster.verify_member(manifest, files, restore_test)
         return checks
+
+    def verify_parent(self, manifest: Manifest, members: list[Manifest]) -> list[Check]:
+        """A cluster set's own checks, its members verified (``bdr verify`` of a parent set)."""
+        return cluster.verify_parent(manifest, members)
 
 
 ENGINE = RedisEngine()

@@ -14,6 +14,7 @@ names any one node. The engine's entry points (:mod:`bdr.engines.redis` dispatch
   the masters first, the whole cluster rolled back when any shard fails; one journal entry;
 - :mod:`.copy`: into any other topology (other node count, a single node) and for
   ``--keys``: a key-level copy routed by hash slot, TTLs kept, every type;
+- :mod:`.node`: a lost node back as a replica of its shard (``--node HOST:PORT``);
 - :mod:`.health`: ``cluster_state:ok``, every slot served, every node in its place;
 - :mod:`.verify`: a cluster set's own checks (the members against the parent, each key in
   its shard's slots);
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
     from bdr.manifest import Manifest
     from bdr.repository import SetWriter
 
-MODES = ("cluster", "cluster-copy")
-"""The ``mode`` of the journal state of a cluster restore (file restore, key-level copy)."""
+MODES = ("cluster", "cluster-copy", "cluster-node")
+"""The ``mode`` of the journal state of a cluster restore (file restore, key-level copy, a lost node back)."""
 
 
 def is_cluster_set(manifest: Manifest | None) -> bool:
@@ -48,10 +49,11 @@ def backs_up(request: BackupRequest, instance: RedisInstance) -> bool:
     return "cluster-node" not in request.options and cluster_enabled(instance)
 
 
-def backup(request: BackupRequest, writer: SetWriter, instance: RedisInstance, method: str) -> None:
+def back_up(request: BackupRequest, writer: SetWriter, instance: RedisInstance, method: str) -> None:
     from bdr.engines.redis.cluster.backup import backup_cluster
 
-    backup_cluster(request, writer, instance, prefer_replica=True, method=method)
+    prefer_replica = request.options.get("cluster_source") != "masters"
+    backup_cluster(request, writer, instance, prefer_replica=prefer_replica, method=method)
 
 
 def restores(request: RestoreRequest) -> bool:
@@ -73,6 +75,10 @@ def resumed(request: RestoreRequest, entry: JournalEntry, result: RestoreResult)
         from bdr.engines.redis.cluster.restore import ClusterRestore
 
         return ClusterRestore.resumed(request, entry, result)
+    if entry.state.get("mode") == "cluster-node":
+        from bdr.engines.redis.cluster.node import NodeRejoin
+
+        return NodeRejoin.resumed(request, entry, result)
     from bdr.engines.redis.cluster.copy import ClusterCopy
 
     return ClusterCopy.resumed(request, entry, result)
@@ -85,4 +91,11 @@ def verify_member(manifest: Manifest, files: Any, restore_test: bool) -> list[Ch
     return member_checks(manifest, files)
 
 
-__all__ = ["MODES", "backs_up", "backup", "is_cluster_set", "restorer", "restores", "resumed", "verify_member"]
+def verify_parent(manifest: Manifest, members: list[Manifest]) -> list[Check]:
+    from bdr.engines.redis.cluster.verify import parent_checks
+
+    return parent_checks(manifest, members)
+
+
+__all__ = ["MODES", "back_up", "backs_up", "is_cluster_set", "restorer", "restores", "resumed", "verify_member",
+           "verify_parent"]

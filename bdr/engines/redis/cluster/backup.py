@@ -95,6 +95,9 @@ def replica_healthy(instance: RedisInstance) -> tuple[bool, str, int | None]:
         return False, "its link to the master is down", None
     if int(info.get("master_sync_in_progress", 0)):
         return False, "it is still syncing from its master", None
+    with contextlib.suppress(redis.RedisError):
+        if int(redis_client(instance, timeout=5.0, retries=0).info("persistence").get("loading", 0)):
+            return False, "it is still loading", None
     return True, "in sync", None
 
 
@@ -106,8 +109,8 @@ def choose_source(seed: RedisInstance, shard: Shard, prefer_replica: bool = True
     why_not: list[str] = []
     if prefer_replica:
         for replica in shard.replicas:
-            if replica.health != "online":
-                why_not.append(f"{replica.address} is {replica.health}")
+            if replica.health == "failed":  # "loading" only says the cluster has not seen its offset yet: ask it
+                why_not.append(f"{replica.address} is failed")
                 continue
             ok, why, lag = replica_healthy(node_instance(seed, replica))
             if ok:
@@ -218,11 +221,18 @@ def backup_cluster(request: BackupRequest, writer: SetWriter, seed: RedisInstanc
                 failures.append((source, exc))
     if failures:
         _discard(request.repository, list(members.values()))
-        source, exc = failures[0]
-        if isinstance(exc, BdrError):
-            raise type(exc)(f"{source.shard.describe()} from {source.node.address}: {exc.message}; no cluster set "
-                            f"was written (the {len(members)} shard set(s) already written were deleted)") from exc
-        raise exc
+        failed, error = failures[0]
+        if isinstance(error, OSError):  # a file of the shard's copy: the typed error write_backup would give
+            from bdr.engines.base import READ_ERRNOS
+            from bdr.storage.local import translate_os_error
+
+            error = translate_os_error(error, error.filename or request.repository.url,
+                                       "read" if error.errno in READ_ERRNOS else "write")
+        if isinstance(error, BdrError):
+            raise type(error)(f"{failed.shard.describe()} from {failed.node.address}: {error.message}; no cluster "
+                              f"set was written (the {len(members)} shard set(s) already written were deleted)") \
+                from error
+        raise error
     ordered = [members[s.shard.index] for s in sources]
     times = [snapshot_us(m) for m in ordered]
     skew = (max(times) - min(times)) / 1_000_000
@@ -240,7 +250,7 @@ def backup_cluster(request: BackupRequest, writer: SetWriter, seed: RedisInstanc
 def parent_facts(seed: RedisInstance, topology: Topology, sources: list[Source], members: list[Manifest],
                  times: list[int], skew: float, target: float | None) -> dict[str, Any]:
     """The cluster set's facts: per shard what it holds and where it came from; the skew; the totals."""
-    shards = []
+    shards: list[dict[str, Any]] = []
     keyspace: dict[str, dict[str, int]] = {}
     for source, member, at in zip(sources, members, times, strict=True):
         member_keyspace = dict(member.facts.get("keyspace") or {})

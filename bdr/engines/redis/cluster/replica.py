@@ -122,7 +122,13 @@ class ReplicaResync:
 
     def verify(self, timeout: float) -> list[Check]:
         """Synced from its master, and holding what the master holds."""
-        client = redis_client(self.target.instance, timeout=10.0)
+        return self.verify_sync(self.target.instance, self.master, timeout)
+
+    @staticmethod
+    def verify_sync(replica: RedisInstance, master: RedisInstance, timeout: float) -> list[Check]:
+        """``replica`` linked to ``master``, synced and loaded, with as many keys as the master."""
+        client = redis_client(replica, timeout=10.0)
+        name = f"replica {replica.name}"
 
         def synced() -> bool:
             try:
@@ -133,14 +139,14 @@ class ReplicaResync:
                 return False
 
         if not wait_for(synced, timeout, 0.05):
-            return [Check(f"replica {self.name}", False, f"not synced with its master within {timeout:.0f}s")]
+            return [Check(name, False, f"not synced with its master within {timeout:.0f}s")]
         try:
             mine = Keyspace.from_info(client.info("keyspace"))
-            theirs = Keyspace.from_info(redis_client(self.master, timeout=10.0).info("keyspace"))
+            theirs = Keyspace.from_info(redis_client(master, timeout=10.0).info("keyspace"))
         except redis.RedisError as exc:
-            return [Check(f"replica {self.name}", False, f"cannot compare with its master: {exc}")]
+            return [Check(name, False, f"cannot compare with its master: {exc}")]
         same = mine.total_keys == theirs.total_keys
-        return [Check(f"replica {self.name}", same, f"resynced from its master: {mine.total_keys} keys"
+        return [Check(name, same, f"synced from its master: {mine.total_keys} keys"
                       + ("" if same else f", the master has {theirs.total_keys}"))]
 
     def stop_for_rollback(self) -> str:

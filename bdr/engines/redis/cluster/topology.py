@@ -2,9 +2,11 @@
 
 An instance of bdr.yaml is a cluster when its server reports ``cluster_enabled:1``
 (``INFO cluster``); its url names one node (any), and bdr finds the others. The topology
-is read with ``CLUSTER SHARDS`` (Redis 7), else parsed from ``CLUSTER NODES`` (older
-servers, or a server that refuses ``CLUSTER SHARDS``): both give, per shard, the slot
-ranges, the master and its replicas with their addresses, node ids and health.
+is read with ``CLUSTER SHARDS`` from Redis 7.2 on, else parsed from ``CLUSTER NODES`` (7.0
+and 7.1, whose CLUSTER SHARDS lists a master's replicas only as far as gossip has told the
+node asked; Redis 6; a server that refuses CLUSTER SHARDS): both give, per shard, the slot
+ranges, the master and its replicas with their addresses, node ids and health. A node the
+asked node does not know as a replica yet is asked itself (``INFO replication``).
 
 A shard's *index* is its place in slot order (the shard holding slot 0 is shard 0), the
 one name of a shard that survives a rebuilt cluster: node ids change when a cluster is
@@ -180,7 +182,7 @@ NODES_FAILED = ("fail", "noaddr", "handshake")
 
 
 def _nodes_reply(text: str) -> list[tuple[tuple[SlotRange, ...], list[Node]]]:
-    """``CLUSTER NODES``: ``<id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch> <link> <slot> ...``."""
+    """``CLUSTER NODES``: ``<id> <ip:port@cport[,host]> <flags> <master> <ping> <pong> <epoch> <link> <slot>...``."""
     masters: dict[str, tuple[list[SlotRange], list[Node]]] = {}
     replicas: list[tuple[str, Node]] = []
     for line in text.splitlines():
@@ -189,7 +191,7 @@ def _nodes_reply(text: str) -> list[tuple[tuple[SlotRange, ...], list[Node]]]:
             continue
         node_id, address, flags = parts[0], parts[1].split("@", 1)[0], set(parts[2].split(","))
         host, _, port = address.rpartition(":")
-        health = "failed" if flags & set(NODES_FAILED) or parts[7] != "connected" and "myself" not in flags \
+        health = "failed" if flags & set(NODES_FAILED) or (parts[7] != "connected" and "myself" not in flags) \
             else "online"
         if "master" in flags:
             ranges: list[SlotRange] = []
@@ -201,10 +203,13 @@ def _nodes_reply(text: str) -> list[tuple[tuple[SlotRange, ...], list[Node]]]:
             masters[node_id] = (ranges, [Node(node_id, host, int(port or 0), "master", health)])
         elif "slave" in flags:
             replicas.append((parts[3], Node(node_id, host, int(port or 0), "replica", health)))
+    orphans = []
     for master_id, node in replicas:
         if master_id in masters:
             masters[master_id][1].append(node)
-    return [(merge_ranges(ranges), nodes) for ranges, nodes in masters.values()]
+        else:  # its master is not known here yet: the node itself will say (see _completed)
+            orphans.append(((), [node]))
+    return [(merge_ranges(ranges), nodes) for ranges, nodes in masters.values()] + orphans
 
 
 def _topology(groups: list[tuple[tuple[SlotRange, ...], list[Node]]], source: str) -> Topology:
@@ -212,38 +217,84 @@ def _topology(groups: list[tuple[tuple[SlotRange, ...], list[Node]]], source: st
     spare: list[Node] = []
     for slots, nodes in groups:
         masters = [n for n in nodes if n.role == "master"]
+        if not slots:
+            spare.extend(nodes)  # a node without slots, or a replica whose master this node does not know yet
+            continue
         if not masters:
             continue  # a shard whose master is gone and no replica took over: its slots are not served
         master = next((m for m in masters if m.health != "failed"), masters[0])
         others = tuple(n for n in nodes if n is not master)
-        if not slots:
-            spare.extend(nodes)
-            continue
         shards.append(Shard(0, slots, master, tuple(dataclasses.replace(n, role="replica") for n in others)))
     shards.sort(key=lambda s: s.slots[0][0])
     return Topology(tuple(dataclasses.replace(s, index=i) for i, s in enumerate(shards)), tuple(spare), source)
 
 
+SHARDS_SINCE = (7, 2)
+"""``CLUSTER SHARDS`` groups nodes by shard id from 7.2 on; in 7.0 and 7.1 it lists a master's replicas as far as
+gossip told the node asked, so bdr reads ``CLUSTER NODES`` there (and on Redis 6, which has no CLUSTER SHARDS)."""
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".")[:2] if p.isdigit())
+
+
 def discover(instance: RedisInstance) -> Topology:
-    """The cluster's topology from the node ``instance`` names (``CLUSTER SHARDS``, else ``CLUSTER NODES``)."""
+    """The cluster's topology from the node ``instance`` names (see the module docstring), each replica's own
+    word on its master included."""
     client = redis_client(instance, timeout=10.0)
     with redis_errors(instance, "describe its cluster"):
         info = client.info("cluster")
         if int(info.get("cluster_enabled", 0)) != 1:
             raise NotACluster(name=instance.name, url=instance.url, detail="its INFO says cluster_enabled:0")
+        version = _version(str(client.info("server").get("redis_version", "0")))
+        if version < SHARDS_SINCE:
+            return nodes_topology(instance)
         try:
             reply = client.execute_command("CLUSTER", "SHARDS")
-        except redis.ResponseError as exc:  # before Redis 7, or renamed: CLUSTER NODES says the same
+        except redis.ResponseError as exc:  # renamed or refused: CLUSTER NODES says the same
             logger.info("Redis %s: CLUSTER SHARDS refused (%s); reading CLUSTER NODES", instance.name, exc)
             return nodes_topology(instance)
+    return _completed(instance, shards_topology_of(reply))
+
+
+def shards_topology_of(reply: Any) -> Topology:
     return _topology(_shards_reply(reply), "CLUSTER SHARDS")
 
 
+def shards_topology(instance: RedisInstance) -> Topology:
+    """The topology from ``CLUSTER SHARDS`` whatever the version (completed by the replicas' own word)."""
+    with redis_errors(instance, "describe its cluster"):
+        reply = redis_client(instance, timeout=10.0).execute_command("CLUSTER", "SHARDS")
+    return _completed(instance, shards_topology_of(reply))
+
+
 def nodes_topology(instance: RedisInstance) -> Topology:
-    """The topology from ``CLUSTER NODES`` alone (what Redis 6 offers)."""
+    """The topology from ``CLUSTER NODES`` (what Redis 6 and 7.0 offer reliably), completed the same way."""
     with redis_errors(instance, "describe its cluster"):
         text = _text(redis_client(instance, timeout=10.0).execute_command("CLUSTER", "NODES"))
-    return _topology(_nodes_reply(text), "CLUSTER NODES")
+    return _completed(instance, _topology(_nodes_reply(text), "CLUSTER NODES"))
+
+
+def _completed(seed: RedisInstance, topology: Topology) -> Topology:
+    """Replicas the asked node does not know as such yet (gossip lags): each spare node says whose replica it is."""
+    if not topology.spare:
+        return topology
+    by_address = {s.master.address: s for s in topology.shards}
+    spare: list[Node] = []
+    extra: dict[int, list[Node]] = {}
+    for node in topology.spare:
+        try:
+            repl = redis_client(node_instance(seed, node), timeout=5.0, retries=0).info("replication")
+        except redis.RedisError:
+            spare.append(node)
+            continue
+        master = f"{repl.get('master_host')}:{repl.get('master_port')}"
+        if repl.get("role") == "slave" and master in by_address:
+            extra.setdefault(by_address[master].index, []).append(dataclasses.replace(node, role="replica"))
+        else:
+            spare.append(node)
+    shards = tuple(dataclasses.replace(s, replicas=(*s.replicas, *extra.get(s.index, ()))) for s in topology.shards)
+    return Topology(shards, tuple(spare), topology.source)
 
 
 # --- one instance per node ---------------------------------------------------------------------------

@@ -1,0 +1,58 @@
+"""Which restore a cluster needs: the files into the same layout, else a key-level copy routed by slot.
+
+- ``--keys PATTERN`` (and ``--db``): a key-level copy of the matching keys of every shard
+  (:class:`~bdr.engines.redis.cluster.copy.ClusterCopy`), whatever the two topologies;
+- a cluster set into a cluster whose shards hold exactly the set's slot ranges: the file
+  restore of every shard (:class:`~bdr.engines.redis.cluster.restore.ClusterRestore`);
+- anything else (a cluster of another layout, a single node, a single node's set into a
+  cluster): the key-level copy of every key;
+- ``--node HOST:PORT``: a lost node back as a replica of its shard
+  (:class:`~bdr.engines.redis.cluster.node.NodeRejoin`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bdr.engines.base import RestoreRequest
+from bdr.engines.redis.cluster.topology import cluster_enabled, discover
+from bdr.engines.redis.selective import Conflict, KeySelection
+from bdr.engines.runbook import Restorer
+from bdr.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+
+def choose(request: RestoreRequest) -> Restorer:
+    from bdr.engines.redis.cluster import is_cluster_set
+    from bdr.engines.redis.cluster.copy import ClusterCopy
+    from bdr.engines.redis.cluster.restore import ClusterRestore
+
+    unknown = sorted(set(request.selection) - {"keys", "db", "node"})
+    if unknown:
+        raise UsageError(detail=f"a Redis restore selects keys with --keys (and --db), not {', '.join(unknown)}")
+    if request.selection.get("node"):
+        from bdr.engines.redis.cluster.node import NodeRejoin
+
+        if request.selection.get("keys"):
+            raise UsageError(detail="--node brings a lost node back whole: it takes no --keys")
+        return NodeRejoin.new(request)
+    if request.backup is None:
+        raise UsageError(detail="a Redis cluster restores from a backup set, not from an old script's backup: "
+                         "restore that into a single instance, back it up with bdr, then restore the set")
+    if request.selection.get("keys"):
+        return ClusterCopy.new(request, KeySelection.from_request(request), whole=False)
+    target = request.config.redis_instance(request.target)
+    try:
+        conflict = Conflict(request.conflict)
+    except ValueError:
+        raise UsageError(detail=f"--conflict must be one of {', '.join(Conflict)}, got {request.conflict!r}") from None
+    manifest = request.backup.manifest
+    if is_cluster_set(manifest) and cluster_enabled(target):
+        topology = discover(target)
+        layout = [shard["slots"] for shard in manifest.facts["cluster"]["shards"]]
+        if topology.same_layout(layout):
+            return ClusterRestore.new(request, topology)
+        logger.info("cluster %s has another layout than %s (%s): copying keys by slot", target.name,
+                    request.backup.id, topology.describe())
+    return ClusterCopy.new(request, KeySelection("*", None, conflict, request.dry_run), whole=True)
