@@ -21,7 +21,7 @@ case "$what" in
     exec bash scripts/test.sh "$@" ;;
   lint)
     bash scripts/setup.sh
-    .venv/bin/ruff check bdr tests bench
+    .venv/bin/ruff check bdr tests bench drills
     .venv/bin/mypy ;;
   bench)
     bash scripts/setup.sh

@@ -1,4 +1,10 @@
-"""Reading a docker compose file: which services are Redis and Qdrant, and how bdr reaches them.
+"""Reading a docker compose file: bdr's one parser for it, and what ``bdr init`` takes from it.
+
+:func:`parse_compose` reads the file as written (services, their image, mounts, command,
+environment, restart policy, ports, each with its line; declared volumes and secrets) for
+``bdr lint`` (:mod:`bdr.lint.compose`) and for ``bdr init``; a ``command:`` string is split
+as compose splits it (shell words), and :func:`redis_argv` says when it is a redis-server
+command line, whose options :func:`bdr.redis_conf.parse_redis_args` reads.
 
 ``bdr init --from-compose docker-compose.yml`` starts the policy file from what compose
 already knows, the way production runs: the container names (``container_name:``, else
@@ -15,19 +21,265 @@ can be reviewed before anything is stopped or copied.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-
 from bdr.errors import ConfigError
+from bdr.lint.yamlmarks import MarkedDict, MarkedList, YamlError, load_marked
+from bdr.redis_conf import parse_redis_args, parse_redis_conf
 
 logger = logging.getLogger(__name__)
+
+
+# --- the compose file as written (lint and init read it through this one parser) ---------------
+
+
+@dataclass(frozen=True, slots=True)
+class DataImage:
+    """An image that holds data bdr backs up, and where the data lives in it."""
+
+    pattern: str
+    source: str
+    data_dir: str
+
+
+DATA_IMAGES: tuple[DataImage, ...] = (
+    DataImage("bitnami/redis*", "redis", "/bitnami/redis/data"),
+    DataImage("bitnami/valkey*", "redis", "/bitnami/valkey/data"),
+    DataImage("*redis*", "redis", "/data"),
+    DataImage("*valkey*", "redis", "/data"),
+    DataImage("*qdrant*", "qdrant", "/qdrant/storage"),
+)
+"""Matched in order against the image name without registry and tag (or the service name)."""
+
+NOT_DATA_IMAGES = ("*exporter*", "*commander*", "*insight*", "*sentinel*", "*-ui", "*webui*", "*proxy*")
+"""Tools named after the store that hold no data of their own."""
+
+REDIS_SERVERS = ("redis-server", "valkey-server", "redis-stack-server")
+
+
+class MountKind(StrEnum):
+    VOLUME = "volume"
+    BIND = "bind"
+    ANONYMOUS = "anonymous volume"
+    TMPFS = "tmpfs"
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    kind: MountKind
+    source: str | None
+    target: str
+    line: int
+    read_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EnvEntry:
+    """One ``environment:`` entry; ``value`` None when it is taken from the shell (``- NAME``)."""
+
+    name: str
+    value: str | None
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """One service of a compose file, as written (``data``: what it stores, from its image or name)."""
+
+    name: str
+    line: int
+    image: str | None
+    data: DataImage | None
+    mounts: tuple[Mount, ...]
+    command: tuple[str, ...] | None
+    command_line: int | None
+    environment: tuple[EnvEntry, ...]
+    restart: str | None
+    restart_line: int | None
+    container_name: str | None = None
+    network_mode: str | None = None
+    ports: tuple[object, ...] = ()
+    """``ports:`` entries as written (``"127.0.0.1:6379:6379"`` or a long-syntax mapping)."""
+
+    def env(self) -> dict[str, str]:
+        """``environment:`` as a mapping; an entry taken from the shell (``- NAME``) reads ``${NAME}``."""
+        return {e.name: "${" + e.name + "}" if e.value is None else e.value for e in self.environment}
+
+
+@dataclass(frozen=True, slots=True)
+class ComposeFile:
+    """A parsed compose file; ``problem`` set (and nothing else) when it does not parse."""
+
+    path: Path
+    services: tuple[Service, ...] = ()
+    volumes: Mapping[str, int] = field(default_factory=dict)
+    """Declared named volumes and their lines."""
+    tmpfs_volumes: frozenset[str] = frozenset()
+    """Named volumes whose driver options make them tmpfs (memory)."""
+    secret_files: tuple[tuple[str, str, int], ...] = ()
+    """Top-level ``secrets:`` kept in files: (name, file, line)."""
+    problem: str | None = None
+    problem_line: int | None = None
+    name: str | None = None
+    """The top-level ``name:`` (compose's project name)."""
+    declares_services: bool = False
+    """The file has a ``services:`` mapping (an override file may have none)."""
+    volume_specs: Mapping[str, Any] = field(default_factory=dict)
+    """The declared volumes' settings as written (``name:``, ``external:``, ``driver_opts:``)."""
+
+
+def _image_repository(image: str) -> str:
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)
+    if ":" in last[-1]:
+        name = name[: len(name) - len(last[-1])] + last[-1].split(":", 1)[0]
+    parts = name.split("/")
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        parts = parts[1:]
+    if parts[0] == "library":
+        parts = parts[1:]
+    return "/".join(parts).lower()
+
+
+def data_image(image: str | None, service_name: str) -> DataImage | None:
+    """What a service stores, from its image (or its name when it builds its own image)."""
+    candidate = _image_repository(image) if image else service_name.lower()
+    if any(fnmatch.fnmatchcase(candidate, p) for p in NOT_DATA_IMAGES):
+        return None
+    return next((d for d in DATA_IMAGES if fnmatch.fnmatchcase(candidate, d.pattern)), None)
+
+
+def _mount(entry: object, line: int) -> Mount | None:
+    if isinstance(entry, str):
+        parts = entry.split(":")
+        if len(parts) == 1:
+            return Mount(MountKind.ANONYMOUS, None, parts[0], line)
+        bind = parts[0].startswith(("/", ".", "~", "$"))
+        read_only = len(parts) > 2 and "ro" in parts[2].split(",")
+        return Mount(MountKind.BIND if bind else MountKind.VOLUME, parts[0], parts[1], line, read_only)
+    if isinstance(entry, Mapping):
+        kind = str(entry.get("type", "volume"))
+        target = str(entry.get("target", ""))
+        source = str(entry["source"]) if entry.get("source") else None
+        read_only = bool(entry.get("read_only", False))
+        if kind == "tmpfs":
+            return Mount(MountKind.TMPFS, None, target, line)
+        if kind == "bind":
+            return Mount(MountKind.BIND, source, target, line, read_only)
+        if kind == "volume":
+            return Mount(MountKind.VOLUME if source else MountKind.ANONYMOUS, source, target, line, read_only)
+    return None
+
+
+def _environment(value: object) -> tuple[EnvEntry, ...]:
+    out = []
+    if isinstance(value, MarkedDict):
+        for key, item in value.items():
+            out.append(EnvEntry(str(key), None if item is None else str(item), value.line_of(key)))
+    elif isinstance(value, MarkedList):
+        for index, item in enumerate(value):
+            name, sep, text = str(item).partition("=")
+            out.append(EnvEntry(name, text if sep else None, value.line_of(index)))
+    return tuple(out)
+
+
+def _command(value: object) -> tuple[str, ...] | None:
+    if isinstance(value, str):
+        try:
+            return tuple(shlex.split(value))
+        except ValueError:
+            return tuple(value.split())
+    if isinstance(value, list):
+        return tuple(str(v) for v in value)
+    return None
+
+
+def parse_compose(path: Path) -> ComposeFile:
+    """The services, volumes and secrets of a compose file; ``problem`` set when it does not parse."""
+    try:
+        doc = load_marked(path)
+    except YamlError as exc:
+        return ComposeFile(path, problem=exc.problem.detail, problem_line=exc.problem.line)
+    if not isinstance(doc, MarkedDict):
+        return ComposeFile(path, problem="the top level must be a mapping", problem_line=1)
+    services_node = doc.get("services", MarkedDict())
+    if not isinstance(services_node, MarkedDict):
+        return ComposeFile(path, problem="services must be a mapping of service name: settings",
+                           problem_line=doc.line_of("services"))
+    services = []
+    for name, body in services_node.items():
+        if not isinstance(body, MarkedDict):
+            continue
+        image = str(body["image"]) if body.get("image") else None
+        mount_list = body.get("volumes") or []
+        mounts = [_mount(v, mount_list.line_of(i)) for i, v in enumerate(mount_list)] if isinstance(
+            mount_list, MarkedList) else []
+        tmpfs = body.get("tmpfs") or []
+        tmpfs_paths = [tmpfs] if isinstance(tmpfs, str) else list(tmpfs) if isinstance(tmpfs, list) else []
+        mounts += [Mount(MountKind.TMPFS, None, str(t).split(":")[0], body.line_of("tmpfs")) for t in tmpfs_paths]
+        restart = body.get("restart")
+        restart_line = body.line_of("restart") if "restart" in body else None
+        deploy = body.get("deploy")
+        if restart is None and isinstance(deploy, MarkedDict) and isinstance(deploy.get("restart_policy"), Mapping):
+            restart = {"any": "always"}.get(str(deploy["restart_policy"].get("condition", "any")),
+                                            str(deploy["restart_policy"].get("condition", "any")))
+            restart_line = deploy.line_of("restart_policy")
+        services.append(Service(
+            name=str(name), line=services_node.line_of(name), image=image, data=data_image(image, str(name)),
+            mounts=tuple(m for m in mounts if m is not None),
+            command=_command(body.get("command")),
+            command_line=body.line_of("command") if "command" in body else None,
+            environment=_environment(body.get("environment")),
+            restart=None if restart is None else str(restart).lower(), restart_line=restart_line,
+            container_name=str(body["container_name"]) if body.get("container_name") else None,
+            network_mode=str(body["network_mode"]) if body.get("network_mode") else None,
+            ports=tuple(body.get("ports") or ()) if isinstance(body.get("ports"), list) else (),
+        ))
+    declared = doc.get("volumes") or MarkedDict()
+    volumes: dict[str, int] = {}
+    tmpfs_volumes = set()
+    if isinstance(declared, MarkedDict):
+        for name, settings in declared.items():
+            volumes[str(name)] = declared.line_of(name)
+            if isinstance(settings, Mapping):
+                opts = settings.get("driver_opts")
+                if isinstance(opts, Mapping) and str(opts.get("type", "")).lower() == "tmpfs":
+                    tmpfs_volumes.add(str(name))
+    secrets_node = doc.get("secrets")
+    secret_files = []
+    if isinstance(secrets_node, MarkedDict):
+        for name, settings in secrets_node.items():
+            if isinstance(settings, Mapping) and settings.get("file"):
+                secret_files.append((str(name), str(settings["file"]), secrets_node.line_of(name)))
+    return ComposeFile(path, tuple(services), volumes, frozenset(tmpfs_volumes), tuple(secret_files),
+                       name=str(doc["name"]) if doc.get("name") else None,
+                       declares_services=isinstance(doc.get("services"), Mapping),
+                       volume_specs=dict(declared) if isinstance(declared, Mapping) else {})
+
+
+def redis_argv(service: Service) -> list[str] | None:
+    """The service's command as redis-server arguments (the binary left out); None when it runs something else
+    (``sh -c ...``), ``[]`` when it has no command (the image's default)."""
+    if not service.command:
+        return []
+    argv = list(service.command)
+    if PurePosixPath(argv[0]).name in REDIS_SERVERS:
+        return argv[1:]
+    if argv[0].startswith("-") or argv[0].endswith(".conf"):
+        return argv
+    return None
+
+
+# --- what bdr init takes from it ----------------------------------------------------------------
 
 REDIS_PORT = 6379
 QDRANT_PORT = 6333
@@ -76,37 +328,12 @@ def project_name(path: Path, data: Mapping[str, Any]) -> str:
     return name.lstrip("_-") or "default"
 
 
-def _load(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(path=str(path), detail=f"cannot read the compose file: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(path=str(path), detail=f"invalid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
-    if not isinstance(data, Mapping) or not isinstance(data.get("services"), Mapping):
-        raise ConfigError(path=str(path), detail="not a compose file: no services: mapping at the top level")
-    return dict(data)
-
-
-def _argv(command: Any) -> tuple[str, ...]:
-    if command is None:
-        return ()
-    if isinstance(command, str):
-        return tuple(command.split())
-    return tuple(str(part) for part in command)
-
-
-def _kind(image: str | None, command: Sequence[str]) -> str | None:
-    """``redis``, ``qdrant`` or None, from the image's name (any registry or tag) or the command."""
-    last = (image or "").split("@")[0].rsplit("/", 1)[-1]
-    base = last.split(":")[0]
-    if "qdrant" in base:
-        return "qdrant"
-    if "redis" in base or base == "valkey" or (command and PurePosixPath(command[0]).name == "redis-server"):
-        return "redis"
-    return None
+def _kind(service: Service) -> str | None:
+    """``redis``, ``qdrant`` or None: what the service stores (its image, else its name), or a redis-server command."""
+    if service.data is not None:
+        return service.data.source
+    argv = service.command or ()
+    return "redis" if argv and PurePosixPath(argv[0]).name in REDIS_SERVERS else None
 
 
 def _variable(value: str) -> str | None:
@@ -114,38 +341,13 @@ def _variable(value: str) -> str | None:
     return match.group("name") if match else None
 
 
-def _option(command: Sequence[str], name: str) -> str | None:
-    for i, arg in enumerate(command[:-1]):
-        if arg == f"--{name}":
-            return command[i + 1]
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class _Mount:
-    kind: str
-    source: str
-    target: str
-    read_only: bool
-
-
-def _mounts(spec: Mapping[str, Any]) -> list[_Mount]:
-    mounts: list[_Mount] = []
-    for entry in spec.get("volumes") or []:
-        if isinstance(entry, str):
-            parts = entry.split(":")
-            if len(parts) == 1:  # an anonymous volume: "/data"
-                mounts.append(_Mount("anonymous", "", parts[0], False))
-                continue
-            source, target = parts[0], parts[1]
-            read_only = len(parts) > 2 and "ro" in parts[2].split(",")
-            kind = "bind" if source.startswith((".", "/", "~", "$")) else "volume"
-            mounts.append(_Mount(kind, source, target, read_only))
-        elif isinstance(entry, Mapping):
-            kind = str(entry.get("type", "volume"))
-            mounts.append(_Mount(kind, str(entry.get("source") or ""), str(entry.get("target", "")),
-                                 bool(entry.get("read_only", False))))
-    return mounts
+def _options(service: Service, path: Path) -> tuple[str | None, dict[str, str]]:
+    """The config file and the ``--name value`` options of a Redis service's command (last one wins)."""
+    argv = redis_argv(service)
+    if not argv:
+        return None, {}
+    conf, directives = parse_redis_args(argv, path, service.command_line or service.line)
+    return conf, {d.name: " ".join(d.args) for d in directives}
 
 
 def _volume_name(key: str, project: str, volumes: Mapping[str, Any]) -> str:
@@ -161,9 +363,9 @@ def _volume_name(key: str, project: str, volumes: Mapping[str, Any]) -> str:
     return f"{project}_{key}"
 
 
-def _published(spec: Mapping[str, Any], target: int) -> tuple[int | None, bool]:
+def _published(ports: Sequence[object], target: int) -> tuple[int | None, bool]:
     """The host port ``target`` is published on (and whether it is bound to all interfaces)."""
-    for entry in spec.get("ports") or []:
+    for entry in ports:
         if isinstance(entry, Mapping):
             if int(entry.get("target", 0)) == target and entry.get("published"):
                 host_ip = str(entry.get("host_ip") or "")
@@ -181,52 +383,39 @@ def _published(spec: Mapping[str, Any], target: int) -> tuple[int | None, bool]:
     return None, False
 
 
-def _environment(spec: Mapping[str, Any]) -> dict[str, str]:
-    env = spec.get("environment") or {}
-    if isinstance(env, Mapping):
-        return {str(k): str(v) for k, v in env.items() if v is not None}
-    out: dict[str, str] = {}
-    for item in env:
-        key, _, value = str(item).partition("=")
-        out[key] = value
-    return out
-
-
 def _conf_has_password(path: Path) -> bool:
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return False
-    return any(line.split(None, 1)[0].lower() == "requirepass" for line in lines if line.strip()
-               and not line.lstrip().startswith("#"))
+    """Whether the mounted redis.conf (or a file it includes) sets a password."""
+    last = parse_redis_conf(path).last("requirepass")
+    return last is not None and bool(last.args and last.args[0])
 
 
-def _service(name: str, spec: Mapping[str, Any], kind: str, project: str, base: Path,
-             volumes: Mapping[str, Any], warnings: list[str]) -> ComposeService:
-    command = _argv(spec.get("command"))
-    image = str(spec["image"]) if spec.get("image") else None
-    container = str(spec.get("container_name") or f"{project}-{name}-1")
-    default_dir = REDIS_DATA if kind == "redis" else QDRANT_DATA
-    wanted_dir = (_option(command, "dir") if kind == "redis" else None) or default_dir
-    mounts = _mounts(spec)
-    data = next((m for m in mounts if m.target.rstrip("/") == wanted_dir.rstrip("/")), None)
+def _service(service: Service, kind: str, project: str, compose: ComposeFile, warnings: list[str]
+             ) -> ComposeService:
+    name = service.name
+    base = compose.path.resolve().parent
+    command = service.command or ()
+    conf, options = _options(service, compose.path) if kind == "redis" else (None, {})
+    container = service.container_name or f"{project}-{name}-1"
+    default_dir = service.data.data_dir if service.data else (REDIS_DATA if kind == "redis" else QDRANT_DATA)
+    wanted_dir = options.get("dir") or default_dir
+    data = next((m for m in service.mounts if m.target.rstrip("/") == wanted_dir.rstrip("/")), None)
     volume = data_dir = None
     if data is None:
         warnings.append(f"service {name}: no volume at {wanted_dir}; its data lives in the container and is lost "
                         "with it: mount a named volume there")
-    elif data.kind == "volume" and data.source:
-        volume = _volume_name(data.source, project, volumes)
-    elif data.kind == "bind":
+    elif data.kind is MountKind.VOLUME and data.source:
+        volume = _volume_name(data.source, project, compose.volume_specs)
+    elif data.kind is MountKind.BIND and data.source:
         data_dir = str((base / os.path.expanduser(data.source)).resolve())
-    network_mode = str(spec.get("network_mode") or "")
+    env = service.env()
     if kind == "redis":
-        port = int(_option(command, "port") or REDIS_PORT)
+        port = int(options.get("port") or REDIS_PORT)
     else:
-        port = int(_environment(spec).get("QDRANT__SERVICE__HTTP_PORT", QDRANT_PORT))
-    if network_mode == "host":
+        port = int(env.get("QDRANT__SERVICE__HTTP_PORT", QDRANT_PORT))
+    if service.network_mode == "host":
         host_port: int | None = port
     else:
-        host_port, everywhere = _published(spec, port)
+        host_port, everywhere = _published(service.ports, port)
         if host_port is None:
             warnings.append(f"service {name}: port {port} is not published; bdr reaches services through "
                             f"127.0.0.1: add ports: [\"127.0.0.1:{port}:{port}\"] (url below assumes {port})")
@@ -237,8 +426,7 @@ def _service(name: str, spec: Mapping[str, Any], kind: str, project: str, base: 
     secret_env = config_file = None
     if kind == "redis":
         url = f"redis://127.0.0.1:{host_port}/0"
-        password = _option(command, "requirepass")
-        env = _environment(spec)
+        password = options.get("requirepass")
         if password is not None:
             secret_env = _variable(password)
             if secret_env is None:
@@ -247,10 +435,10 @@ def _service(name: str, spec: Mapping[str, Any], kind: str, project: str, base: 
                 secret_env = "REDIS_PASSWORD"
         elif "REDIS_PASSWORD" in env:  # bitnami/redis and friends
             secret_env = _variable(env["REDIS_PASSWORD"]) or "REDIS_PASSWORD"
-        conf = next((a for a in command if a.endswith(".conf")), None)
         if conf is not None:
-            mount = next((m for m in mounts if m.kind == "bind" and m.target == conf), None)
-            if mount is not None:
+            mount = next((m for m in service.mounts if m.kind is MountKind.BIND and m.target == conf and m.source),
+                         None)
+            if mount is not None and mount.source:
                 config_file = str((base / os.path.expanduser(mount.source)).resolve())
                 if secret_env is None and _conf_has_password(Path(config_file)):
                     secret_env = "REDIS_PASSWORD"
@@ -261,33 +449,35 @@ def _service(name: str, spec: Mapping[str, Any], kind: str, project: str, base: 
                                 "persistence settings while Redis is stopped")
     else:
         url = f"http://127.0.0.1:{host_port}"
-        key = _environment(spec).get("QDRANT__SERVICE__API_KEY")
+        key = env.get("QDRANT__SERVICE__API_KEY")
         if key is not None:
             secret_env = _variable(key)
             if secret_env is None:
                 warnings.append(f"service {name}: the Qdrant API key is written in the compose file; move it to "
                                 "an environment variable (${QDRANT_API_KEY})")
                 secret_env = "QDRANT_API_KEY"
-    return ComposeService(service=name, kind=kind, container=container, image=image, volume=volume,
+    return ComposeService(service=name, kind=kind, container=container, image=service.image, volume=volume,
                           data_dir=data_dir, container_dir=wanted_dir, url=url, secret_env=secret_env,
-                          config_file=config_file, command=command)
+                          config_file=config_file, command=tuple(command))
 
 
 def read_compose(path: str | Path) -> ComposeProject:
     """The Redis and Qdrant services of the compose file at ``path``."""
     path = Path(path)
-    data = _load(path)
-    project = project_name(path, data)
-    volumes = data.get("volumes") or {}
-    base = path.resolve().parent
+    compose = parse_compose(path)
+    if compose.problem is not None:
+        where = f" at line {compose.problem_line}" if compose.problem_line else ""
+        what, _, detail = compose.problem.partition(": ")
+        raise ConfigError(path=str(path), detail=f"{what}{where}: {detail}" if detail else compose.problem + where)
+    if not compose.declares_services:
+        raise ConfigError(path=str(path), detail="not a compose file: no services: mapping at the top level")
+    project = project_name(path, {"name": compose.name} if compose.name else {})
     warnings: list[str] = []
     found: list[ComposeService] = []
-    for name, spec in (data.get("services") or {}).items():
-        if not isinstance(spec, Mapping):
-            continue
-        kind = _kind(str(spec.get("image") or "") or None, _argv(spec.get("command")))
-        if kind is not None:
-            found.append(_service(str(name), spec, kind, project, base, volumes, warnings))
+    for service in compose.services:
+        stores = _kind(service)
+        if stores is not None:
+            found.append(_service(service, stores, project, compose, warnings))
     if not found:
         warnings.append(f"{path}: no Redis or Qdrant service found (looked at the images and commands)")
     return ComposeProject(path=path, name=project, services=tuple(found), warnings=tuple(warnings))

@@ -234,6 +234,131 @@ class QdrantInstance:
         return (os.environ.get(self.api_key_env) or None) if self.api_key_env else None
 
 
+PROMETHEUS_RUNTIMES = ("process", "systemd", "command", "docker")
+
+
+@dataclass(frozen=True, slots=True)
+class PrometheusInstance:
+    """One Prometheus server whose TSDB bdr backs up (snapshot admin API) and restores (``prometheus:``)."""
+
+    name: str
+    url: str = "http://127.0.0.1:9090"
+    data_dir: str | None = None
+    """``--storage.tsdb.path`` on this host; asked from the server (``/api/v1/status/flags``) when not set."""
+    admin_api: bool = True
+    """Whether the server runs with ``--web.enable-admin-api`` (the TSDB snapshot needs it); ``bdr lint`` checks it."""
+    runtime: str = "process"
+    """How bdr stops and starts it for a restore: ``process`` (started again exactly as it was launched),
+    ``systemd`` (``unit``), ``command`` (``commands``), ``docker`` (``container``)."""
+    start_args: tuple[str, ...] = ()
+    """process runtime: the full ``prometheus`` argv to start it with when bdr never saw it run."""
+    unit: str | None = None
+    systemctl: tuple[str, ...] = ("systemctl",)
+    commands: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    container: str | None = None
+    log_file: str | None = None
+    timeout: float = 120.0
+    """How long a snapshot, a stop or a start (WAL replay) may take."""
+    backup: bool = True
+
+    def validate(self, path: str) -> None:
+        """Raise :class:`ConfigError` naming the first invalid setting (called when the file is loaded)."""
+        where = f"prometheus.{self.name}"
+        if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
+            raise ConfigError(path=path, detail=f"{where}.url must be an http:// or https:// url, got {self.url!r}")
+        for key in ("admin_api", "backup"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(path=path, detail=f"{where}.{key} must be true or false")
+        if self.runtime not in PROMETHEUS_RUNTIMES:
+            raise ConfigError(path=path, detail=f"{where}.runtime: unknown runtime {self.runtime!r} "
+                              f"(known: {', '.join(PROMETHEUS_RUNTIMES)})")
+        needs = {"systemd": ("unit", "the unit that runs Prometheus (prometheus.service)"),
+                 "docker": ("container", "the Prometheus container")}
+        if self.runtime in needs and not getattr(self, needs[self.runtime][0]):
+            key, what = needs[self.runtime]
+            raise ConfigError(path=path, detail=f"{where}: runtime {self.runtime} needs {key}: {what}")
+        if self.runtime == "command" and not (self.commands.get("start") and self.commands.get("stop")):
+            raise ConfigError(path=path, detail=f"{where}: runtime command needs commands.start and commands.stop")
+        unknown = sorted(set(self.commands) - set(COMMAND_NAMES))
+        if unknown:
+            raise ConfigError(path=path, detail=f"{where}.commands: unknown command(s) {', '.join(unknown)} "
+                              f"(known: {', '.join(COMMAND_NAMES)})")
+
+
+GRAFANA_RUNTIMES = ("systemd", "command", "docker")
+
+
+@dataclass(frozen=True, slots=True)
+class GrafanaInstance:
+    """One Grafana whose ``grafana.db`` (SQLite), provisioning and grafana.ini bdr backs up (``grafana:``).
+
+    ``url`` and a token (``token_file`` or ``token_env``: a service account token, never in
+    bdr.yaml itself) turn on the JSON export of every dashboard through the HTTP API, and the
+    single-dashboard restore (``bdr restore grafana SET --dashboard UID``).
+    """
+
+    name: str
+    db_path: str = "/var/lib/grafana/grafana.db"
+    config_file: str | None = None
+    """grafana.ini (``/etc/grafana/grafana.ini``): backed up encrypted (it holds secret_key, the admin password)."""
+    provisioning: str | None = None
+    """The provisioning directory (``/etc/grafana/provisioning``): backed up encrypted (data sources hold passwords)."""
+    url: str | None = None
+    token_env: str | None = "GRAFANA_TOKEN"
+    token_file: str | None = None
+    runtime: str = "systemd"
+    """How bdr stops and starts Grafana for a restore: ``systemd`` (``unit``), ``command`` (``commands``),
+    ``docker`` (``container``)."""
+    unit: str | None = "grafana-server.service"
+    systemctl: tuple[str, ...] = ("systemctl",)
+    commands: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    container: str | None = None
+    timeout: float = 60.0
+    """How long a stop, a start or an HTTP request may take (seconds)."""
+    backup: bool = True
+
+    def validate(self, path: str) -> None:
+        """Raise :class:`ConfigError` naming the first invalid setting (called when the file is loaded)."""
+        where = f"grafana.{self.name}"
+        if not isinstance(self.db_path, str) or not self.db_path:
+            raise ConfigError(path=path, detail=f"{where}.db_path must be the path of grafana.db")
+        if self.url is not None and (not isinstance(self.url, str) or not self.url.startswith(("http://", "https://"))):
+            raise ConfigError(path=path, detail=f"{where}.url must be an http:// or https:// url, got {self.url!r}")
+        if not isinstance(self.backup, bool):
+            raise ConfigError(path=path, detail=f"{where}.backup must be true or false")
+        if self.runtime not in GRAFANA_RUNTIMES:
+            raise ConfigError(path=path, detail=f"{where}.runtime: unknown runtime {self.runtime!r} "
+                              f"(known: {', '.join(GRAFANA_RUNTIMES)})")
+        if self.runtime == "systemd" and not self.unit:
+            raise ConfigError(path=path, detail=f"{where}: runtime systemd needs unit (grafana-server.service)")
+        if self.runtime == "docker" and not self.container:
+            raise ConfigError(path=path, detail=f"{where}: runtime docker needs container: the Grafana container")
+        if self.runtime == "command" and not (self.commands.get("start") and self.commands.get("stop")):
+            raise ConfigError(path=path, detail=f"{where}: runtime command needs commands.start and commands.stop "
+                              "(and commands.status: exit 0 while Grafana runs)")
+        if self.runtime == "command" and not self.commands.get("status") and not self.url:
+            raise ConfigError(path=path, detail=f"{where}: runtime command needs commands.status (exit 0 while "
+                              "Grafana runs) or url (its /api/health): bdr must see that Grafana stopped before it "
+                              "swaps grafana.db")
+        unknown = sorted(set(self.commands) - set(COMMAND_NAMES))
+        if unknown:
+            raise ConfigError(path=path, detail=f"{where}.commands: unknown command(s) {', '.join(unknown)} "
+                              f"(known: {', '.join(COMMAND_NAMES)})")
+        if self.token_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(self.token_env)):
+            raise ConfigError(path=path, detail=f"{where}.token_env must name an environment variable (e.g. "
+                              "GRAFANA_TOKEN), not hold the token: remove it from bdr.yaml and rotate it")
+
+    def token(self) -> str | None:
+        """The API token from ``token_file`` or ``token_env``; never from bdr.yaml itself."""
+        if self.token_file:
+            try:
+                return Path(self.token_file).read_text().strip() or None
+            except OSError as exc:
+                raise ConfigError(path=self.token_file, detail=f"cannot read Grafana token file: {exc.strerror}") \
+                    from exc
+        return (os.environ.get(self.token_env) or None) if self.token_env else None
+
+
 @dataclass(frozen=True, slots=True)
 class FilesSource:
     """Configuration files and secrets: glob patterns relative to ``root``; ``secrets`` are always encrypted.
@@ -387,6 +512,8 @@ class Targets:
             "redis_local_restore": 300.0,
             "qdrant_restore": 900.0,
             "config_restore": 300.0,
+            "metrics_restore": 1800.0,
+            "dashboards_restore": 600.0,
             "full_system_restore": 1800.0,
             "offsite_restore": 3600.0,
         }
@@ -397,6 +524,7 @@ class Targets:
             "rbac": 86400.0,
             "vectors": 86400.0,
             "metrics": 7 * 86400.0,
+            "dashboards": 86400.0,
         }
     )
 
@@ -434,7 +562,7 @@ DEFAULT_RETENTION: tuple[RetentionRule, ...] = (
 
 SCHEDULE_KINDS = ("backup", "offsite", "prune", "verify", "drill")
 """What a ``schedule:`` entry runs (see :class:`ScheduleEntry`)."""
-SCHEDULE_SOURCES = ("redis", "qdrant", "config", "all")
+SCHEDULE_SOURCES = ("redis", "qdrant", "config", "prometheus", "grafana", "all")
 SCHEDULE_OPTIONS = ("cron", "source", "remote", "restore_test", "compress", "wait_lock")
 
 
@@ -444,10 +572,12 @@ class ScheduleEntry:
 
     The key says what runs: a source (``redis``, ``qdrant``, ``config``: a backup of each of its
     instances; ``all``: the whole-system set), ``redis/NAME`` (one instance, on its own
-    schedule), ``offsite`` or ``offsite/SOURCE`` (``bdr backup SOURCE --remote``: the off-site
-    copy), ``prune``, ``verify`` (``bdr verify latest`` of every backed-up instance) and
-    ``drill`` (the monthly ``bdr drill --live``). The value is a cron expression, or a mapping
-    with ``cron`` and the job's options (``remote``, ``restore_test``, ``compress``, ``wait_lock``).
+    schedule), ``offsite`` or ``offsite/SOURCE`` (the off-site copy: ``bdr copy latest --remote``
+    of the newest local set when the schedule also backs that source up locally, else ``bdr
+    backup SOURCE --also-remote``: one snapshot in both places), ``prune``, ``verify`` (``bdr
+    verify latest`` of every backed-up instance) and ``drill`` (the monthly ``bdr drill --live``).
+    The value is a cron expression, or a mapping with ``cron`` and the job's options (``remote``,
+    ``restore_test``, ``compress``, ``wait_lock``).
     """
 
     source: str
@@ -569,6 +699,12 @@ class Config:
         default_factory=lambda: {"production": QdrantInstance(name="production")}
     )
     qdrant_default: str = "production"
+    prometheus: Mapping[str, PrometheusInstance] = field(default_factory=dict)
+    """``prometheus:``: the Prometheus servers whose metrics are backed up (none unless configured)."""
+    prometheus_default: str = ""
+    grafana: Mapping[str, GrafanaInstance] = field(default_factory=dict)
+    """``grafana:``: the Grafana instances whose dashboards are backed up (none unless configured)."""
+    grafana_default: str = ""
     files: FilesSource = field(default_factory=FilesSource)
     encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
     remote: RemoteSettings = field(default_factory=RemoteSettings)
@@ -622,6 +758,26 @@ class Config:
         except KeyError:
             raise UnknownTarget(
                 kind="qdrant", name=wanted, path=self.source_label, known=", ".join(self.qdrant) or "none"
+            ) from None
+
+    def grafana_instance(self, name: str | None = None) -> GrafanaInstance:
+        wanted = name or self.grafana_default
+        try:
+            return self.grafana[wanted]
+        except KeyError:
+            raise UnknownTarget(
+                kind="grafana", name=wanted or "(none)", path=self.source_label,
+                known=", ".join(self.grafana) or "none (add a grafana: section to bdr.yaml)",
+            ) from None
+
+    def prometheus_instance(self, name: str | None = None) -> PrometheusInstance:
+        wanted = name or self.prometheus_default
+        try:
+            return self.prometheus[wanted]
+        except KeyError:
+            raise UnknownTarget(
+                kind="prometheus", name=wanted or "(none)", path=self.source_label,
+                known=", ".join(self.prometheus) or "none (add a prometheus: section to bdr.yaml)",
             ) from None
 
     def archive_settings(self, name: str | None = None) -> ArchiveSettings:
@@ -696,7 +852,7 @@ def _instances(
         if name == "default":
             continue
         settings = dict(settings or {})
-        if cls is RedisInstance:
+        if cls is RedisInstance or cls is PrometheusInstance or cls is GrafanaInstance:
             settings = _redis_runtime_settings(settings, f"{where}.{name}", path)
         if isinstance(settings.get("tls"), Mapping):
             settings["tls"] = _build(TlsSettings, settings["tls"], f"{where}.{name}.tls", path)
@@ -876,7 +1032,8 @@ def parse_config(data: Mapping[str, Any] | None, path: Path | None = None) -> Co
     """Validate a parsed ``bdr.yaml`` and fill in the defaults."""
     label = str(path) if path else "embedded defaults"
     data = dict(data or {})
-    known = {f.name for f in fields(Config)} - {"path", "redis_default", "qdrant_default"}
+    known = {f.name for f in fields(Config)} - {"path", "redis_default", "qdrant_default", "prometheus_default",
+                                                "grafana_default"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(path=label, detail=f"unknown section(s): {', '.join(unknown)}")
@@ -893,6 +1050,18 @@ def parse_config(data: Mapping[str, Any] | None, path: Path | None = None) -> Co
             if chosen not in instances:
                 raise ConfigError(path=label, detail=f"{kind}.default names unknown instance {chosen!r}")
             kwargs[f"{kind}_default"] = chosen
+    if data.get("grafana"):
+        instances, default = _instances(data["grafana"], GrafanaInstance, "grafana", label)
+        chosen = default or ("production" if "production" in instances else next(iter(instances), ""))
+        if chosen not in instances:
+            raise ConfigError(path=label, detail=f"grafana.default names unknown instance {chosen!r}")
+        kwargs["grafana"], kwargs["grafana_default"] = instances, chosen
+    if data.get("prometheus"):
+        instances, default = _instances(data["prometheus"], PrometheusInstance, "prometheus", label)
+        chosen = default or ("production" if "production" in instances else next(iter(instances), ""))
+        if chosen not in instances:
+            raise ConfigError(path=label, detail=f"prometheus.default names unknown instance {chosen!r}")
+        kwargs["prometheus"], kwargs["prometheus_default"] = instances, chosen
     if "files" in data:
         kwargs["files"] = _build(FilesSource, data["files"] or {}, "files", label)
         kwargs["files"].validate(label)

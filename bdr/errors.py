@@ -504,3 +504,55 @@ class ReplicationRefused(ServiceError):
 class SegmentCorrupt(IntegrityError):
     """archive segment {key} is corrupt: {detail}; nothing was changed: restore to a time before it (bdr archive list
     shows the recoverable windows) or from another repository"""
+
+
+class StreamDesync(IntegrityError):
+    """the replication stream of Redis {name} is not RESP where bdr expected a command (offset {offset}: {head!r});
+    the archiver reconnects and takes a new base"""
+
+
+# --- Redis Cluster ------------------------------------------------------------------------------------------
+
+
+class NotACluster(ServiceError):
+    """Redis {name} at {url} is not a cluster (cluster_enabled:0): {detail}"""
+
+
+class ClusterNotHealthy(ServiceError):
+    """Redis cluster {name} cannot be backed up: {detail}"""
+
+
+class SkewTooLarge(BdrError):
+    """the snapshots of the shards of Redis cluster {name} are {skew:.1f}s apart, more than the {rpo} RPO ({target}s):
+    the set would not describe one moment; {detail}"""
+
+    exit_code = 7
+
+
+# --- Prometheus -------------------------------------------------------------------------------------
+
+
+class AdminApiDisabled(ServiceError):
+    """Prometheus {name} at {url} refused the TSDB snapshot ({detail}): its admin API is off; start it with
+    --web.enable-admin-api and run again; nothing was backed up"""
+
+
+class TsdbSnapshotFailed(ServiceError):
+    """the TSDB snapshot of Prometheus {name} failed: {detail}; nothing was backed up"""
+
+
+# --- Grafana ----------------------------------------------------------------------------------------
+
+
+class GrafanaDbCorrupt(IntegrityError):
+    """{path} is not a sound Grafana database ({detail}); nothing was backed up: repair it or restore the newest
+    good set (bdr restore grafana latest)"""
+
+
+class GrafanaSetMismatch(IntegrityError):
+    """the Grafana database in {ref} is not what its manifest says ({detail}); nothing live was touched: restore
+    another set (bdr list grafana)"""
+
+
+class GrafanaApiError(ServiceError):
+    """Grafana {name} at {url}: {detail}"""

@@ -34,6 +34,11 @@ textfile collector, atomically (temporary file + rename in the same directory): 
 repository is remembered in the state and listed from then on, for
 :data:`REMEMBER_REPOSITORIES`), a failed backup, ``bdr prune``, ``bdr verify`` and a drill.
 ``bdr exporter`` serves the same text over HTTP (:mod:`bdr.exporter`).
+
+prometheus_client writes the exposition (HELP and TYPE lines, escaping, Go-style values):
+:class:`BackupCollector` is its custom collector over the repositories, the textfile goes
+through its ``write_to_textfile`` (:func:`write_exposition`). Label names stay bdr's own
+(``source``, ``instance``, ...): the scrape job needs ``honor_labels: true`` to keep ``instance``.
 """
 
 from __future__ import annotations
@@ -42,15 +47,19 @@ import contextlib
 import fcntl
 import json
 import logging
-import math
 import os
 import secrets
+import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from bdr.config import Config
 from bdr.errors import BdrError, NotWritable, StorageError
@@ -62,13 +71,12 @@ from bdr.status import RepositoryView, StatusReport, evaluate, expected_groups, 
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REMEMBER_REPOSITORIES = 30 * 86400.0
 """How long a repository bdr wrote a backup to (``--remote``, ``--destination``) keeps being listed for the
 metrics after its last backup."""
 
 
-# --- the exposition format -----------------------------------------------------------------------
+# --- the exposition format: prometheus_client ------------------------------------------------------
 
 
 class MetricType(StrEnum):
@@ -76,54 +84,55 @@ class MetricType(StrEnum):
     COUNTER = "counter"
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    labels: tuple[tuple[str, str], ...]
-    value: float
-
-
 @dataclass(slots=True)
 class MetricFamily:
-    """One metric name: its HELP and TYPE lines and its samples."""
+    """One metric name as it is collected: its help, its type and its samples, each with its labels by name.
+
+    :meth:`to_prometheus` hands it to prometheus_client, which writes the exposition (HELP and TYPE
+    lines, escaping, values); a counter keeps its ``_total`` name."""
 
     name: str
     help: str
     type: MetricType = MetricType.GAUGE
-    samples: list[Sample] = field(default_factory=list)
+    samples: list[tuple[dict[str, str], float]] = field(default_factory=list)
 
     def add(self, value: float, **labels: str) -> None:
-        self.samples.append(Sample(tuple(sorted(labels.items())), float(value)))
+        self.samples.append((labels, float(value)))
+
+    def to_prometheus(self) -> Metric:
+        """The family for prometheus_client, samples sorted by their labels (every sample has the same names)."""
+        names = sorted(self.samples[0][0]) if self.samples else []
+        family: GaugeMetricFamily | CounterMetricFamily = (
+            CounterMetricFamily(self.name, self.help, labels=names) if self.type is MetricType.COUNTER
+            else GaugeMetricFamily(self.name, self.help, labels=names))
+        for labels, value in sorted(self.samples, key=lambda sample: sorted(sample[0].items())):
+            if sorted(labels) != names:
+                raise ValueError(f"{self.name}: a sample labelled {sorted(labels)}, the others {names}")
+            family.add_metric([labels[name] for name in names], value)
+        return family
 
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+class StaticCollector(Collector):
+    """Families already collected, for a registry."""
+
+    def __init__(self, families: Iterable[MetricFamily]) -> None:
+        self._families = sorted(families, key=lambda f: f.name)
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._families:
+            yield family.to_prometheus()
 
 
-def _escape_help(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def format_value(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value.is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(value)
+def registry_of(collector: Collector) -> CollectorRegistry:
+    """A registry holding only ``collector`` (never prometheus_client's global one: no process metrics)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
 
 
 def render(families: Iterable[MetricFamily]) -> str:
     """The Prometheus text exposition format (version 0.0.4), families sorted by name."""
-    lines: list[str] = []
-    for family in sorted(families, key=lambda f: f.name):
-        lines.append(f"# HELP {family.name} {_escape_help(family.help)}")
-        lines.append(f"# TYPE {family.name} {family.type}")
-        for sample in sorted(family.samples, key=lambda s: s.labels):
-            labels = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sample.labels)
-            lines.append(f"{family.name}{{{labels}}} {format_value(sample.value)}" if labels
-                         else f"{family.name} {format_value(sample.value)}")
-    return "\n".join(lines) + "\n"
+    return generate_latest(registry_of(StaticCollector(families))).decode()
 
 
 # --- drill results: the typed input of record_drill ---------------------------------------------
@@ -508,11 +517,38 @@ def _drill_metrics(families: dict[str, MetricFamily], drill: DrillMetrics) -> No
             families["drill_rpo_seconds"].add(o.achieved_seconds, scenario=scenario, data_type=o.name)
 
 
+class BackupCollector(Collector):
+    """prometheus_client's view of bdr: every metric, recomputed from the repositories (the configured ones,
+    ``destinations`` and the remembered ones) and the state file at each :meth:`collect`."""
+
+    def __init__(self, config: Config, destinations: Sequence[str | Path] = (), now: datetime | None = None) -> None:
+        self.config = config
+        self.destinations = tuple(destinations)
+        self.now = now
+
+    def collect(self) -> Iterator[Metric]:
+        state = read_state(state_path(self.config))
+        views = views_for(self.config, [*self.destinations, *state.remembered(self.now)])
+        yield from StaticCollector(collect(self.config, views, state, now=self.now)).collect()
+
+
 def exposition(config: Config, destinations: Sequence[str | Path] = (), now: datetime | None = None) -> str:
     """The whole text a scrape or the textfile gets, recomputed now (the remembered repositories listed too)."""
-    state = read_state(state_path(config))
-    views = views_for(config, [*destinations, *state.remembered(now)])
-    return render(collect(config, views, state, now=now))
+    return generate_latest(registry_of(BackupCollector(config, destinations, now))).decode()
+
+
+def write_exposition(path: Path, collector: Collector) -> None:
+    """Write node_exporter's textfile with prometheus_client's ``write_to_textfile`` (a temporary file in the
+    same directory, then a rename: a scrape never reads half a file), readable by node_exporter (0644)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_to_textfile(str(path), registry_of(collector))
+        if stat.S_IMODE(path.stat().st_mode) != 0o644:  # a tight umask: node_exporter runs as another user
+            os.chmod(path, 0o644)
+    except PermissionError as exc:
+        raise NotWritable(path=str(path), detail=exc.strerror or str(exc)) from exc
+    except OSError as exc:
+        raise StorageError(detail=f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def textfile_path(config: Config, textfile: str | Path | None = None) -> Path | None:
@@ -527,7 +563,7 @@ def write_textfile(config: Config, textfile: str | Path | None = None,
     path = textfile_path(config, textfile)
     if path is None:
         return None
-    atomic_write(path, exposition(config, destinations).encode())
+    write_exposition(path, BackupCollector(config, destinations))
     logger.debug("metrics written to %s", path)
     return path
 

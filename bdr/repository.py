@@ -10,9 +10,10 @@ Layout over any :class:`~bdr.storage.Storage` (a directory or an S3 prefix)::
     locks/repository.lock                who is writing (pid, host, since, operation)
     locks/read-<set-id>-<pid>-<x>.json   a restore reading a set (prune keeps it)
     journal/                             the restore journal (not sets)
+    archive/                             the continuous archive of Redis (not sets: bdr.engines.redis.archive.layout)
 
-Only the ``SOURCES`` directories hold sets; other top-level names (``locks``, ``journal``)
-are never scanned as sets.
+Only the ``SOURCES`` directories hold sets; other top-level names (``locks``, ``journal``,
+``evidence``, ``archive``) are never scanned as sets.
 
 **Writing** is all-or-nothing: the writing marker first (pid, host, boot id, the process's
 start time, bdr version), then the objects, the manifest last, then the marker goes; a
@@ -61,7 +62,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, cast
+from typing import Any, BinaryIO, cast
 
 from bdr import __version__, progress
 from bdr.archive import ArchiveMember, copy_to_file, write_archive
@@ -91,11 +92,12 @@ from bdr.manifest import (
     utcnow,
 )
 from bdr.storage import Storage, open_storage
+from bdr.storage.base import ObjectCipher as ObjectCipher  # the cipher a repository takes; it lives with the sinks
 from bdr.storage.base import ObjectSink, WrittenObject, write_all
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("redis", "qdrant", "config", "all")
+SOURCES = ("redis", "qdrant", "config", "prometheus", "grafana", "all")
 LOCK_KEY = "locks/repository.lock"
 VERIFY_NAME = "verify.json"
 COPY_NAME = "copy.json"
@@ -121,24 +123,6 @@ NO_MANIFEST = ("no manifest: not left by a crashed bdr run; bdr leaves it alone;
 BAD_MARKER = ("no manifest, and its writing marker is unreadable; bdr leaves it alone; delete {path} yourself if "
               "it is not needed")
 MISPLACED = "manifest names set {id!r} of {source}: copied or moved by hand"
-
-
-class ObjectCipher(Protocol):
-    """Encrypts objects on their way into the repository, decrypts them on the way out, and seals manifests.
-
-    ``digest`` / ``digest_matches`` are a keyed MAC (``hmac-sha256:<key id>:<ref>:<mac>``):
-    what a set written with this key records as its manifest's ``mac``.
-    """
-
-    key_id: str
-
-    def encrypting(self, sink: ObjectSink) -> ObjectSink: ...
-
-    def decrypting(self, stream: BinaryIO, name: str) -> BinaryIO: ...
-
-    def digest(self, data: bytes) -> str: ...
-
-    def digest_matches(self, data: bytes, recorded: str, name: str = ...) -> bool: ...
 
 
 def new_set_id(source: str, moment: datetime | None = None) -> str:

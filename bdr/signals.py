@@ -39,10 +39,28 @@ def signals_as_interrupts() -> Iterator[None]:
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGTERM/SIGINT back during a rollback: it must not be interrupted half-way."""
-    blocked = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    """Hold SIGTERM/SIGINT back during a rollback: it must not be interrupted half-way.
+
+    A signal that arrives is recorded and raised again when the block ends. The signals are
+    deferred by a handler, not blocked by the signal mask: a child inherits the mask, and a
+    ``redis-server`` (or any service) started during a rollback would then ignore the SIGTERM
+    that stops it later, long after bdr exited. Handlers, unlike the mask, are reset by exec.
+    """
+    pending: list[int] = []
+
+    def defer(signum: int, _frame: FrameType | None) -> None:
+        pending.append(signum)
+
+    previous = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, defer)
+    except ValueError:  # not the main thread: Python runs handlers in the main thread, which decides
+        pass
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)

@@ -288,7 +288,8 @@ class SourceStatus:
                     else f"last verified {format_duration(self.last_verified_seconds)} ago")
             return (f"{self.source}/{self.instance}: {when}, more than max_verify_age "
                     f"{policy_span(self.max_verify_age)}; run `bdr verify latest --source {self.source}"
-                    + (f" --instance {self.instance}`" if self.source in ("redis", "qdrant") else "`"))
+                    + (f" --instance {self.instance}`" if self.source in ("redis", "qdrant", "grafana", "prometheus")
+                       else "`"))
         return None
 
     def to_dict(self) -> dict[str, Any]:
@@ -389,7 +390,7 @@ def max_age_for(config: Config, source: str, instance: str) -> float:
 
 def default_instance(config: Config, source: str) -> str:
     defaults = {"redis": config.redis_default, "qdrant": config.qdrant_default, "config": config.files.name,
-                "all": SYSTEM_INSTANCE}
+                "grafana": config.grafana_default, "prometheus": config.prometheus_default, "all": SYSTEM_INSTANCE}
     return defaults.get(source, source)
 
 

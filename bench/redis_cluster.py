@@ -21,7 +21,10 @@ holding each shard's RDB (copied and fsynced beforehand), timed until the last r
 shards' files swapped by hand into the stopped masters (staged beforehand), the masters
 started with their own configuration, until every node says ``cluster_state:ok``: a
 restarted master keeps its cluster state ``fail`` for 2 s after it has loaded
-(``CLUSTER_WRITABLE_DELAY`` in Redis), which no restore of a cluster node can avoid.
+(``CLUSTER_WRITABLE_DELAY`` in Redis), which no restore of a cluster node can avoid. The restore's
+per-step times come from ``result.steps``; the phases inside them (``~``: the fetch's copies, the
+stop, the loads, the wait for ``cluster_state:ok``, the per-shard checks) are timed by wrapping bdr
+functions for the run, as wall-clock spans from the first shard's call to the last one's end.
 
 Runs are interleaved (floor, bdr, floor, bdr...) so the load of a shared machine falls on both;
 each row shows the median of ``--runs`` runs, min-max, the spread and the CPU stall (see
@@ -39,7 +42,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -276,7 +279,7 @@ def measure_cluster_restart(here: Lab, series: Series) -> None:
         extract_set(here.repo, here.repo.get(member), files, None)
         aof = files / "new-aof"
         aof.mkdir()
-        (files / "dump.rdb").link_to(aof / "appendonly.aof.1.base.rdb")
+        (aof / "appendonly.aof.1.base.rdb").hardlink_to(files / "dump.rdb")
         (aof / "appendonly.aof.manifest").write_text("file appendonly.aof.1.base.rdb seq 1 type b\n")
         fsync_file(files / "dump.rdb")
         staged.append((port, files))
@@ -311,17 +314,75 @@ def node_launch(here: Lab, port: int) -> Any:
     return process
 
 
+RESTORE_SPANS = (
+    ("bdr.engines.redis.restore", "extract_set", "fetch", "~ fetch: shard sets copied out, sha256 checked"),
+    ("bdr.runtime.process", "RedisProcess.stop", "stop", "~ stop: SHUTDOWN NOSAVE until the ports are free"),
+    ("bdr.runtime.process", "RedisProcess.start", "start", "~ start: exec until loading:0"),
+    ("bdr.engines.redis.cluster.restore", "wait_healthy", "verify",
+     "~ verify: until cluster_state:ok on every node (CLUSTER_WRITABLE_DELAY)"),
+    ("bdr.engines.redis.restore", "verify_live", "verify", "~ verify: per-shard checks (counts, content sample)"),
+    ("bdr.engines.redis.cluster.restore", "health_checks", "verify", "~ verify: the health checks reported"),
+)
+"""(module, attribute, step, label): phases timed as wall-clock spans, from the first call's start to the last
+call's end (the shards run them in parallel threads)."""
+
+
+@contextlib.contextmanager
+def spans(targets: Sequence[tuple[str, str, str, str]]) -> Iterator[dict[str, tuple[float, float]]]:
+    """For the block, wrap each target with a timer; yields label -> (first start, last end), perf_counter."""
+    import importlib
+    import threading
+
+    lock = threading.Lock()
+    times: dict[str, tuple[float, float]] = {}
+    undo: list[tuple[Any, str, Any]] = []
+
+    def timed(label: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                with lock:
+                    first, _ = times.get(label, (started, 0.0))
+                    times[label] = (min(first, started), time.perf_counter())
+        return wrapper
+
+    for module_name, path, _, label in targets:
+        owner: Any = importlib.import_module(module_name)
+        *parents, name = path.split(".")
+        for part in parents:
+            owner = getattr(owner, part)
+        original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+        undo.append((owner, name, original))
+        setattr(owner, name, timed(label, original))
+    try:
+        yield times
+    finally:
+        for owner, name, original in reversed(undo):
+            setattr(owner, name, original)
+
+
 def measure_bdr_restore(here: Lab, series: Series) -> None:
     ref = here.newest()
     here.drop_sets(keep=ref)
     for port in here.cluster.master_ports():  # a rebuilt cluster: same slots, no keys
         client_at(port, timeout=600).flushall()
-    started = time.perf_counter()
-    result = api.restore(here.config, "redis", ref)
-    seconds = time.perf_counter() - started
+    with spans(RESTORE_SPANS) as phases:
+        started = time.perf_counter()
+        result = api.restore(here.config, "redis", ref)
+        seconds = time.perf_counter() - started
     assert result.ok, [c for c in result.checks if not c.ok]
     assert here.cluster.keys_total() == 3 * here.keys
-    series.add(seconds, {s.name: s.seconds for s in result.steps})
+    steps: dict[str, float] = {}
+    for step in result.steps:
+        steps[step.name] = step.seconds
+        for _, _, owner, label in RESTORE_SPANS:
+            if owner == step.name and label in phases:
+                first, last = phases[label]
+                steps[label] = last - first
+    steps["outside the steps (the set resolved, journal)"] = seconds - sum(s.seconds for s in result.steps)
+    series.add(seconds, steps)
 
 
 def bench_restore(here: Lab, runs: int) -> tuple[Series, Series, Series]:

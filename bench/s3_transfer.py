@@ -35,7 +35,8 @@ bound is ``concurrency x part size`` (64 MiB with the defaults).
 How to read it: runs are interleaved (boto3, bdr, bdr repository; the order rotates every
 run), so a shared machine's load falls on all rows alike; each row is the median of
 ``--runs`` runs with min-max and the spread (max-min over the median); ``x floor`` is the
-ratio of median throughputs (and of the best runs); ``CPU s/GiB`` is the transfer
+ratio of median throughputs (and of the best runs); ``w/o join`` the same ratio over each run's time outside
+moto's CompleteMultipartUpload (see ``moto join``), the client's own share; ``CPU s/GiB`` is the transfer
 process's user + system time (all its threads) per GiB moved; ``moto join`` the time the
 upload waited for moto's CompleteMultipartUpload (it copies the parts into one object and
 checksums them: SHA256 for bdr's parts, CRC32 for boto3's; part of the upload's time, and
@@ -43,7 +44,8 @@ a cost real S3 does not make its client wait for). ``cpu stall`` is the share of
 row's time some task of the machine waited for a CPU (``/proc/pressure/cpu``; moto's and
 bdr's own threads count too). Nothing is asserted: the table is the result.
 
-Run: ``.venv/bin/python bench/s3_transfer.py [--mib 1024] [--runs 5] [--part-mib 16] [--concurrency 4]``.
+Run: ``.venv/bin/python bench/s3_transfer.py [--mib 1024] [--runs 5] [--part-mib 16] [--concurrency 4]
+[--only upload]`` (``--only upload`` skips the downloads, which moto serves slowly: ~10-15 MiB/s here).
 """
 
 from __future__ import annotations
@@ -310,6 +312,11 @@ class Row:
         return self.throughput(statistics.median(self.seconds))
 
     @property
+    def without_join(self) -> float:
+        """Median throughput over the time outside moto's CompleteMultipartUpload (the client's share)."""
+        return self.throughput(statistics.median(s - c for s, c in zip(self.seconds, self.completion, strict=True)))
+
+    @property
     def best(self) -> float:
         return self.throughput(min(self.seconds))
 
@@ -334,7 +341,7 @@ def timed(job: Job, row: Row) -> dict[str, Any]:
 
 def print_table(title: str, floor: Row, rows: list[Row], aim: float) -> None:
     print(f"\n{title}")
-    print(f"{'method':<34} {'MiB/s':>6} {'[min-max] spread':>18} {'x floor':>7} {'(best)':>6} "
+    print(f"{'method':<34} {'MiB/s':>6} {'[min-max] spread':>18} {'x floor':>7} {'(best)':>6} {'w/o join':>8} "
           f"{'CPU s/GiB':>9} {'moto join':>9} {'peak RSS':>9} {'Python peak':>11} {'cpu stall':>9}")
     for row in [floor, *rows]:
         ratio = row.median / floor.median
@@ -345,8 +352,10 @@ def print_table(title: str, floor: Row, rows: list[Row], aim: float) -> None:
         cpu = statistics.median(row.cpu) * 1024 * MIB / row.size
         join = statistics.median(row.completion)
         joined = f"{join:.1f} s" if join else "-"
-        print(f"{row.name:<34} {row.median:>6.0f} {row.spread():>18} {ratio:>7.2f} {best:>6.2f} {cpu:>9.2f} "
-              f"{joined:>9} {statistics.median(row.rss) / MIB:>5.0f} MiB {traced:>11} {row.stall():>9}{mark}")
+        unjoined = row.without_join / floor.without_join
+        print(f"{row.name:<34} {row.median:>6.0f} {row.spread():>18} {ratio:>7.2f} {best:>6.2f} {unjoined:>8.2f} "
+              f"{cpu:>9.2f} {joined:>9} {statistics.median(row.rss) / MIB:>5.0f} MiB {traced:>11} "
+              f"{row.stall():>9}{mark}")
 
 
 def main() -> None:
@@ -355,6 +364,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--part-mib", type=int, default=16)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--only", nargs="+", choices=["upload", "download"], default=["upload", "download"])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -392,7 +402,7 @@ def main() -> None:
                              ("bdr-set-upload", "")][i]
                 uploaded[i] = timed(job(mode, source, f"raw/{key}" if i == 0 else key), up[i])
             sha256 = uploaded[1]["sha256"]
-            for i in order:
+            for i in order if "download" in args.only else []:
                 target = out / f"{i}"
                 target.parent.mkdir(exist_ok=True)
                 if i == 0:
@@ -413,16 +423,19 @@ def main() -> None:
         traced_up = run_worker(job("bdr-upload", source, "bdr/data.bin", trace=True))
         up[1].traced = traced_up["traced_peak"]
         target = out / "traced"
-        down[1].traced = run_worker(job("bdr-download", target, "bdr/data.bin", traced_up["sha256"],
-                                        trace=True))["traced_peak"]
-        target.unlink()
         up[0].traced = run_worker(job("boto3-upload", source, "raw/boto3/data.bin", trace=True))["traced_peak"]
-        down[0].traced = run_worker(job("boto3-download", target, "raw/boto3/data.bin", trace=True))["traced_peak"]
+        if "download" in args.only:
+            down[1].traced = run_worker(job("bdr-download", target, "bdr/data.bin", traced_up["sha256"],
+                                            trace=True))["traced_peak"]
+            target.unlink()
+            down[0].traced = run_worker(job("boto3-download", target, "raw/boto3/data.bin",
+                                            trace=True))["traced_peak"]
 
     print(f"\nS3 transfers of {args.mib} MiB (random bytes) to moto on 127.0.0.1, parts of {args.part_mib} MiB, "
           f"concurrency {args.concurrency}; median of {args.runs} runs, MiB/s (higher is better)")
     print_table("upload", up[0], up[1:], 0.9)
-    print_table("download", down[0], down[1:], 0.9)
+    if "download" in args.only:
+        print_table("download", down[0], down[1:], 0.9)
     print(f"\nbdr's bound: concurrency x part size = {args.concurrency * args.part_mib} MiB of parts in memory")
 
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
+from bdr import api
 from bdr.config import ArchiveSettings, Config
-from bdr.engines.redis.archive.spool import read_status
 
 STARTUP = 60.0
 
@@ -60,7 +60,7 @@ class ArchiverProcess:
         return self
 
     def status(self) -> dict[str, Any]:
-        return read_status(self._config.archive_spool("production")) or {}
+        return api.archiver_state(self._config, "production") or {}
 
     def wait(self, condition: Any, what: str, timeout: float = STARTUP) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

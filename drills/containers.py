@@ -55,7 +55,7 @@ from bdr.runtime.docker_engine import (
     remove_labelled,
     remove_orphans,
 )
-from drills.stack import RedisService, service_name
+from drills.services import RedisService, service_name
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,6 @@ PID_LABEL = "bdr.drill.pid"
 def engine_or_skip() -> tuple[docker.DockerClient, str]:
     """The local engine's client and version, or a pytest skip that says why there is none and how to
     get one."""
-    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
     ok, detail = engine_available()
     if not ok:
         pytest.skip(f"--dr-runtime docker needs a Docker engine: {detail}")

@@ -5,7 +5,7 @@ points bdr at them (production and a separate ``test`` target for the monthly re
 test), loads the workload for the chosen scale and hands out the
 :class:`~drills.writer.AckWriter` channels for each data type.
 
-The runtime decides how Redis lives (:data:`RUNTIMES`, one :class:`Services` each):
+The runtime decides how Redis lives (:data:`RUNTIMES`, one :class:`~drills.services.Services` each):
 ``process`` runs ``redis-server`` from the host's PATH with its data in a directory under
 the drill's tmp dir; ``docker`` runs it in containers with named volumes
 (:mod:`drills.containers`). Either way the configuration bdr gets is the one an operator's
@@ -21,28 +21,21 @@ be visible, as a cautious production configuration makes it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import hmac
 import json
 import logging
 import secrets
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import redis
-
-from bdr.clients import redis_client
+from bdr import api
 from bdr.config import Config, FilesSource, QdrantInstance, RedisInstance
-from bdr.engines.qdrant.client import Target, connect, embedded_version, target_of
-from bdr.errors import ContainerNotFound
-from bdr.runtime.base import Runtime
-from bdr.runtime.process import spawn_redis
 from bdr.workload import load_qdrant_workload, load_redis_workload
+from drills.services import ProcessServices, RedisService, Services, ServicesKind, service_name, wipe
 from drills.writer import AckWriter, Channel
 
 logger = logging.getLogger(__name__)
@@ -107,140 +100,6 @@ aof-use-rdb-preamble yes
 SECRET_FILES = {".env": "OPENAI_API_KEY=sk-drill-not-a-real-key\nREDIS_PASSWORD=drill-secret\n"}
 
 
-def service_name(name: str) -> str:
-    """``redis`` for the production instance, ``redis-<name>`` for the others (``redis-test``)."""
-    return "redis" if name == "production" else f"redis-{name}"
-
-
-@dataclass
-class RedisService:
-    """One Redis instance of the stack as the scenarios drive it, whichever runtime runs it.
-
-    ``runtime`` is its :class:`~bdr.runtime.base.Runtime` (a local process or a container)
-    and ``instance`` its entry in the configuration bdr gets; :meth:`client` hands out a
-    redis-py client (as every Redis runtime's ``client`` does; a container's engine is ``engine``).
-    """
-
-    runtime: Runtime
-    instance: RedisInstance
-
-    @property
-    def name(self) -> str:
-        return self.instance.name
-
-    def client(self, db: int = 0, timeout: float = 30.0, retries: int = 2) -> redis.Redis:
-        return redis_client(self.instance, db=db, timeout=timeout, retries=retries)
-
-    def running(self) -> bool:
-        """Its process (or container) is up; False when the container itself is gone."""
-        try:
-            return self.runtime.running()
-        except ContainerNotFound:
-            return False
-
-    def start(self, timeout: float = 60.0, overrides: Sequence[str] = ()) -> None:
-        if overrides:  # deprecated: only the process and docker runtimes still take them
-            self.runtime.start(timeout=timeout, overrides=overrides)  # type: ignore[call-arg]
-        else:
-            self.runtime.start(timeout=timeout)
-
-    def stop(self, timeout: float = 60.0) -> None:
-        self.runtime.stop(timeout=timeout)
-
-    def kill(self) -> None:
-        """The crash: SIGKILL to redis-server, or ``docker kill``."""
-        self.runtime.kill()
-
-    def data_path(self) -> Path:
-        """Its data directory on this host (for a container: the volume's mountpoint, read as root)."""
-        return self.runtime.data_path()
-
-    def describe(self) -> dict[str, str]:
-        try:
-            return self.runtime.describe()
-        except ContainerNotFound:
-            return {"runtime": self.instance.runtime, "container": str(self.instance.container), "state": "removed"}
-
-
-class Services(Protocol):
-    """How one runtime brings up the stack's Redis instances, destroys their data, and cleans up."""
-
-    runtime: str
-    qdrant_note: str
-    """Why Qdrant runs the way it does on this runtime (for the evidence)."""
-
-    def spawn_redis(self, name: str, args: Sequence[str]) -> RedisService:
-        """A new, running Redis instance ``name`` with AOF on and the server arguments ``args``."""
-        ...
-
-    def lose_redis(self, service: RedisService) -> str:
-        """Every file of the (killed) instance gone, as a lost volume; what was done."""
-        ...
-
-    def recreate_redis(self, service: RedisService) -> str:
-        """What the operator does before ``bdr restore`` on a rebuilt host; what was done."""
-        ...
-
-    def facts(self) -> dict[str, Any]:
-        """Runtime-wide facts for the evidence (image, engine version ...)."""
-        ...
-
-    def close(self, services: Sequence[RedisService]) -> None:
-        """Stop what was spawned and remove what the runtime created, whatever state it is in."""
-        ...
-
-
-class ServicesKind(Protocol):
-    def open(self, root: Path) -> Services:
-        """The runtime, ready to spawn (pytest.skip when it cannot run here)."""
-        ...
-
-    def environment(self) -> dict[str, Any]:
-        """Facts for the run's environment section (images, engine version)."""
-        ...
-
-
-@dataclass
-class ProcessServices:
-    """``redis-server`` processes from the host's PATH, data in directories under the drill's root."""
-
-    root: Path
-    runtime: str = "process"
-    qdrant_note: str = "embedded (qdrant-client local mode)"
-
-    @classmethod
-    def open(cls, root: Path) -> ProcessServices:
-        return cls(root)
-
-    @classmethod
-    def environment(cls) -> dict[str, Any]:
-        return {}
-
-    def spawn_redis(self, name: str, args: Sequence[str]) -> RedisService:
-        process = spawn_redis(self.root / service_name(name) / "data", name=name, appendonly=True, extra=args)
-        return RedisService(process, process.instance)
-
-    def lose_redis(self, service: RedisService) -> str:
-        path = service.data_path()
-        wipe(path)
-        return f"data directory {path} emptied"
-
-    def recreate_redis(self, service: RedisService) -> str:
-        return "nothing to recreate: redis-server runs from the host's binaries and its (empty) data directory is there"
-
-    def facts(self) -> dict[str, Any]:
-        return {}
-
-    def close(self, services: Sequence[RedisService]) -> None:
-        for server in services:
-            try:
-                server.stop()
-            except Exception:  # a drill may leave a server broken on purpose
-                logger.debug("could not stop %s cleanly; killing it", server.name)
-                with contextlib.suppress(Exception):
-                    server.kill()
-
-
 def _process_services() -> ServicesKind:
     return ProcessServices
 
@@ -278,7 +137,7 @@ class Stack:
     # --- lifecycle ------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, root: Path, runtime: str, scale: Scale, base: Config, key_file: Path | None = None) -> Stack:
+    def start(cls, root: Path, runtime: str, scale: Scale, base: Config) -> Stack:
         root.mkdir(parents=True, exist_ok=True)
         services = RUNTIMES[runtime]().open(root)
         spawned: list[RedisService] = []
@@ -306,9 +165,7 @@ class Stack:
             files=FilesSource(root=str(config_dir), paths=tuple(CONFIG_FILES), secrets=tuple(SECRET_FILES)),
             encryption=dataclasses.replace(base.encryption, key_file=str(key)),
         )
-        stack = cls(root, runtime, scale, production, test, config, config_dir, services)
-        stack.extra["key_file"] = key_file
-        return stack
+        return cls(root, runtime, scale, production, test, config, config_dir, services)
 
     def stop(self) -> None:
         """Stop the writer and the services; on a container runtime, remove containers and volumes."""
@@ -338,7 +195,7 @@ class Stack:
             "services": {
                 f"redis/{self.redis.name}": self.redis.describe(),
                 f"redis/{self.redis_test.name}": self.redis_test.describe(),
-                "qdrant/production": {"runtime": "embedded", "engine": embedded_version(),
+                "qdrant/production": {"runtime": "embedded", "engine": api.qdrant_embedded_version(),
                                       "note": self.services.qdrant_note},
             },
         }
@@ -358,16 +215,17 @@ class Stack:
         users = self.scale.users
         load_redis_workload(self.redis.client(), users=users, sessions=users * 2, caches=users,
                             conversations=max(1, users // 10))
-        with connect(self.qdrant(), create=True) as client:
+        with api.qdrant_client(self.config, create=True) as client:
             load_qdrant_workload(client, documents=self.scale.vectors)
 
-    def qdrant(self, name: str = "production") -> Target:
-        return target_of(self.config, name)
+    def qdrant_path(self, name: str = "production") -> Path:
+        """The directory the embedded Qdrant ``name`` keeps its storage in."""
+        return api.qdrant_embedded_path(self.config, name)
 
     def qdrant_points(self, collection: str, name: str = "production") -> dict[object, object]:
         """Every point of ``collection`` (id -> payload and vectors), for exact comparisons."""
         points: dict[object, object] = {}
-        with connect(self.qdrant(name)) as client:
+        with api.qdrant_client(self.config, name) as client:
             if not client.collection_exists(collection):
                 return points
             offset = None
@@ -385,7 +243,7 @@ class Stack:
 
         def client() -> object:
             if "client" not in holder:
-                holder["client"] = connect(self.qdrant())
+                holder["client"] = api.qdrant_client(self.config)
                 holder["open"] = holder["client"].__enter__()  # type: ignore[attr-defined]
             return holder["open"]
 
@@ -407,7 +265,7 @@ class Stack:
 
         def exists(seqs: Sequence[int]) -> list[bool]:
             release()
-            with connect(self.qdrant()) as reader:
+            with api.qdrant_client(self.config) as reader:
                 found = {p.id for p in reader.retrieve("documents", ids=[DRILL_POINT_BASE + s for s in seqs],
                                                         with_payload=False, with_vectors=False)}
             return [DRILL_POINT_BASE + s in found for s in seqs]
@@ -453,10 +311,8 @@ class Stack:
         out: dict[str, dict[str, Any]] = {}
         for store in stores:
             if store == "redis":
-                from bdr.engines.redis.info import digest
-
-                client = self.redis.client(timeout=60.0)
-                out[f"redis/{self.redis.name}"] = {"keys": int(client.dbsize()), "digest": digest(client)}
+                shot = api.redis_fingerprint(self.redis.client(timeout=60.0))
+                out[f"redis/{self.redis.name}"] = {"keys": shot.keys, "digest": shot.digest}
             elif store == "qdrant":
                 collections: dict[str, Any] = {}
                 for name in ("documents", "memories"):
@@ -530,26 +386,5 @@ def write_config_dir(root: Path) -> None:
     (root / ".env").chmod(0o600)
 
 
-def wipe(path: Path) -> None:
-    """Delete a directory's contents (the 'all volumes deleted' disaster), keeping the directory.
-
-    The directory itself stays, with its owner and mode: a volume's mountpoint belongs to the
-    service's user (uid 999 for Redis), and a root-owned replacement would lock Redis out.
-    """
-    path.mkdir(parents=True, exist_ok=True)
-    for item in path.iterdir():
-        if item.is_dir() and not item.is_symlink():
-            shutil.rmtree(item)
-        else:
-            item.unlink()
-
-
-def redis_ping(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
 __all__ = ["RUNTIMES", "SCALES", "RedisInstance", "RedisService", "Scale", "Services", "Stack", "runtime_environment",
-           "wipe", "write_config_dir"]
+           "service_name", "wipe", "write_config_dir"]

@@ -66,7 +66,6 @@ class DockerScope:
 @pytest.fixture(scope="session")
 def docker_engine() -> Iterator[docker.DockerClient]:
     """The local Docker engine's client; skips with the reason when there is none."""
-    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
     ok, detail = engine_available()
     if not ok:
         pytest.skip(f"no Docker engine: {detail}")

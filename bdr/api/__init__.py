@@ -12,19 +12,41 @@ from bdr.api.inputs import ResolvedInput, open_repository, resolve_input
 from bdr.api.listing import list_sets
 from bdr.api.repairs import repair
 from bdr.api.restores import interrupted_restores, restore, resume
+from bdr.api.services import (
+    DIGEST_UNAVAILABLE,
+    RedisFingerprint,
+    archive_status,
+    archiver_state,
+    grafana_dashboard_uids,
+    qdrant_client,
+    qdrant_embedded_path,
+    qdrant_embedded_version,
+    redis_fingerprint,
+)
 from bdr.api.verification import VerifyReport, verify
+from bdr.engines.redis.repair import Verdict as RepairVerdict
 from bdr.retention import prune
 from bdr.status import status
 
 __all__ = [
+    "DIGEST_UNAVAILABLE",
     "BackupOutcome",
+    "RedisFingerprint",
+    "RepairVerdict",
     "ResolvedInput",
     "VerifyReport",
+    "archive_status",
+    "archiver_state",
     "backup",
+    "grafana_dashboard_uids",
     "interrupted_restores",
     "list_sets",
     "open_repository",
     "prune",
+    "qdrant_client",
+    "qdrant_embedded_path",
+    "qdrant_embedded_version",
+    "redis_fingerprint",
     "repair",
     "resolve_input",
     "restore",

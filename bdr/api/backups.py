@@ -191,6 +191,10 @@ def _instance_name(config: Config, source: str, instance: str | None) -> str:
         return config.redis_instance(instance).name
     if source == "qdrant":
         return config.qdrant_instance(instance).name
+    if source == "prometheus":
+        return config.prometheus_instance(instance).name
+    if source == "grafana":
+        return config.grafana_instance(instance).name
     return instance or config.files.name
 
 

@@ -75,6 +75,7 @@ def _in_repository(set_dir: Path) -> bool:
 def default_instance(config: Config, source: str | None) -> str | None:
     """The instance ``latest`` means without ``--instance``/``--target`` (None: any, for an unknown source)."""
     return {"redis": config.redis_default, "qdrant": config.qdrant_default, "config": config.files.name,
+            "prometheus": config.prometheus_default or None, "grafana": config.grafana_default or None,
             "all": "system"}.get(source or "")
 
 

@@ -30,9 +30,7 @@ def cipher_for_backup(
 
 def cipher_for_reading(config: Config, key_file: str | None) -> ObjectCipher | None:
     """The cipher to read encrypted sets with, when a key is configured (None otherwise)."""
-    try:
-        from bdr.crypto import load_cipher
-    except ImportError:  # TEMP until crypto lands
-        return None
+    from bdr.crypto import load_cipher
+
     cipher: ObjectCipher | None = load_cipher(config.encryption, key_file=key_file, required=False)
     return cipher

@@ -35,6 +35,14 @@ from bdr.manifest import Manifest
 
 MEMBERS = ("config", "redis", "qdrant")
 """Restore order: the configuration first, then the datastores."""
+OPTIONAL_MEMBERS: tuple[tuple[str, str], ...] = (("prometheus", "prometheus"), ("grafana", "grafana"))
+"""Sources a whole-system set holds only when bdr.yaml configures them: (source, the section of Config),
+restored after the datastores."""
+
+
+def members_of(config: Config) -> tuple[str, ...]:
+    """The sources of a whole-system backup of ``config``, in restore order."""
+    return (*MEMBERS, *(source for source, section in OPTIONAL_MEMBERS if getattr(config, section, None)))
 
 
 def backup_all(
@@ -49,7 +57,8 @@ def backup_all(
     allow_plaintext: bool = False,
     on_step: Callable[[Step], None] | None = None,
 ) -> BackupOutcome:
-    for source in MEMBERS:
+    sources = members_of(config)
+    for source in sources:
         refuse_if_interrupted(config, source, _instance_name(config, source, None))
     repo = open_repository(config, destination, remote)
     cipher = cipher_for_backup(config, encrypt, remote, key_file, allow_plaintext)
@@ -66,8 +75,8 @@ def backup_all(
 
     try:
         with repo.lock("backup all"):
-            with ThreadPoolExecutor(max_workers=len(MEMBERS)) as pool:
-                futures = {source: pool.submit(member, source) for source in MEMBERS}
+            with ThreadPoolExecutor(max_workers=len(sources)) as pool:
+                futures = {source: pool.submit(member, source) for source in sources}
                 members: dict[str, Manifest] = {}
                 failures: list[tuple[str, BaseException]] = []
                 for source, future in futures.items():
@@ -83,7 +92,7 @@ def backup_all(
             ends = [m.finished for m in members.values()]
             writer = repo.new_set("all", "system", "members", cipher=cipher)
             with writer:
-                writer.children = [members[s].id for s in MEMBERS]
+                writer.children = [members[s].id for s in sources]
                 writer.facts.update(
                     members={s: {"id": m.id, "instance": m.instance, "started_at": m.started_at,
                                  "finished_at": m.finished_at, "stored_bytes": m.stored_size}
@@ -101,7 +110,7 @@ def backup_all(
         from bdr.retention import keep_last
 
         outcome.pruned = list(keep_last(repo, "all", "system", keep))
-    for source in MEMBERS:
+    for source in sources:
         taken = members[source]
         _record_success(config, taken, (taken.finished - taken.started).total_seconds(), repo.storage.location,
                         repo.url, rewrite=False)
@@ -130,10 +139,11 @@ def restore_all(
     result = RestoreResult(source="all", ref=parent.id, target="system", steps=log.steps, dry_run=dry_run)
     children = {repo.get(child).source: repo.get(child) for child in parent.manifest.children}
     with repo.reading(parent.id):
-        for source in MEMBERS:
+        for source in (*MEMBERS, *(s for s, _ in OPTIONAL_MEMBERS)):
             child = children.get(source)
             if child is None:
-                log.skipped(f"restore {source}", "not in this system set")
+                if source in MEMBERS:
+                    log.skipped(f"restore {source}", "not in this system set")
                 continue
             request = RestoreRequest(
                 config=config, repository=repo, backup=child, cipher=cipher, dry_run=dry_run,

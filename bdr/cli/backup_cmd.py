@@ -37,11 +37,12 @@ def backup_command(app: App, source: str, instance: str | None, destination: str
                    compress: bool, keep: int | None, method: str | None, encrypt: bool, key_file: str | None,
                    allow_plaintext: bool, also_local: bool, also_remote: str | None, redis_url: str | None,
                    tags: tuple[str, ...], collections: tuple[str, ...]) -> None:
-    """Back up SOURCE (redis, qdrant, config or all) into the repository.
+    """Back up SOURCE (redis, qdrant, config, prometheus, grafana or all) into the repository.
 
     \b
     Replaces scripts/backup-redis.sh:  bdr backup redis --compress --keep 30
     Off-site:                          bdr backup redis --remote s3://bucket/redis
+    Prometheus (a TSDB snapshot):      bdr backup prometheus --compress
     One snapshot, local and off-site:  bdr backup redis --also-remote s3://bucket/redis
     """
     config = with_redis_url(app.config, redis_url, instance)
@@ -66,6 +67,10 @@ def backup_command(app: App, source: str, instance: str | None, destination: str
     keyspace = m.facts.get("keyspace")
     if isinstance(keyspace, dict) and keyspace:
         details.append(f"{sum(int(v['keys']) for v in keyspace.values())} keys")
+    if isinstance(m.facts.get("dashboard_count"), int):
+        details.append(f"{m.facts['dashboard_count']} dashboards, {m.facts.get('folder_count', 0)} folders, "
+                       f"{m.facts.get('datasource_count', 0)} data sources, {m.facts.get('alert_rule_count', 0)} "
+                       "alert rules")
     app.line("  " + "; ".join(details))
     for run in outcome.copies:
         for copied in run.outcomes:

@@ -77,6 +77,9 @@ def compute(app: App, before: OpenedSet, after: OpenedSet | None, separator: str
         if after is None:
             label = new_f.how.removeprefix("the ")
         return files_diff(old_f, new_f, before.cipher), label
+    if source != "all":
+        raise UsageError(detail=f"bdr diff compares redis, qdrant and config sets; {backup.id} is a {source} set "
+                         f"(bdr show {backup.id} says what it holds)")
     raise UsageError(detail=f"{backup.id} is a whole-system set: diff its members (bdr show {backup.id} lists them)")
 
 

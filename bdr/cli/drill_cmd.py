@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from bdr.cli.app import App, json_option, newest_json, pass_app
+from bdr.drill.settings import DRILL_SOURCES
 from bdr.errors import UsageError
 
 
@@ -35,8 +36,9 @@ def _module_path(module: str) -> str:
 @click.option("--remote", metavar="URL", is_flag=False, flag_value="", default=None,
               help="--live: take the sets from the off-site repository (default URL: remote.url); the download is "
                    "timed.")
-@click.option("--source", "sources", multiple=True, type=click.Choice(["redis", "qdrant", "config"]),
-              help="--live: test only this source (repeatable; default: every enabled one).")
+@click.option("--source", "sources", multiple=True, type=click.Choice(list(DRILL_SOURCES)),
+              help="--live: test only this source (repeatable; default: every enabled one, prometheus and grafana "
+                   "when configured).")
 @click.option("--operator", metavar="NAME", help="Who runs the drill, for the report (default: the login user).")
 @click.option("--signing-key", metavar="FILE", type=click.Path(dir_okay=False),
               help="Ed25519 key that signs the run's record (default: drill.signing_key).")
@@ -147,18 +149,20 @@ def _sandbox(app: App, scenarios: tuple[str, ...], list_only: bool, changed_sinc
              pytest_args: tuple[str, ...]) -> None:
     import pytest
 
-    from drills.scenarios import SCENARIOS
+    from bdr.drill import catalogue
 
+    known = catalogue.names()
     if list_only:
         if app.json_output:
-            app.emit_json([{"name": name, "module": module} for name, module in SCENARIOS.items()])
-        for name, module in SCENARIOS.items():
-            app.line(f"{name:<22} {module}")
+            app.emit_json([{"name": s.name, "title": s.title, "module": s.module_names[0], "modules": s.module_names,
+                            "affected_by": [str(k) for k in s.affected_by]} for s in catalogue.SCENARIOS])
+        for item in catalogue.SCENARIOS:
+            app.line(f"{item.name:<28} {item.title} ({', '.join(item.modules)})")
         return
     chosen = list(scenarios)
-    unknown = [s for s in chosen if s not in SCENARIOS]
+    unknown = [s for s in chosen if s not in known]
     if unknown:
-        raise UsageError(detail=f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+        raise UsageError(detail=f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(known)}")
     if changed_since:
         from bdr.lint.changes import changed_files, scenarios_for_changes
 
@@ -168,8 +172,8 @@ def _sandbox(app: App, scenarios: tuple[str, ...], list_only: bool, changed_sinc
             return
         for name, reasons in affected.items():
             app.line(f"  {name}: {'; '.join(reasons)}")
-        chosen = [s for s in SCENARIOS if s in affected and (not chosen or s in chosen)]
-    modules = [SCENARIOS[s] for s in (chosen or SCENARIOS)]
+        chosen = [s for s in known if s in affected and (not chosen or s in chosen)]
+    modules = [m for name in (chosen or known) for m in catalogue.scenario(name).module_names]
     paths = [p for p in (_installed(m) for m in modules) if p]
     args = [*paths, "-p", "no:cacheprovider", "--dr-runtime", runtime, "--dr-scale", scale, "--dr-reports",
             reports, "-o", "addopts=", "-q", *pytest_args]

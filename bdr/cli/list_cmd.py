@@ -16,7 +16,8 @@ from bdr.repository import BackupSet, DamagedSet
 
 
 def _keys(facts: dict[str, object]) -> str:
-    """What the set holds, in the datastore's unit: Redis keys, Qdrant points, config files."""
+    """What the set holds, in the datastore's unit: Redis keys, Qdrant points, config files, metric series,
+    dashboards."""
     keyspace = facts.get("keyspace")
     if isinstance(keyspace, dict) and keyspace:
         shards = f" in {facts['shard_count']} shards" if facts.get("shard_count") else ""
@@ -27,6 +28,13 @@ def _keys(facts: dict[str, object]) -> str:
         return f"{points} points"
     if isinstance(facts.get("file_count"), int):
         return f"{facts['file_count']} files"
+    if isinstance(facts.get("series"), int) and isinstance(facts.get("samples"), int):
+        return f"{facts['series']} series, {facts['samples']} samples"
+    if isinstance(facts.get("dashboard_count"), int):
+        return f"{facts['dashboard_count']} dashboards"
+    exports = facts.get("exports")
+    if isinstance(exports, list):
+        return f"{len(exports)} dashboard export(s)"
     return "-"
 
 

@@ -12,7 +12,7 @@ import click
 from bdr.config import Config
 from bdr.errors import BdrError, UsageError
 
-SOURCES = ("redis", "qdrant", "config", "all")
+SOURCES = ("redis", "qdrant", "config", "prometheus", "grafana", "all")
 
 
 def repository_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -56,6 +56,12 @@ def target_label(config: Config, source: str, target: str | None) -> str:
         return f"qdrant {qdrant.name} at {where}"
     if source == "config":
         return f"the configuration files under {config.resolve(config.files.root)}"
+    if source == "prometheus":
+        prometheus = config.prometheus_instance(target)
+        return f"prometheus {prometheus.name} at {prometheus.url} (its whole TSDB)"
+    if source == "grafana":
+        grafana = config.grafana_instance(target)
+        return f"grafana {grafana.name} ({config.resolve(grafana.db_path)} and its config files)"
     return (f"the whole system: redis {config.redis_instance().name} at {config.redis_instance().url}, qdrant "
             f"{config.qdrant_instance().name} and the configuration under {config.resolve(config.files.root)}")
 

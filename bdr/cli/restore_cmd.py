@@ -55,6 +55,8 @@ def _selection(keys: str | None, db: int | None, collection: str | None, rename:
 @click.option("--filter", "filter_json", metavar="JSON", help="qdrant: only points matching this payload filter.")
 @click.option("--path", "paths", multiple=True, metavar="GLOB", help="config: only these paths (repeatable).")
 @click.option("--to", metavar="DIR", help="config: restore under DIR instead of the configured root.")
+@click.option("--dashboard", metavar="UID", help="grafana: import only this dashboard through the HTTP API "
+              "(needs grafana.NAME.url); the database is left alone.")
 @click.option("--conflict", type=click.Choice(["skip", "replace", "fail"]), default="fail", show_default=True,
               help="Selective restore: what to do with items that exist in the target.")
 @click.option("--dry-run", is_flag=True, help="Show what would happen; change nothing.")
@@ -71,8 +73,8 @@ def _selection(keys: str | None, db: int | None, collection: str | None, rename:
 def restore_command(app: App, source: str, backup: str | None, target: str | None, destination: str | None,
                     remote: str | None, keys: str | None, db: int | None, node: str | None, collection: str | None,
                     rename: str | None, filter_json: str | None, paths: tuple[str, ...], to: str | None,
-                    conflict: str, dry_run: bool, to_time: str | None, resume: bool, abort: bool, force: bool,
-                    yes: bool, key_file: str | None) -> None:
+                    dashboard: str | None, conflict: str, dry_run: bool, to_time: str | None, resume: bool,
+                    abort: bool, force: bool, yes: bool, key_file: str | None) -> None:
     """Restore BACKUP (an id, 'latest', a set directory, or an old script's directory/.tar.gz).
 
     \b
@@ -88,6 +90,7 @@ def restore_command(app: App, source: str, backup: str | None, target: str | Non
       bdr restore redis ./backups/redis/redis_backup_20250124_020000.tar.gz
       bdr restore redis --resume          (or --abort) after an interrupted restore
       bdr restore redis latest --node 10.0.0.5:7001   (a lost cluster node back)
+      bdr restore grafana latest --dashboard agents-overview   (one dashboard, by uid)
     """
     if resume or abort:
         if resume and abort:
@@ -109,6 +112,10 @@ def restore_command(app: App, source: str, backup: str | None, target: str | Non
     selection = _selection(keys, db, collection, rename, filter_json, paths, to)
     if node:
         selection["node"] = node
+    if dashboard:
+        if source != "grafana":
+            raise UsageError(detail="--dashboard is for bdr restore grafana")
+        selection["dashboard"] = dashboard
     where = target or "the default instance"
     if not (yes or dry_run or app.json_output) and sys.stdin.isatty():
         click.confirm(restore_prompt(app.config, source, backup or f"the archive at {to_time}", target,

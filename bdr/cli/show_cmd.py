@@ -21,7 +21,7 @@ from bdr.errors import UsageError
 from bdr.inspect import files as files_view
 from bdr.inspect import qdrant as qdrant_view
 from bdr.inspect import redis as redis_view
-from bdr.inspect.content import DEFAULT_SEPARATOR, Content, FilesContent, QdrantContent, RedisContent
+from bdr.inspect.content import DEFAULT_SEPARATOR, Content, FilesContent, MetricsContent, QdrantContent, RedisContent
 from bdr.inspect.fetch import OpenedSet, copies_of, fetched, open_set
 from bdr.repository import BackupSet
 
@@ -73,6 +73,8 @@ def read_content(opened: OpenedSet, *, separator: str = DEFAULT_SEPARATOR, sizes
         return qdrant_view.from_facts(backup.manifest.facts)
     if source == "config":
         return files_view.from_manifest(backup.manifest)
+    if source == "prometheus":
+        return MetricsContent.from_facts(backup.manifest.facts)
     return None
 
 
@@ -121,6 +123,20 @@ def render_files(app: App, content: FilesContent) -> None:
     app.table(f"{len(rows)} file(s) from {content.root or '?'}", ["path", "size", "mode", "sha256"], rows)
 
 
+def _ms(value: int | None) -> str:
+    from datetime import UTC, datetime
+
+    return "?" if value is None else datetime.fromtimestamp(value / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def render_metrics(app: App, content: MetricsContent) -> None:
+    rows = [(str(b.get("ulid")), _ms(b.get("min_time")), _ms(b.get("max_time")), b.get("series", "?"),
+             b.get("samples", "?"), b.get("chunks", "?")) for b in content.blocks]
+    app.table(f"{len(rows)} block(s), {'?' if content.series is None else content.series} series, {content.samples} "
+              f"samples from {_ms(content.oldest_ms)} to {_ms(content.newest_ms)} UTC (Prometheus {content.version})",
+              ["block", "from (UTC)", "to (UTC)", "series", "samples", "chunks"], rows)
+
+
 def render_content(app: App, content: Content | None, top: int) -> None:
     if isinstance(content, RedisContent):
         render_redis(app, content, top)
@@ -128,6 +144,8 @@ def render_content(app: App, content: Content | None, top: int) -> None:
         render_qdrant(app, content)
     elif isinstance(content, FilesContent):
         render_files(app, content)
+    elif isinstance(content, MetricsContent):
+        render_metrics(app, content)
 
 
 def content_json(content: Content | None, top: int) -> dict[str, Any] | None:

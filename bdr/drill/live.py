@@ -19,6 +19,10 @@ snapshot at the start of the drill. When every source was tested, ``live_system`
 three restores up against ``full_system_restore`` (``offsite_restore`` with ``remote``),
 as ``bdr restore all`` runs them one after another.
 
+``prometheus`` and ``grafana`` take part only when bdr.yaml configures them; their sets are
+extracted into scratch space and verified there (:mod:`.observed`), never restored into an
+instance, and ``live_system`` stays the sum of the three datastores.
+
 Nothing here raises for a failed restore, check or target: each becomes part of the report,
 and :attr:`LiveRun.breached` says whether the run is a BREACH.
 """
@@ -37,9 +41,9 @@ from typing import Any
 from bdr import api
 from bdr.config import Config
 from bdr.drill import checks as app_checks
-from bdr.drill import content, production
+from bdr.drill import content, observed, production
 from bdr.drill.production import ProductionState
-from bdr.drill.settings import LIVE_SOURCES
+from bdr.drill.settings import DRILL_SOURCES, LIVE_SOURCES, OBSERVED_SOURCES
 from bdr.drill.targets import RestoreTarget, production_name, restore_target
 from bdr.drill.timeline import Timeline
 from bdr.durations import format_duration
@@ -63,11 +67,14 @@ from bdr.repository import BackupSet
 
 logger = logging.getLogger(__name__)
 
-RTO_TARGETS = {"redis": "redis_local_restore", "qdrant": "qdrant_restore", "config": "config_restore"}
-DATA_TYPES = {"redis": ("sessions", "rbac"), "qdrant": ("vectors",), "config": ("config", "secrets")}
+RTO_TARGETS = {"redis": "redis_local_restore", "qdrant": "qdrant_restore", "config": "config_restore",
+               "prometheus": "metrics_restore", "grafana": "dashboards_restore"}
+DATA_TYPES = {"redis": ("sessions", "rbac"), "qdrant": ("vectors",), "config": ("config", "secrets"),
+              "prometheus": ("metrics",), "grafana": ("dashboards",)}
 """The data types each source holds (the RPO table of the runbook; bdr lint uses the same map)."""
 TITLES = {"redis": "Live restore test: Redis", "qdrant": "Live restore test: Qdrant",
-          "config": "Live restore test: configuration and secrets"}
+          "config": "Live restore test: configuration and secrets", "prometheus": "Live restore test: Prometheus",
+          "grafana": "Live restore test: Grafana"}
 RTO_MEASURES = ("from the test start until the restored data was verified: the selection of the newest set is "
                 "before the clock; the fetch (the download from S3 with --remote), check, safety backup of the "
                 "test target, stop, replace, start, the runbook's verification, the content proof and the "
@@ -189,11 +196,17 @@ def test_source(config: Config, source: str, drill_start: datetime, scratch: Pat
         found.before = production.probe(config, source, prod)
         step["detail"] = _state_text(found.before)
     try:
-        with restore_target(config, source, settings, scratch) as target:
-            found.target, found.temporary = target.description, target.temporary
-            evidence["restore_target"] = {"name": target.name, "temporary": target.temporary,
-                                          "description": target.description}
-            _restore_and_verify(target, backup, clock, result, remote, progress)
+        if source in OBSERVED_SOURCES:
+            found.target, found.temporary = OBSERVED_TARGETS[source], True
+            evidence["restore_target"] = {"name": source, "temporary": True, "description": found.target,
+                                          "path": str(scratch / source)}
+            _observed_restore(config, backup, scratch / source, clock, result, remote, progress)
+        else:
+            with restore_target(config, source, settings, scratch) as target:
+                found.target, found.temporary = target.description, target.temporary
+                evidence["restore_target"] = {"name": target.name, "temporary": target.temporary,
+                                              "description": target.description}
+                _restore_and_verify(target, backup, clock, result, remote, progress)
     except ConfigError:
         raise
     except BdrError as exc:  # the target could not be set up (a temporary server that would not start ...)
@@ -263,6 +276,46 @@ def _restore_and_verify(target: RestoreTarget, backup: BackupSet, clock: Timelin
                    f"verification finished: {len(failed)} check(s) FAILED")
 
 
+OBSERVED_TARGETS = {"prometheus": "a temporary prometheus on a free 127.0.0.1 port over the restored blocks, "
+                    "killed and removed afterwards",
+                    "grafana": "a scratch directory (grafana.db and its files), removed afterwards"}
+
+
+def _observed_restore(config: Config, backup: BackupSet, where: Path, clock: Timeline, result: DrillResult,
+                      remote: str | None, progress: Callable[[str], None]) -> None:
+    """Prometheus or Grafana: the set extracted into ``where`` (never production), verified, removed."""
+    source = backup.source
+    clock.start(f"restore {backup.id} into {OBSERVED_TARGETS[source]}")
+    progress(f"{source}: restoring {backup.id} into {where}")
+    try:
+        try:
+            with clock.step("restore", f"the set's files extracted into {where}" + (
+                    f" from {remote}" if remote else "")) as step:
+                observed.extract(config, backup, where, remote)
+                step["detail"] = f"{len(backup.manifest.files)} file(s), each checked against the manifest"
+        except BdrError as exc:
+            result.outcome, result.failure = Outcome.FAILED, f"the restore failed: {exc.message}"
+            return
+        checks = config.drill.source(source).checks
+        with clock.step("verify content", "the restored data against the manifest" + (
+                f", and {len(checks)} check(s) of drill.{source}.checks" if checks else "")) as step:
+            proofs, found = observed.verify(config, source, backup.manifest, where, checks)
+            result.verifications.extend(proofs)
+            result.verifications.extend(found)
+            step["detail"] = "; ".join(f"{v.name}: {v.status}" for v in (*proofs, *found))
+        if not checks:
+            example = "min_series: 1000" if source == "prometheus" else "dashboard_exists: UID"
+            result.verifications.append(Verification(
+                VerificationKind.APPLICATION, "application checks", False,
+                f"not verified: bdr.yaml defines no drill.{source}.checks (e.g. {example})", skipped=True))
+        result.evidence["fingerprints"] = _fingerprints(source, backup, proofs)
+    finally:
+        observed.discard(where)
+    failed = [v for v in result.verifications if v.failed]
+    clock.verified("restored data verified" if not failed else
+                   f"verification finished: {len(failed)} check(s) FAILED")
+
+
 def _fingerprints(source: str, backup: BackupSet, proofs: Sequence[Verification]) -> dict[str, Any]:
     facts = backup.manifest.facts
     recorded: dict[str, Any] = {}
@@ -297,12 +350,16 @@ def _state_text(state: ProductionState) -> str:
         return f"pid {state.pid}, run id {state.run_id[:8]}, {state.total} keys, up {state.uptime_seconds}s"
     if state.source == "qdrant":
         return f"{len(state.counts)} collection(s), {state.total} points ({state.address})"
+    if state.source == "prometheus":
+        return f"started {state.run_id}, {state.total} head series ({state.address})"
+    if state.source == "grafana":
+        return f"{len(state.counts)} dashboard(s) in {state.address} (opened read-only)"
     return f"{len(state.files)} file(s) under {state.address}"
 
 
 def system_result(results: Sequence[DrillResult], config: Config, remote: str | None) -> DrillResult | None:
     """``live_system``: the three restores added up, against the whole-system target."""
-    by_source = {r.sources[0]: r for r in results if r.sources}
+    by_source = {r.sources[0]: r for r in results if r.sources and r.sources[0] in LIVE_SOURCES}
     if set(by_source) != set(LIVE_SOURCES):
         return None
     target = "offsite_restore" if remote else "full_system_restore"
@@ -348,7 +405,7 @@ def scope_of(config: Config, tests: Sequence[SourceTest], remote: str | None) ->
                                         _volume(test.backup)))
         if test.target:
             systems.append(SystemTested(f"{test.source} restore target", "test target (written)", test.target))
-        if test.temporary and test.source != "config":
+        if test.temporary and test.source in ("redis", "qdrant"):
             real = "a Qdrant test server" if test.source == "qdrant" else "a Redis test instance"
             kind = "embedded Qdrant" if test.source == "qdrant" else "redis-server"
             stand_ins.append(StandIn(real, f"a temporary {kind} bdr started for the test (no test instance in "
@@ -376,17 +433,22 @@ def run_live(config: Config, *, remote: str | None = None, operator: str | None 
              sources: Sequence[str] = (), progress: Callable[[str], None] | None = None,
              now: datetime | None = None) -> RunReport:
     """Run the live restore test of ``sources`` (default: every enabled one); the run's report, not yet written."""
-    chosen = list(sources) or [s for s in LIVE_SOURCES if config.drill.source(s).enabled]
-    unknown = [s for s in chosen if s not in LIVE_SOURCES]
+    configured = [s for s in DRILL_SOURCES if s in LIVE_SOURCES or getattr(config, s)]
+    chosen = list(sources) or [s for s in configured if config.drill.source(s).enabled]
+    unknown = [s for s in chosen if s not in DRILL_SOURCES]
     if unknown:
-        raise UsageError(detail=f"unknown source(s) {', '.join(unknown)} for --live (known: {', '.join(LIVE_SOURCES)})")
+        raise UsageError(detail=f"unknown source(s) {', '.join(unknown)} for --live (known: "
+                         f"{', '.join(DRILL_SOURCES)})")
+    absent = [s for s in chosen if s not in configured]
+    if absent:
+        raise UsageError(detail=f"{', '.join(absent)}: not in bdr.yaml (add a {absent[0]}: section to test it)")
     if not chosen:
         raise UsageError(detail="every source is disabled in drill: of bdr.yaml; enable one or pass --source")
     say = progress or (lambda _text: None)
     started = now or datetime.now(UTC)
     results: list[DrillResult] = []
     tests: list[SourceTest] = []
-    ordered = [s for s in ("config", "redis", "qdrant") if s in chosen]
+    ordered = [s for s in ("config", "redis", "qdrant", *OBSERVED_SOURCES) if s in chosen]
     with tempfile.TemporaryDirectory(prefix="bdr-live-drill-") as scratch:
         for source in ordered:
             say(f"{source}: selecting the newest good set")

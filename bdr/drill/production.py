@@ -10,7 +10,9 @@ nothing else (no backup, no CONFIG SET, no write):
   embedded engine by opening its directory, which is all a reader can do);
 - configuration: every file of ``files.paths`` and ``files.secrets`` under ``files.root``:
   size, mode and modification time, and the sha256 of every file that is not a secret (a
-  secret's hash would let anyone test guesses of it).
+  secret's hash would let anyone test guesses of it);
+- Prometheus and Grafana (:mod:`.observed`): the head series and start time; the dashboards
+  of the live grafana.db, opened read-only.
 
 :func:`compare` proves untouched: the same process that was not restarted (pid and run id
 equal, uptime grown), and every count equal or only grown by the application; a key count
@@ -60,8 +62,10 @@ class ProductionState:
         if self.source != "config":
             data.pop("files", None)
         if self.source != "redis":
-            for key in ("expired", "evicted", "run_id", "uptime_seconds"):
+            for key in ("expired", "evicted", "uptime_seconds"):
                 data.pop(key, None)
+        if self.source not in ("redis", "prometheus"):
+            data.pop("run_id", None)
         return data
 
 
@@ -78,6 +82,8 @@ def probe(config: Config, source: str, instance: str) -> ProductionState:
             return _redis(config, instance)
         if source == "qdrant":
             return _qdrant(config, instance)
+        if source in ("prometheus", "grafana"):
+            return _observed(config, source, instance)
         return _config(config)
     except BdrError as exc:
         return ProductionState(source, instance, "", _now(), error=exc.message)
@@ -112,6 +118,17 @@ def _qdrant(config: Config, name: str) -> ProductionState:
         counts = {c: int(client.count(c, exact=True).count) for c in list_collections(client, target)}
     version = "server" if instance.url else "no process of its own: the engine lives in the application"
     return ProductionState("qdrant", name, address, _now(), version=version, counts=counts)
+
+
+def _observed(config: Config, source: str, name: str) -> ProductionState:
+    from bdr.drill import observed
+
+    at = _now()
+    read = observed.read_prometheus(config, name) if source == "prometheus" else observed.read_grafana(config, name)
+    counts = read["counts"]
+    assert isinstance(counts, dict)
+    return ProductionState(source, name, str(read["address"]), at, run_id=str(read.get("run_id", "")),
+                           version=str(read.get("version", "")), counts={str(k): int(v) for k, v in counts.items()})
 
 
 def _config(config: Config) -> ProductionState:
@@ -189,6 +206,18 @@ def compare(before: ProductionState, after: ProductionState) -> Verification:
             problems.append(f"fewer points: {', '.join(fewer)}")
         if not problems:
             facts.append(f"{len(after.counts)} collection(s); " + _grown("points", before.total, after.total))
+    elif before.source == "prometheus":
+        if before.run_id != after.run_id:
+            problems.append(f"Prometheus started again meanwhile (start time {before.run_id} → {after.run_id})")
+        else:
+            facts.append(f"same process (started {after.run_id}), not restarted; head series "
+                         f"{before.total} → {after.total} (scraping goes on)")
+    elif before.source == "grafana":
+        gone = sorted(set(before.counts) - set(after.counts))
+        if gone:
+            problems.append(f"dashboard(s) gone: {', '.join(gone[:5])}")
+        else:
+            facts.append(f"dashboards {len(before.counts)} → {len(after.counts)}, none gone (read-only)")
     else:
         changed = sorted(p for p in set(before.files) | set(after.files) if before.files.get(p) != after.files.get(p))
         if changed:

@@ -15,6 +15,10 @@ application tests and the old runbook's ``GET test_key``::
         checks: [{min_points: {collection: documents, count: 100}}]
       config:
         checks: [{file_parses: docker-compose.yml}, {file_parses: {path: .env, format: env}}]
+      prometheus:                  # only with a prometheus: section; restored into a temporary server
+        checks: [{min_series: 1000}]
+      grafana:                     # only with a grafana: section; restored into a scratch directory
+        checks: [{dashboard_exists: agents-overview}]
       evidence_keep: 1y            # how long reports stay in the repository's evidence/
       remediation_due: 14d         # due date of a new remediation item
       signing_key: /etc/bdr/drill-signing.key   # Ed25519 (bdr report keygen FILE); records unsigned without
@@ -35,6 +39,10 @@ from bdr.durations import parse_duration
 from bdr.errors import ConfigError
 
 LIVE_SOURCES = ("redis", "qdrant", "config")
+"""The datastores: each always takes part, and ``live_system`` adds their restores up."""
+OBSERVED_SOURCES = ("prometheus", "grafana")
+"""Monitoring: tested only when bdr.yaml has its section, restored into scratch space, never into an instance."""
+DRILL_SOURCES = (*LIVE_SOURCES, *OBSERVED_SOURCES)
 FORMATS = ("yaml", "json", "toml", "env")
 CHECK_SOURCES: Mapping[str, str] = {
     "key_exists": "redis",
@@ -43,10 +51,12 @@ CHECK_SOURCES: Mapping[str, str] = {
     "min_points": "qdrant",
     "file_exists": "config",
     "file_parses": "config",
+    "min_series": "prometheus",
+    "dashboard_exists": "grafana",
 }
 """Each application check and the source whose restored data it runs on."""
 DEFAULT_SCHEDULE = "0 6 1 * *"
-OWNER_KEYS = (*LIVE_SOURCES, "default")
+OWNER_KEYS = (*DRILL_SOURCES, "default")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,8 @@ class AppCheck:
     format: str = ""
     """file_parses: yaml, json, toml or env (default: from the file's extension)."""
     all_dbs: bool = True
+    uid: str = ""
+    """dashboard_exists: the dashboard's uid."""
 
     def describe(self) -> str:
         if self.kind == "key_exists":
@@ -78,6 +90,10 @@ class AppCheck:
             return f"collection {self.collection!r} holds at least {self.count} points"
         if self.kind == "file_exists":
             return f"{self.path} exists"
+        if self.kind == "min_series":
+            return f"at least {self.count} series"
+        if self.kind == "dashboard_exists":
+            return f"dashboard {self.uid!r} exists"
         return f"{self.path} parses as {self.format}"
 
 
@@ -158,7 +174,8 @@ def _check(source: str, item: Any, where: str, path: str) -> AppCheck:
     args: dict[str, Any] = dict(value) if isinstance(value, Mapping) else {}
     scalar = None if isinstance(value, Mapping) else value
     allowed = {"key_exists": {"key", "db"}, "min_dbsize": {"count", "db"}, "collection_exists": {"collection"},
-               "min_points": {"collection", "count"}, "file_exists": {"path"}, "file_parses": {"path", "format"}}
+               "min_points": {"collection", "count"}, "file_exists": {"path"}, "file_parses": {"path", "format"},
+               "min_series": {"count"}, "dashboard_exists": {"uid"}}
     unknown = sorted(set(args) - allowed[kind])
     if unknown:
         raise _fail(path, f"unknown key(s) in {where}.{kind}: {', '.join(unknown)} (known: "
@@ -172,6 +189,10 @@ def _check(source: str, item: Any, where: str, path: str) -> AppCheck:
     if kind == "collection_exists":
         return AppCheck(kind, collection=_name(args.get("collection", scalar), f"{where}.collection_exists", path,
                                                "documents"))
+    if kind == "min_series":
+        return AppCheck(kind, count=_count(args.get("count", scalar), f"{where}.min_series", path))
+    if kind == "dashboard_exists":
+        return AppCheck(kind, uid=_name(args.get("uid", scalar), f"{where}.dashboard_exists", path, "node-exporter"))
     if kind == "min_points":
         if scalar is not None:
             raise _fail(path, f"{where}.min_points needs a collection and a count, e.g. "
@@ -216,6 +237,9 @@ def _source(source: str, section: Any, path: str) -> SourceDrill:
             raise _fail(path, f"{where}.{key} must name " + ("a directory" if source == "config" and key == "target"
                                                               else "an instance of bdr.yaml") + f", got {value!r}")
         values[key] = value
+    if source in OBSERVED_SOURCES and values["target"] is not None:
+        raise _fail(path, f"drill.{source}.target: a {source} set is restored into a temporary "
+                    + ("Prometheus" if source == "prometheus" else "scratch directory") + " bdr removes; leave it out")
     if source == "config" and values["production"] is not None:
         raise _fail(path, "drill.config.production is files.root: set that instead")
     checks = section.get("checks") or []
@@ -230,13 +254,13 @@ def parse_drill(section: Any, path: str) -> DrillSettings:
     if section is None:
         return DrillSettings()
     if not isinstance(section, Mapping):
-        raise _fail(path, "drill must be a mapping (redis, qdrant, config, evidence_keep, remediation_due, "
-                    "signing_key, schedule, reports)")
-    known = {*LIVE_SOURCES, "evidence_keep", "remediation_due", "signing_key", "schedule", "reports"}
+        raise _fail(path, "drill must be a mapping (redis, qdrant, config, prometheus, grafana, evidence_keep, "
+                    "remediation_due, signing_key, schedule, reports)")
+    known = {*DRILL_SOURCES, "evidence_keep", "remediation_due", "signing_key", "schedule", "reports"}
     unknown = sorted(set(section) - known)
     if unknown:
         raise _fail(path, f"unknown key(s) in drill: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    sources = {source: _source(source, section.get(source), path) for source in LIVE_SOURCES}
+    sources = {source: _source(source, section.get(source), path) for source in DRILL_SOURCES}
     durations: dict[str, float] = {}
     for key, default in (("evidence_keep", 365 * 86400.0), ("remediation_due", 14 * 86400.0)):
         try:

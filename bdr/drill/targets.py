@@ -48,6 +48,10 @@ def production_name(config: Config, source: str, drill: SourceDrill) -> str:
         return drill.production or config.redis_default
     if source == "qdrant":
         return drill.production or config.qdrant_default
+    if source == "prometheus":
+        return drill.production or config.prometheus_default
+    if source == "grafana":
+        return drill.production or config.grafana_default
     return config.files.name
 
 

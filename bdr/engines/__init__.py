@@ -1,4 +1,5 @@
-"""Engines by source name: ``redis``, ``qdrant``, ``config`` (files and secrets)."""
+"""Engines by source name: ``redis``, ``qdrant``, ``config`` (files and secrets), ``prometheus`` (metrics),
+``grafana`` (dashboards)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ _MODULES = {
     "redis": "bdr.engines.redis",
     "qdrant": "bdr.engines.qdrant",
     "config": "bdr.engines.files",
+    "prometheus": "bdr.engines.prometheus",
+    "grafana": "bdr.engines.grafana",
 }
 
 

@@ -184,4 +184,28 @@ class FilesContent:
                 "secrets": sum(1 for f in self.files.values() if f.secret)}
 
 
-Content = RedisContent | QdrantContent | FilesContent
+@dataclass(frozen=True, slots=True)
+class MetricsContent:
+    """A Prometheus set: its blocks and what the manifest says they hold (no need to open them)."""
+
+    blocks: tuple[dict[str, Any], ...]
+    series: int | None
+    samples: int
+    oldest_ms: int | None
+    newest_ms: int | None
+    version: str = ""
+    how: str = "the manifest's facts"
+
+    @classmethod
+    def from_facts(cls, facts: Mapping[str, Any]) -> MetricsContent:
+        series = facts.get("series")
+        return cls(tuple(dict(b) for b in facts.get("blocks") or ()), int(series) if series is not None else None,
+                   int(facts.get("samples") or 0), facts.get("oldest_sample_ms"), facts.get("newest_sample_ms"),
+                   str(facts.get("prometheus_version") or ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"how": self.how, "version": self.version, "series": self.series, "samples": self.samples,
+                "oldest_sample_ms": self.oldest_ms, "newest_sample_ms": self.newest_ms, "blocks": list(self.blocks)}
+
+
+Content = RedisContent | QdrantContent | FilesContent | MetricsContent

@@ -16,51 +16,18 @@ and ``bdr lint --changed-since REF`` lints only the changed configuration files.
 
 from __future__ import annotations
 
-import fnmatch
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePath, PurePosixPath
 
+from bdr.drill import catalogue
 from bdr.lint import git
-from bdr.lint.files import ConfigKind, classify
+from bdr.lint.files import classify
 
-SCENARIOS: tuple[str, ...] = (
-    "redis_restart",
-    "redis_corruption",
-    "redis_local_restore",
-    "complete_data_loss",
-    "accidental_deletion",
-    "monthly_restore_test",
-    "backup_freshness",
-    "offsite_restore",
-    "cluster_master_lost",
-    "cluster_total_loss",
-    "cluster_accidental_deletion",
-)
-"""The drill scenarios, in the order the drill suite runs them (``drills.scenarios.SCENARIOS``)."""
-
-KIND_SCENARIOS: Mapping[ConfigKind, tuple[tuple[str, ...], str]] = {
-    ConfigKind.REDIS_CONF: (
-        ("redis_restart", "redis_corruption", "redis_local_restore"),
-        "Redis persistence decides what a restart keeps, how a damaged AOF/RDB is repaired and how a restore "
-        "loads",
-    ),
-    ConfigKind.COMPOSE: (
-        ("complete_data_loss",),
-        "volumes and services decide what survives when the containers and volumes are lost",
-    ),
-    ConfigKind.POLICY: (SCENARIOS, "targets, retention and schedules apply to every scenario"),
-    ConfigKind.CRONTAB: (("backup_freshness",), "the backup schedule decides how old the newest backup can be"),
-    ConfigKind.SYSTEMD_TIMER: (("backup_freshness",), "the backup timers decide how old the newest backup can be"),
-    ConfigKind.ENV: (
-        ("complete_data_loss",), "secrets are restored with the configuration after a complete data loss",
-    ),
-}
-"""What each kind of configuration file can break."""
-
-SCENARIO_MODULE = "drills/scenarios/test_*.py"
+SCENARIOS: tuple[str, ...] = catalogue.names()
+"""The drill scenarios, in the order the drill suite runs them (:mod:`bdr.drill.catalogue`)."""
 
 
 def scenarios_for_changes(paths: Iterable[str | PurePath]) -> dict[str, list[str]]:
@@ -82,12 +49,10 @@ def _affected(path: PurePosixPath) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     kind = classify(path)
     if kind is not None:
-        scenarios, why = KIND_SCENARIOS[kind]
-        found += [(s, f"{path} changed: {why}") for s in scenarios]
-    if fnmatch.fnmatch(path.as_posix(), "*" + SCENARIO_MODULE) or fnmatch.fnmatch(path.as_posix(), SCENARIO_MODULE):
-        name = path.stem.removeprefix("test_")
-        if name in SCENARIOS:
-            found.append((name, f"{path} changed: the scenario itself"))
+        found += [(s.name, f"{path} changed: {catalogue.WHY[kind]}") for s in catalogue.affected_by(kind)]
+    own = catalogue.of_module(path)
+    if own is not None:
+        found.append((own.name, f"{path} changed: the scenario itself"))
     return found
 
 

@@ -17,218 +17,25 @@ command names (through the bind mount that provides it) and applies the command 
 
 from __future__ import annotations
 
-import fnmatch
-import shlex
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from bdr.compose import (
+    ComposeFile,
+    Mount,
+    MountKind,
+    Service,
+    parse_compose,
+    redis_argv,
+)
 from bdr.lint.context import LintContext, check, data_types_of
 from bdr.lint.files import ConfigKind
 from bdr.lint.findings import Finding, Severity, display_path, human_duration, rule
 from bdr.lint.persistence import PERSISTENCE_DIRECTIVES
-from bdr.lint.redis_conf import Directive, RedisConf, parse_redis_args, parse_redis_conf
-from bdr.lint.yamlmarks import MarkedDict, MarkedList, YamlError, load_marked
+from bdr.redis_conf import Directive, RedisConf, parse_redis_args, parse_redis_conf
 
 RESTART_POLICIES_OK = frozenset({"always", "unless-stopped", "on-failure"})
-
-
-@dataclass(frozen=True, slots=True)
-class DataImage:
-    """An image that holds data bdr backs up, and where the data lives in it."""
-
-    pattern: str
-    source: str
-    data_dir: str
-
-
-DATA_IMAGES: tuple[DataImage, ...] = (
-    DataImage("bitnami/redis*", "redis", "/bitnami/redis/data"),
-    DataImage("bitnami/valkey*", "redis", "/bitnami/valkey/data"),
-    DataImage("*redis*", "redis", "/data"),
-    DataImage("*valkey*", "redis", "/data"),
-    DataImage("*qdrant*", "qdrant", "/qdrant/storage"),
-)
-"""Matched in order against the image name without registry and tag (or the service name)."""
-
-NOT_DATA_IMAGES = ("*exporter*", "*commander*", "*insight*", "*sentinel*", "*-ui", "*webui*", "*proxy*")
-"""Tools named after the store that hold no data of their own."""
-
-REDIS_SERVERS = ("redis-server", "valkey-server", "redis-stack-server")
-
-
-class MountKind(StrEnum):
-    VOLUME = "volume"
-    BIND = "bind"
-    ANONYMOUS = "anonymous volume"
-    TMPFS = "tmpfs"
-
-
-@dataclass(frozen=True, slots=True)
-class Mount:
-    kind: MountKind
-    source: str | None
-    target: str
-    line: int
-
-
-@dataclass(frozen=True, slots=True)
-class EnvEntry:
-    """One ``environment:`` entry; ``value`` None when it is taken from the shell (``- NAME``)."""
-
-    name: str
-    value: str | None
-    line: int
-
-
-@dataclass(frozen=True, slots=True)
-class Service:
-    name: str
-    line: int
-    image: str | None
-    data: DataImage | None
-    mounts: tuple[Mount, ...]
-    command: tuple[str, ...] | None
-    command_line: int | None
-    environment: tuple[EnvEntry, ...]
-    restart: str | None
-    restart_line: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class ComposeFile:
-    path: Path
-    services: tuple[Service, ...] = ()
-    volumes: Mapping[str, int] = field(default_factory=dict)
-    """Declared named volumes and their lines."""
-    tmpfs_volumes: frozenset[str] = frozenset()
-    """Named volumes whose driver options make them tmpfs (memory)."""
-    secret_files: tuple[tuple[str, str, int], ...] = ()
-    """Top-level ``secrets:`` kept in files: (name, file, line)."""
-    problem: str | None = None
-    problem_line: int | None = None
-
-
-def _image_repository(image: str) -> str:
-    name = image.split("@", 1)[0]
-    last = name.rsplit("/", 1)
-    if ":" in last[-1]:
-        name = name[: len(name) - len(last[-1])] + last[-1].split(":", 1)[0]
-    parts = name.split("/")
-    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
-        parts = parts[1:]
-    if parts[0] == "library":
-        parts = parts[1:]
-    return "/".join(parts).lower()
-
-
-def data_image(image: str | None, service_name: str) -> DataImage | None:
-    """What a service stores, from its image (or its name when it builds its own image)."""
-    candidate = _image_repository(image) if image else service_name.lower()
-    if any(fnmatch.fnmatchcase(candidate, p) for p in NOT_DATA_IMAGES):
-        return None
-    return next((d for d in DATA_IMAGES if fnmatch.fnmatchcase(candidate, d.pattern)), None)
-
-
-def _mount(entry: object, line: int) -> Mount | None:
-    if isinstance(entry, str):
-        parts = entry.split(":")
-        if len(parts) == 1:
-            return Mount(MountKind.ANONYMOUS, None, parts[0], line)
-        bind = parts[0].startswith(("/", ".", "~", "$"))
-        return Mount(MountKind.BIND if bind else MountKind.VOLUME, parts[0], parts[1], line)
-    if isinstance(entry, Mapping):
-        kind = str(entry.get("type", "volume"))
-        target = str(entry.get("target", ""))
-        source = str(entry["source"]) if entry.get("source") else None
-        if kind == "tmpfs":
-            return Mount(MountKind.TMPFS, None, target, line)
-        if kind == "bind":
-            return Mount(MountKind.BIND, source, target, line)
-        if kind == "volume":
-            return Mount(MountKind.VOLUME if source else MountKind.ANONYMOUS, source, target, line)
-    return None
-
-
-def _environment(value: object) -> tuple[EnvEntry, ...]:
-    out = []
-    if isinstance(value, MarkedDict):
-        for key, item in value.items():
-            out.append(EnvEntry(str(key), None if item is None else str(item), value.line_of(key)))
-    elif isinstance(value, MarkedList):
-        for index, item in enumerate(value):
-            name, sep, text = str(item).partition("=")
-            out.append(EnvEntry(name, text if sep else None, value.line_of(index)))
-    return tuple(out)
-
-
-def _command(value: object) -> tuple[str, ...] | None:
-    if isinstance(value, str):
-        try:
-            return tuple(shlex.split(value))
-        except ValueError:
-            return tuple(value.split())
-    if isinstance(value, list):
-        return tuple(str(v) for v in value)
-    return None
-
-
-def parse_compose(path: Path) -> ComposeFile:
-    """The services, volumes and secrets of a compose file; ``problem`` set when it does not parse."""
-    try:
-        doc = load_marked(path)
-    except YamlError as exc:
-        return ComposeFile(path, problem=exc.problem.detail, problem_line=exc.problem.line)
-    if not isinstance(doc, MarkedDict):
-        return ComposeFile(path, problem="the top level must be a mapping", problem_line=1)
-    services_node = doc.get("services", MarkedDict())
-    if not isinstance(services_node, MarkedDict):
-        return ComposeFile(path, problem="services must be a mapping of service name: settings",
-                           problem_line=doc.line_of("services"))
-    services = []
-    for name, body in services_node.items():
-        if not isinstance(body, MarkedDict):
-            continue
-        image = str(body["image"]) if body.get("image") else None
-        mount_list = body.get("volumes") or []
-        mounts = [_mount(v, mount_list.line_of(i)) for i, v in enumerate(mount_list)] if isinstance(
-            mount_list, MarkedList) else []
-        tmpfs = body.get("tmpfs") or []
-        tmpfs_paths = [tmpfs] if isinstance(tmpfs, str) else list(tmpfs) if isinstance(tmpfs, list) else []
-        mounts += [Mount(MountKind.TMPFS, None, str(t).split(":")[0], body.line_of("tmpfs")) for t in tmpfs_paths]
-        restart = body.get("restart")
-        restart_line = body.line_of("restart") if "restart" in body else None
-        deploy = body.get("deploy")
-        if restart is None and isinstance(deploy, MarkedDict) and isinstance(deploy.get("restart_policy"), Mapping):
-            restart = {"any": "always"}.get(str(deploy["restart_policy"].get("condition", "any")),
-                                            str(deploy["restart_policy"].get("condition", "any")))
-            restart_line = deploy.line_of("restart_policy")
-        services.append(Service(
-            name=str(name), line=services_node.line_of(name), image=image, data=data_image(image, str(name)),
-            mounts=tuple(m for m in mounts if m is not None),
-            command=_command(body.get("command")),
-            command_line=body.line_of("command") if "command" in body else None,
-            environment=_environment(body.get("environment")),
-            restart=None if restart is None else str(restart).lower(), restart_line=restart_line,
-        ))
-    declared = doc.get("volumes") or MarkedDict()
-    volumes: dict[str, int] = {}
-    tmpfs_volumes = set()
-    if isinstance(declared, MarkedDict):
-        for name, settings in declared.items():
-            volumes[str(name)] = declared.line_of(name)
-            if isinstance(settings, Mapping):
-                opts = settings.get("driver_opts")
-                if isinstance(opts, Mapping) and str(opts.get("type", "")).lower() == "tmpfs":
-                    tmpfs_volumes.add(str(name))
-    secrets_node = doc.get("secrets")
-    secret_files = []
-    if isinstance(secrets_node, MarkedDict):
-        for name, settings in secrets_node.items():
-            if isinstance(settings, Mapping) and settings.get("file"):
-                secret_files.append((str(name), str(settings["file"]), secrets_node.line_of(name)))
-    return ComposeFile(path, tuple(services), volumes, frozenset(tmpfs_volumes), tuple(secret_files))
 
 
 def compose_files(ctx: LintContext) -> dict[Path, ComposeFile]:
@@ -253,13 +60,11 @@ class RedisCommand:
 
 def redis_command(service: Service, compose: Path) -> RedisCommand | None:
     """The service's command as redis-server arguments; None when it runs something else (``sh -c``)."""
-    if not service.command:
-        return RedisCommand(None, ())
-    argv = list(service.command)
-    if PurePosixPath(argv[0]).name in REDIS_SERVERS:
-        argv = argv[1:]
-    elif not (argv[0].startswith("-") or argv[0].endswith(".conf")):
+    argv = redis_argv(service)
+    if argv is None:
         return None
+    if not argv:
+        return RedisCommand(None, ())
     conf, options = parse_redis_args(argv, compose, service.command_line or service.line)
     return RedisCommand(conf, tuple(options))
 

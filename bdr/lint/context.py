@@ -27,10 +27,10 @@ from bdr.errors import BdrError
 from bdr.lint.files import ConfigKind
 from bdr.lint.findings import Finding, human_duration
 from bdr.lint.git import TrackedFiles
-from bdr.lint.redis_conf import RedisConf, parse_redis_conf
 from bdr.lint.schedule import CrontabProblem, ScheduledBackup, parse_crontab
 from bdr.lint.systemd import TimerSchedule, read_timers, timers_in
 from bdr.lint.yamlmarks import MarkedDict
+from bdr.redis_conf import RedisConf, parse_redis_conf
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ DATA_SOURCES: Mapping[str, str] = {
     "config": "config",
     "secrets": "config",
 }
-"""Which source holds each data type of ``targets.rpo`` (metrics live in Prometheus: not bdr's)."""
+"""Which source holds each data type of ``targets.rpo`` (metrics: :mod:`bdr.lint.prometheus`, when configured)."""
 
 SOURCE_LABELS: Mapping[str, str] = {"redis": "Redis", "qdrant": "Qdrant", "config": "configuration"}
 

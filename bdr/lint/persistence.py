@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bdr.lint.findings import human_duration
-from bdr.lint.redis_conf import Directive
+from bdr.redis_conf import Directive
 
 REDIS_DEFAULT_SAVE: tuple[tuple[int, int], ...] = ((3600, 1), (300, 100), (60, 10000))
 """The rules Redis 7 uses when no ``save`` line is given."""

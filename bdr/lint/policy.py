@@ -29,7 +29,7 @@ from bdr.lint.windows import (
     total_loss_exposures,
 )
 
-KNOWN_SOURCES = ("redis", "qdrant", "config", "all")
+KNOWN_SOURCES = ("redis", "qdrant", "config", "grafana", "prometheus", "all")
 
 POLICY_UNREADABLE = rule(
     "BDR-P000", "policy-unreadable", Severity.ERROR, "bdr.yaml does not load.",

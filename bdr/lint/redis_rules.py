@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from bdr.lint.context import LintContext, check, data_types_of
 from bdr.lint.findings import Finding, Severity, display_path, human_duration, rule
 from bdr.lint.persistence import PERSISTENCE_DIRECTIVES, Persistence, resolve
-from bdr.lint.redis_conf import Directive, RedisConf, parse_memory
 from bdr.lint.windows import crash_exposures
+from bdr.redis_conf import Directive, RedisConf, parse_memory
 
 UNREADABLE = rule(
     "BDR-R000", "redis-conf-refused", Severity.ERROR, "redis-server would refuse a line of redis.conf.",

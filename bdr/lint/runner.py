@@ -23,7 +23,7 @@ from typing import Any
 
 from bdr.config import CONFIG_ENV, DEFAULT_CONFIG_NAME, Config, find_config, load_config
 from bdr.errors import ConfigError, UsageError
-from bdr.lint import compose, policy, redis_rules, secrets
+from bdr.lint import compose, grafana, policy, prometheus, redis_rules, secrets
 from bdr.lint.changes import Change, ChangeStatus, changes_since
 from bdr.lint.context import CHECKS, LintContext, Policy, PolicyProblem
 from bdr.lint.files import ConfigKind, classify, collect
@@ -33,7 +33,7 @@ from bdr.lint.yamlmarks import YamlError, load_marked
 
 logger = logging.getLogger(__name__)
 
-CHECK_MODULES = (compose, redis_rules, policy, secrets)
+CHECK_MODULES = (compose, redis_rules, policy, secrets, grafana, prometheus)
 """Imported for their checks and rules (each registers itself)."""
 
 DELETED = rule(

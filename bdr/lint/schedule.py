@@ -8,6 +8,8 @@ pattern) with cron's own day rule: when both day-of-month and day-of-week are re
 day matches either; when one starts with ``*``, both must match. Several expressions for the
 same source (the runbook's hourly and daily lines) combine: their runs are merged first.
 Times are wall-clock minutes; a daylight-saving jump can make one night's gap an hour longer.
+croniter expands the fields and iterates the next runs (:meth:`CronExpr.next_runs`); bdr keeps
+cron's grammar, its day rule and the worst-gap walk on top.
 
 A crontab is read for the lines that take backups: ``bdr backup <source>`` (any path to
 ``bdr`` or ``python -m bdr.cli.main``), the old ``backup-redis.sh`` / ``backup-qdrant.sh``,
@@ -20,10 +22,12 @@ from __future__ import annotations
 import itertools
 import re
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path, PurePosixPath
+
+from croniter import CroniterError, croniter
 
 HORIZON_START = date(2024, 1, 1)
 HORIZON_DAYS = 8 * 365 + 2
@@ -53,6 +57,8 @@ _FIELDS = (
     _Field("month", 1, 12, _MONTHS),
     _Field("day of week", 0, 7, _DAYS),
 )
+_ALL_DAYS = frozenset(range(1, 32))
+_ALL_WEEKDAYS = frozenset(range(7))
 
 
 class CronError(ValueError):
@@ -84,47 +90,72 @@ class CronExpr:
         """The minutes of a matching day at which it runs, sorted."""
         return tuple(sorted(h * 60 + m for h in self.hours for m in self.minutes))
 
+    def next_runs(self, after: datetime) -> Iterator[datetime]:
+        """The runs after ``after`` (wall-clock, naive), in order, by croniter over the parsed fields."""
+        every_day = self.day_or and (len(self.days) == 31 or len(self.weekdays) == 7)
+        fields = [self.minutes, self.hours, _ALL_DAYS if every_day else self.days, self.months,
+                  _ALL_WEEKDAYS if every_day else self.weekdays]
+        canonical = " ".join(",".join(str(v) for v in sorted(values)) for values in fields)
+        runs = croniter(canonical, after, day_or=self.day_or and not every_day)
+        while True:
+            yield runs.get_next(datetime)
+
 
 def parse_cron(text: str) -> CronExpr:
-    """Parse ``text`` (five fields or a macro such as ``@hourly``); :class:`CronError` if invalid."""
+    """Parse ``text`` (five fields or a macro such as ``@hourly``); :class:`CronError` if invalid.
+
+    bdr checks cron's own grammar (what Vixie cron and cronie accept, with a message naming the
+    field), croniter expands the fields. croniter's extensions (``L``, ``W``, ``#``, ``?``, ``H``,
+    a seconds or year field) are refused: cron would not run such a line.
+    """
     original = text.strip()
-    expanded = MACROS.get(original.lower(), original)
     if original.lower() == "@reboot":
         raise CronError("@reboot runs only when the machine starts: it is not a schedule")
-    parts = expanded.split()
+    parts = MACROS.get(original.lower(), original).split()
     if len(parts) != 5:
         raise CronError(f"{original!r} has {len(parts)} fields; cron needs 5 (minute hour day month weekday)")
-    values = [_parse_field(part, spec) for part, spec in zip(parts, _FIELDS, strict=True)]
-    weekdays = frozenset(0 if d == 7 else d for d in values[4])
+    checked = [_check_field(part, spec) for part, spec in zip(parts, _FIELDS, strict=True)]
+    try:
+        expanded, _ = croniter.expand(" ".join(checked))
+    except CroniterError as exc:
+        raise CronError(f"{original!r} is not a valid cron expression: {exc}") from exc
+    values = [frozenset(range(spec.low, spec.high + 1) if field == ["*"] else (int(v) for v in field))
+              for field, spec in zip(expanded, _FIELDS, strict=True)]
     return CronExpr(
-        text=original, minutes=values[0], hours=values[1], days=values[2], months=values[3], weekdays=weekdays,
+        text=original, minutes=values[0], hours=values[1], days=values[2], months=values[3],
+        weekdays=frozenset(d % 7 for d in values[4]),
         day_or=not parts[2].startswith("*") and not parts[4].startswith("*"),
     )
 
 
-def _parse_field(text: str, spec: _Field) -> frozenset[int]:
-    out: set[int] = set()
+_ITEM = re.compile(r"(?P<first>\*|\w+)(?:-(?P<last>\w+))?(?:/(?P<step>\w+))?", re.ASCII)
+
+
+def _check_field(text: str, spec: _Field) -> str:
+    """``text`` as cron reads it, for croniter: every value checked, ``N-N`` written ``N``, ``N/S``
+    written ``N-MAX/S`` (cronie's reading: ``1/2`` in day of week includes 7, Sunday)."""
+    items: list[str] = []
     for item in text.split(","):
         if not item:
             raise CronError(f"empty item in {spec.name} field {text!r}")
-        body, _, step_text = item.partition("/")
-        step = 1
-        if step_text:
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise CronError(f"bad step {step_text!r} in {spec.name} field {text!r}")
-            step = int(step_text)
-        if body == "*":
-            low, high = spec.low, spec.high
-        elif "-" in body:
-            first, _, last = body.partition("-")
-            low, high = _value(first, spec), _value(last, spec)
+        match = _ITEM.fullmatch(item)
+        if match is None or (match["first"] == "*" and match["last"] is not None):
+            raise CronError(f"{item!r} in the {spec.name} field is not cron syntax (cron has no L, W, #, ? or H)")
+        first, last, step = match["first"], match["last"], match["step"]
+        if step is not None and (not step.isdigit() or int(step) == 0):
+            raise CronError(f"bad step {step!r} in {spec.name} field {text!r}")
+        if first != "*" and (last is not None or step is not None):
+            low = _value(first, spec)
+            high = spec.high if last is None else _value(last, spec)
             if low > high:
-                raise CronError(f"range {body!r} runs backwards in {spec.name} field")
-        else:
-            low = _value(body, spec)
-            high = spec.high if step_text else low
-        out.update(range(low, high + 1, step))
-    return frozenset(out)
+                span = f"{first}-{last}"
+                raise CronError(f"range {span!r} runs backwards in {spec.name} field")
+            # croniter reads an equal range as the whole cycle: cron, as the one value
+            item = first if low == high else f"{first}-{last or spec.high}/{step or 1}"
+        elif first != "*":
+            _value(first, spec)
+        items.append(item)
+    return ",".join(items)
 
 
 def _value(text: str, spec: _Field) -> int:
@@ -247,7 +278,9 @@ class _Call:
     offsite: bool = False
 
 
-_SOURCES = ("redis", "qdrant", "config")
+_SOURCES = ("redis", "qdrant", "config", "grafana")
+_ALL = ("redis", "qdrant", "config")
+"""What ``bdr backup all`` always takes (a configured Grafana too: :mod:`bdr.lint.grafana` counts it)."""
 _ENV_LINE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\s*=")
 
 
@@ -277,7 +310,7 @@ def _bdr_calls(tokens: Sequence[str]) -> list[_Call]:
             continue
         keep, offsite = _keep(after), _offsite(after)
         return [_Call(s, f"bdr backup {source}", keep_sets=keep, offsite=offsite)
-                for s in (_SOURCES if source == "all" else (source,))]
+                for s in (_ALL if source == "all" else (source,))]
     return []
 
 

@@ -1,9 +1,9 @@
 """The coverage matrix: every target of the policy against the scenarios that tested it.
 
-A target no scenario measured in the run is listed as *untested*, never left out: the 7-day
-metrics RPO, for one, is no data bdr backs up (Prometheus keeps its own), so no drill can
-prove it. A target a scenario was meant to test but did not (skipped, failed before it got
-there) names that scenario. Pure: computed from the run's results and its policy.
+A target no scenario measured in the run is listed as *untested*, never left out, with where
+it is tested otherwise (the 7-day metrics RPO by the ``metrics_loss`` drill, which needs a
+``prometheus`` binary). A target a scenario was meant to test but did not (skipped, failed
+before it got there) names that scenario. Pure: computed from the run's results and its policy.
 """
 
 from __future__ import annotations
@@ -13,17 +13,21 @@ from typing import Any
 
 from bdr.report.records import CoverageRow, DrillResult, Outcome
 
-NOT_BACKED_UP = {
-    "metrics": "metrics live in Prometheus, with its own retention: bdr does not back them up, so no drill can "
-               "test this target",
-}
-"""Data types of the runbook's RPO table that are no source of bdr's."""
+NOT_BACKED_UP: dict[str, str] = {}
+"""Data types of the runbook's RPO table that are no source of bdr's (none since Prometheus became one)."""
 ELSEWHERE = {
     "rto redis_restart": "a restart is no restore: the sandbox drill redis_restart tests it",
     "rto offsite_restore": "tested by bdr drill --live --remote, and by the sandbox drill offsite_restore",
     "rto full_system_restore": "tested by bdr drill --live (all three sources), and by the sandbox drill "
                                "complete_data_loss",
     "rto config_restore": "tested by bdr drill --live: no sandbox scenario restores the configuration alone",
+    "rpo metrics": "tested by the sandbox drill metrics_loss, which restores Prometheus's TSDB (it runs where a "
+                   "prometheus binary is installed)",
+    "rto metrics_restore": "tested by the sandbox drill metrics_loss (it runs where a prometheus binary is "
+                           "installed)",
+    "rpo dashboards": "tested by the sandbox drill dashboards_loss, which restores grafana.db under a stand-in "
+                      "service",
+    "rto dashboards_restore": "tested by the sandbox drill dashboards_loss",
 }
 """Where a target is tested when this run could not test it."""
 

@@ -2,7 +2,8 @@
 
 Engines never shell out to ``redis-server``, ``systemctl`` or ``docker`` themselves: they
 ask the instance's runtime, found by name in one registry (``redis/process``,
-``redis/systemd``, ``redis/command``, ``redis/docker``, ``qdrant/docker``). Registering a
+``redis/systemd``, ``redis/command``, ``redis/docker``, ``qdrant/docker``, ``prometheus/process``
+... ``prometheus/docker``: :mod:`bdr.runtime.prometheus`). Registering a
 name twice is refused at start-up; the list of names (for validation and help) is derived
 from the registry. The built-in runtimes are imported when first asked for, so reading
 bdr.yaml does not import the Docker SDK.
@@ -29,6 +30,13 @@ _BUILTIN: dict[str, str] = {
     "redis/command": "bdr.runtime.command",
     "redis/docker": "bdr.runtime.docker",
     "qdrant/docker": "bdr.runtime.docker",
+    "grafana/systemd": "bdr.runtime.grafana",
+    "grafana/command": "bdr.runtime.grafana",
+    "grafana/docker": "bdr.runtime.grafana",
+    "prometheus/process": "bdr.runtime.prometheus",
+    "prometheus/systemd": "bdr.runtime.prometheus",
+    "prometheus/command": "bdr.runtime.prometheus",
+    "prometheus/docker": "bdr.runtime.prometheus",
 }
 """Built-in runtimes: registry name -> the module that registers it when imported."""
 
@@ -79,5 +87,11 @@ def qdrant_runtime(instance: Any, launch: Launch | None = None, **options: Any) 
     return _factory("qdrant", kind, f"qdrant.{instance.name}")(instance, launch=launch, **options)
 
 
-__all__ = ["Launch", "Needs", "RedisRuntime", "Runtime", "qdrant_runtime", "redis_runtime", "register_runtime",
-           "runtime_names"]
+def prometheus_runtime(instance: Any, launch: Launch | None = None, **options: Any) -> Runtime:
+    """The runtime of Prometheus ``instance`` (bdr.yaml), or the one that starts it again as ``launch`` says."""
+    kind = launch.runtime if launch is not None else instance.runtime
+    return _factory("prometheus", kind, f"prometheus.{instance.name}")(instance, launch=launch, **options)
+
+
+__all__ = ["Launch", "Needs", "RedisRuntime", "Runtime", "prometheus_runtime", "qdrant_runtime", "redis_runtime",
+           "register_runtime", "runtime_names"]

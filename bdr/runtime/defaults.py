@@ -77,7 +77,7 @@ def _defaults(binary: str, _stamp: tuple[int, int]) -> dict[str, str]:
     try:
         with open(os.devnull, "wb") as out:
             proc = popen_server([binary, "--port", "0", "--unixsocket", str(sock), "--dir", str(scratch), "--save", "",
-                                 "--logfile", ""], cwd=scratch, log=out)
+                                 "--logfile", ""], cwd=scratch, log=out, die_with_parent=True)
         deadline = time.monotonic() + PROBE_TIMEOUT
         reply: list[bytes] = []
         while time.monotonic() < deadline and proc.poll() is None:

@@ -167,7 +167,7 @@ def dry_start(name: str, argv: Sequence[str], cwd: str | None, config: LaunchCon
         with log.open("wb") as out:
             try:
                 proc = popen_server(full, cwd=cwd, log=out, stdin=stdin_config(stdin) if stdin else None,
-                                    uid=who.uid, gid=who.gid, groups=who.groups)
+                                    uid=who.uid, gid=who.gid, groups=who.groups, die_with_parent=True)
             except OSError as exc:
                 return DryStart((f"cannot run {argv[0]} for Redis {name}: {exc.strerror or exc}; fix how it is "
                                  "launched",), time.monotonic() - started)

@@ -6,9 +6,9 @@ argv and the directory it starts in. redis-server builds one config text from th
 file, then its stdin (``-``), then the ``--name value`` options of its command line, and
 applies it line by line:
 
-- lines are split by :func:`bdr.lint.redis_conf.split_args` (Redis's ``sdssplitargs``:
-  quotes and escapes), names are case-insensitive, the last directive wins, except
-  ``save``, whose lines add up (the first one replaces the defaults, ``save ""`` clears);
+- files are read by :func:`bdr.redis_conf.read_directives`, the one redis.conf parser (lint's
+  too: Redis's ``sdssplitargs``, quotes and escapes), names are case-insensitive, the last
+  directive wins, except ``save``, whose lines add up (the first one replaces the defaults, ``save ""`` clears);
 - ``dir`` *changes the working directory at once* (``chdir``), relative to the current one:
   an ``include`` after it, and every relative path Redis opens later (``logfile``,
   ``pidfile``, ``aclfile``, TLS files, the unix socket, its data files) are relative to
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bdr.lint.redis_conf import ArgsError, parse_memory, split_args
+from bdr.redis_conf import ArgsError, ConfProblem, Directive, expand_include, parse_memory, read_directives, split_args
 
 DEFAULTS: dict[str, str] = {
     "port": "6379",
@@ -243,13 +243,11 @@ class _Reader:
         self.saves: list[str] | None = None
         self.files: list[str] = []
         self.problems: list[str] = []
-        self.depth = 0
 
     def apply(self, name: str, args: list[str], where: str) -> None:
         name = canonical(name)
         if name == "include":
-            if len(args) == 1:
-                self.include(args[0], where)
+            self.take(expand_include(Directive(name, tuple(args), Path(where), 0), self.locate))
             return
         if name in MULTI_ARG and len(args) == 1 and args[0] != "":
             with contextlib.suppress(ArgsError):
@@ -271,42 +269,41 @@ class _Reader:
             return
         self.values[name] = normalize(name, " ".join(args))
 
-    def read_file(self, path: str, where: str) -> None:
-        self.files.append(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            self.problems.append(f"cannot read config file {path}{where}: {exc.strerror or exc}")
-            return
-        self.text(text, path)
+    def read_file(self, path: str) -> None:
+        self.take(read_directives(Path(path), self.locate))
 
-    def text(self, text: str, path: str) -> None:
-        for number, raw in enumerate(text.split("\n"), start=1):
-            line = raw.strip(" \t\r\n")
-            if not line or line.startswith("#"):
-                continue
-            try:
-                args = split_args(line)
-            except ArgsError as exc:
-                self.problems.append(f"{path}:{number}: {exc}; redis-server refuses this line")
-                continue
-            if args:
-                self.apply(args[0], args[1:], f"{path}:{number}")
-
-    def include(self, pattern: str, where: str) -> None:
-        if self.depth >= 16:
-            self.problems.append(f"{where}: includes nested too deeply (a loop?)")
-            return
-        full = pattern if os.path.isabs(pattern) else os.path.join(self.cwd, pattern)
-        self.depth += 1
-        try:
-            if any(c in pattern for c in "*?["):
-                for match in sorted(glob.glob(full)):
-                    self.read_file(match, f" (included at {where})")
+    def take(self, found: Iterable[Directive | ConfProblem]) -> None:
+        """Apply directives as they come: a ``dir`` moves the directory the next ``include`` is found in."""
+        for item in found:
+            if isinstance(item, ConfProblem):
+                self.problems.append(self.describe(item))
             else:
-                self.read_file(full, f" (included at {where})")
-        finally:
-            self.depth -= 1
+                self.apply(item.name, list(item.args), f"{item.path}:{item.line}")
+
+    def note_file(self, path: Path) -> None:
+        if str(path) not in self.files:
+            self.files.append(str(path))
+
+    def locate(self, include: Directive) -> list[Path]:
+        """An include as redis-server finds it: relative to its working directory at that line; a glob
+        that matches nothing is no error (Redis 7)."""
+        pattern = include.args[0]
+        full = pattern if os.path.isabs(pattern) else os.path.join(self.cwd, pattern)
+        is_glob = any(c in pattern for c in "*?[")
+        found = [Path(m) for m in sorted(glob.glob(full))] if is_glob else [Path(full)]
+        for path in found:
+            self.note_file(path)
+        return found
+
+    @staticmethod
+    def describe(problem: ConfProblem) -> str:
+        if problem.unreadable:
+            at = problem.included_at
+            where = "" if at is None else f" (included at {at.path}{f':{at.line}' if at.line else ''})"
+            return f"cannot read config file {problem.path}{where}: {problem.cause}"
+        if problem.cause:
+            return f"{problem.path}:{problem.line}: {problem.cause}; redis-server refuses this line"
+        return f"{problem.path}:{problem.line}: {problem.detail}"
 
 
 def read_launch_config(argv: Sequence[str], cwd: str | None = None, stdin: Mapping[str, str] | None = None
@@ -322,7 +319,8 @@ def read_launch_config(argv: Sequence[str], cwd: str | None = None, stdin: Mappi
     config_file = None
     if conf is not None:
         config_file = os.path.normpath(os.path.join(start, conf))
-        reader.read_file(config_file, "")
+        reader.note_file(Path(config_file))
+        reader.read_file(config_file)
     for name, value in (stdin or {}).items():
         reader.apply(name, [value], "stdin")
     for line in option_lines(args):

@@ -85,20 +85,28 @@ def instances_of(config: Config, source: str) -> list[str]:
         return [name for name, inst in config.qdrant.items() if inst.backup]
     if source == "config":
         return [config.files.name]
+    if source == "grafana":
+        return [name for name, inst in config.grafana.items() if inst.backup]
+    if source == "prometheus":
+        return [name for name, inst in config.prometheus.items() if inst.backup]
     if source == "all":
         return [SYSTEM_INSTANCE]
     return []
 
 
 def _known(config: Config, source: str) -> list[str]:
+    if source == "grafana":
+        return list(config.grafana)
+    if source == "prometheus":
+        return list(config.prometheus)
     return list(config.redis) if source == "redis" else list(config.qdrant) if source == "qdrant" else []
 
 
 def _check_instance(config: Config, entry: ScheduleEntry, source: str, instance: str) -> None:
     where = f"schedule.{entry.key}"
-    if source not in ("redis", "qdrant"):
-        raise ConfigError(path=config.source_label, detail=f"{where}: only redis and qdrant have named instances "
-                          f"(write schedule.{source})")
+    if source not in ("redis", "qdrant", "grafana", "prometheus"):
+        raise ConfigError(path=config.source_label, detail=f"{where}: only redis, qdrant, grafana and "
+                          f"prometheus have named instances (write schedule.{source})")
     known = _known(config, source)
     if instance not in known:
         raise ConfigError(path=config.source_label, detail=f"{where}: no {source} instance {instance!r} "
@@ -129,8 +137,8 @@ def _backups(config: Config, entry: ScheduleEntry, own: set[tuple[str, str]]) ->
     source = entry.source
     if source not in SCHEDULE_SOURCES:
         raise ConfigError(path=config.source_label, detail=f"schedule.{entry.key}: bdr does not know this job; "
-                          "known: redis, qdrant, config, all (backups), redis/NAME, qdrant/NAME, offsite, "
-                          "offsite/SOURCE, prune, verify, drill")
+                          "known: redis, qdrant, config, grafana, prometheus, all (backups), redis/NAME, qdrant/NAME, "
+                          "offsite, offsite/SOURCE, prune, verify, drill")
     if entry.instance is not None:
         _check_instance(config, entry, source, entry.instance)
         names = [entry.instance]
@@ -146,7 +154,7 @@ def _backups(config: Config, entry: ScheduleEntry, own: set[tuple[str, str]]) ->
     for name in names:
         copy = offsite and (source, name) in local
         args = ["copy", "latest", "--source", source] if copy else ["backup", source]
-        if source in ("redis", "qdrant"):
+        if source in ("redis", "qdrant", "grafana", "prometheus"):
             args += ["--instance", name]
         if entry.compress and not copy:
             args.append("--compress")
@@ -215,7 +223,7 @@ def jobs_for(config: Config, *, live_drill: bool = True, strict: bool = True) ->
     for entry in verifies:
         for source, instance in groups:
             args = ["verify", "latest", "--source", source]
-            if source in ("redis", "qdrant"):
+            if source in ("redis", "qdrant", "grafana", "prometheus"):
                 args += ["--instance", instance]
             if entry.restore_test:
                 args.append("--restore-test")

@@ -13,33 +13,25 @@ moment; writes left by a killed run are found and removed with ``stale_uploads``
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bdr.storage.base import ObjectSink, Storage, WrittenObject
 from bdr.storage.local import LocalStorage
-
-_SCHEMES: dict[str, Callable[..., Storage]] = {}
-
-
-def register_scheme(scheme: str, factory: Callable[..., Storage]) -> None:
-    """Make ``scheme://...`` locations open with ``factory(location, **options)``."""
-    _SCHEMES[scheme] = factory
+from bdr.storage.schemes import factory_for, register_scheme
 
 
 def open_storage(location: str | Path, **options: Any) -> Storage:
     """The storage for a local path or a url whose scheme is registered (``s3://``)."""
     text = str(location)
     if "://" in text:
-        scheme = text.split("://", 1)[0]
-        if scheme not in _SCHEMES and scheme == "s3":
-            import bdr.storage.s3  # noqa: F401  (registers itself)
-        if scheme not in _SCHEMES:
+        factory = factory_for(text.split("://", 1)[0])
+        if factory is None:
             from bdr.errors import UsageError
 
             raise UsageError(detail=f"unsupported repository url {text!r}: use a path or s3://bucket/prefix")
-        return _SCHEMES[scheme](text, **options)
+        storage: Storage = factory(text, **options)
+        return storage
     return LocalStorage(Path(text))
 
 

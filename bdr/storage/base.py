@@ -120,3 +120,21 @@ class Storage(Protocol):
         """Keys (sorted, each once) with a write in progress started more than ``older_than_seconds``
         ago and not finished: what a killed run left (local: only those whose writer is dead)."""
         ...
+
+
+class ObjectCipher(Protocol):
+    """Encrypts objects on their way into the repository, decrypts them on the way out, and seals manifests.
+
+    ``digest`` / ``digest_matches`` are a keyed MAC (``hmac-sha256:<key id>:<ref>:<mac>``):
+    what a set written with this key records as its manifest's ``mac``.
+    """
+
+    key_id: str
+
+    def encrypting(self, sink: ObjectSink) -> ObjectSink: ...
+
+    def decrypting(self, stream: BinaryIO, name: str) -> BinaryIO: ...
+
+    def digest(self, data: bytes) -> str: ...
+
+    def digest_matches(self, data: bytes, recorded: str, name: str = ...) -> bool: ...

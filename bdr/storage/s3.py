@@ -95,7 +95,6 @@ from bdr.errors import (
     UsageError,
 )
 from bdr.s3_lifecycle import ARCHIVE_CLASSES, TIER_TAG, Tier, object_tier, set_of
-from bdr.storage import register_scheme
 from bdr.storage.base import WrittenObject, failed_again, write_all
 from bdr.storage.parallel import PartPipeline, RangeWindow, Stopped
 from bdr.storage.retry import (
@@ -107,11 +106,12 @@ from bdr.storage.retry import (
     network_reason,
     retrying,
 )
+from bdr.storage.schemes import register_scheme
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from bdr.repository import ObjectCipher
+    from bdr.storage.base import ObjectCipher
 
 logger = logging.getLogger(__name__)
 

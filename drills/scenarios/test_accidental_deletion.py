@@ -66,9 +66,7 @@ def test_dropped_qdrant_collection(stack: Stack, drill: Drill) -> None:
     documents = stack.qdrant_points("documents")
 
     drill.fault("collection 'memories' deleted by mistake")
-    from bdr.engines.qdrant.client import connect
-
-    with connect(stack.qdrant()) as client:
+    with api.qdrant_client(stack.config) as client:
         client.delete_collection("memories")
     with drill.step("detected") as step:
         assert stack.qdrant_points("memories") == {}
@@ -93,8 +91,6 @@ def test_dropped_qdrant_collection(stack: Stack, drill: Drill) -> None:
 def test_deleted_points_matching_a_filter(stack: Stack, drill: Drill) -> None:
     from qdrant_client import models
 
-    from bdr.engines.qdrant.client import connect
-
     with drill.step("scheduled backup") as step:
         outcome = api.backup(stack.config, "qdrant")
         step["detail"] = outcome.manifest.id
@@ -102,7 +98,7 @@ def test_deleted_points_matching_a_filter(stack: Stack, drill: Drill) -> None:
     acme = {k: v for k, v in before.items() if v[0]["tenant"] == "acme"}  # type: ignore[index]
 
     drill.fault(f"{len(acme)} points of tenant 'acme' deleted by mistake")
-    with connect(stack.qdrant()) as client:
+    with api.qdrant_client(stack.config) as client:
         selector = models.FilterSelector(filter=models.Filter.model_validate(ACME))
         client.delete("documents", points_selector=selector, wait=True)
     with drill.step("detected") as step:

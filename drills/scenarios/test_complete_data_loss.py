@@ -16,7 +16,6 @@ import hashlib
 import pytest
 
 from bdr import api
-from bdr.engines.redis.info import digest
 from drills.recorder import Drill
 from drills.stack import Stack, wipe
 
@@ -35,7 +34,7 @@ def test_complete_data_loss(stack: Stack, drill: Drill) -> None:
     with drill.step("scheduled system backup", "bdr backup all") as step, writer.paused():
         outcome = api.backup(stack.config, "all")
         step["detail"] = f"{outcome.manifest.id} (skew {outcome.manifest.facts['skew_seconds']}s)"
-        expected_digest = digest(stack.redis.client())
+        expected_digest = api.redis_fingerprint(stack.redis.client()).digest
         expected_documents = stack.qdrant_points("documents")
         expected_memories = stack.qdrant_points("memories")
         before = stack.fingerprint("redis", "qdrant", "config")
@@ -46,7 +45,7 @@ def test_complete_data_loss(stack: Stack, drill: Drill) -> None:
     writer.stop()
     stack.redis.kill()
     lost = stack.lose_redis()
-    for path in (stack.qdrant().path, stack.config_dir):
+    for path in (stack.qdrant_path(), stack.config_dir):
         wipe(path)
     with drill.step("detected") as step:
         assert not stack.redis.running() and not any(stack.config_dir.iterdir())
@@ -60,7 +59,7 @@ def test_complete_data_loss(stack: Stack, drill: Drill) -> None:
         assert stack.redis.client().ping()
     with drill.step("verify") as step:
         assert result.ok, [c for c in result.checks if not c.ok]
-        got_digest = digest(stack.redis.client())
+        got_digest = api.redis_fingerprint(stack.redis.client()).digest
         redis_back = got_digest == outcome.manifest.facts["members"]["redis"].get("digest", got_digest)
         assert stack.qdrant_points("documents").keys() >= expected_documents.keys()
         assert stack.qdrant_points("memories") == expected_memories

@@ -11,7 +11,6 @@ import pytest
 
 from bdr import api
 from bdr.durations import format_duration
-from bdr.engines.redis.info import DIGEST_UNAVAILABLE, digest
 from drills.recorder import Drill
 from drills.stack import Stack
 
@@ -24,7 +23,7 @@ def test_monthly_restore_test(stack: Stack, drill: Drill) -> None:
     with drill.step("latest backup") as step:
         outcome = api.backup(stack.config, "redis", compress=True)
         step["detail"] = outcome.manifest.id
-    production_digest = digest(production)
+    production_digest = api.redis_fingerprint(production).digest
     production_dump = stack.redis_dump()
     before = stack.fingerprint("redis")
 
@@ -37,10 +36,10 @@ def test_monthly_restore_test(stack: Stack, drill: Drill) -> None:
         result = api.restore(stack.config, "redis", "latest", target="test")
         step["detail"] = ", ".join(f"{s.name} {format_duration(s.seconds)}" for s in result.steps)
     with drill.step("verify test target") as step:
-        test_digest = digest(stack.redis_test.client())
+        test_digest = api.redis_fingerprint(stack.redis_test.client()).digest
         assert result.ok, result.checks
         recorded = outcome.manifest.facts["digest"]
-        if recorded != DIGEST_UNAVAILABLE:
+        if recorded != api.DIGEST_UNAVAILABLE:
             assert test_digest == recorded
             step["detail"] = f"digest {test_digest[:16]} equals the manifest"
         else:  # above digest_max_keys the backup records key counts only: the restore compared them
@@ -48,7 +47,7 @@ def test_monthly_restore_test(stack: Stack, drill: Drill) -> None:
             step["detail"] = (f"digest {test_digest[:16]} equals production's; "
                               + "; ".join(f"{c.name}: {c.detail}" for c in result.checks))
     with drill.step("production untouched") as step:
-        assert digest(production) == production_digest
+        assert api.redis_fingerprint(production).digest == production_digest
         assert stack.redis_dump() == production_dump
         step["detail"] = drill.fingerprints(before, stack.fingerprint("redis")) + "; every key equal by DUMP"
     drill.verified()

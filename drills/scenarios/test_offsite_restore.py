@@ -16,7 +16,6 @@ import shutil
 import pytest
 
 from bdr import api
-from bdr.engines.redis.info import digest
 from drills.offsite import offsite_repository
 from drills.recorder import Drill
 from drills.stack import Stack, wipe
@@ -34,7 +33,7 @@ def test_offsite_restore(stack: Stack, drill: Drill) -> None:
         with drill.step("off-site backup", f"bdr backup all --remote {url}") as step, writer.paused():
             outcome = api.backup(config, "all", remote=url)
             step["detail"] = f"{outcome.manifest.id} to {where}, encrypted"
-            expected_digest = digest(stack.redis.client())
+            expected_digest = api.redis_fingerprint(stack.redis.client()).digest
             expected_memories = stack.qdrant_points("memories")
             before = stack.fingerprint("redis", "qdrant", "config")
         assert outcome.manifest.encrypted, "off-site copies must be encrypted by default"
@@ -44,7 +43,7 @@ def test_offsite_restore(stack: Stack, drill: Drill) -> None:
         writer.stop()
         stack.redis.kill()
         lost = stack.lose_redis()
-        for path in (stack.qdrant().path, stack.config_dir):
+        for path in (stack.qdrant_path(), stack.config_dir):
             wipe(path)
         shutil.rmtree(config.repository_path(), ignore_errors=True)
         with drill.step("detected") as step:
@@ -61,7 +60,7 @@ def test_offsite_restore(stack: Stack, drill: Drill) -> None:
             step["detail"] = "; ".join(s.detail for s in result.steps)
         with drill.step("verify") as step:
             assert result.ok, [c for c in result.checks if not c.ok]
-            assert digest(stack.redis.client()) == expected_digest
+            assert api.redis_fingerprint(stack.redis.client()).digest == expected_digest
             assert stack.qdrant_points("memories") == expected_memories
             assert hashlib.sha256((stack.config_dir / ".env").read_bytes()).hexdigest() == env_sha
             step["detail"] = drill.fingerprints(before, stack.fingerprint("redis", "qdrant", "config"))

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
+from bdr import api
 from bdr.durations import format_duration
-from bdr.engines.redis.archive.report import archive_status
 from bdr.lint.windows import ArchiveWindow
 from drills.archiver import ArchiverProcess
 from drills.recorder import Drill
@@ -38,7 +38,7 @@ def test_an_archived_redis_is_held_to_its_archive_lag(stack: Stack, drill: Drill
         with drill.step("measure the archive lag", "bdr status (archive redis/production: lag ...)") as step:
             for _ in range(SAMPLES):
                 time.sleep(0.1)
-                lag = archive_status(config, settings).lag_seconds
+                lag = api.archive_status(config, settings.name).lag_seconds
                 assert lag is not None, "the archive has no recoverable window"
                 lags.append(lag)
             median = sorted(lags)[len(lags) // 2]

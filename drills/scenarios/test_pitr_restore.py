@@ -26,7 +26,6 @@ import pytest
 
 from bdr import api
 from bdr.durations import format_duration
-from bdr.engines.redis.archive.report import archive_status
 from drills.archiver import ArchiverProcess, midpoint_between_acks
 from drills.recorder import Drill
 from drills.stack import Stack
@@ -83,7 +82,7 @@ def test_accidental_deletion_is_undone_to_the_second_before_it(stack: Stack, dri
         step["detail"] = f"user:* gone; restore point {iso(moment)}, the second before the DEL at {iso(fault)}"
     with drill.step("archived", "bdr archive list") as step:
         archiver.wait_archived(time.time())
-        status = archive_status(config, config.archive["production"])
+        status = api.archive_status(config, "production")
         step["detail"] = f"window {status.windows[-1].describe()}, lag {format_duration(status.lag_seconds or 0)}"
     with drill.step("dry run", f"bdr restore redis --to-time {iso(moment)} --dry-run") as step:
         dry = api.restore(config, "redis", None, to_time=iso(moment), dry_run=True)
@@ -180,7 +179,7 @@ def test_an_archiver_killed_mid_stream_resumes_without_a_gap(stack: Stack, drill
     before = midpoint_between_acks(all_acks(writer), fault - 0.5)
     with drill.step("windows", "bdr archive list") as step:
         archiver.wait_archived(time.time())
-        report = archive_status(config, config.archive["production"])
+        report = api.archive_status(config, "production")
         kinds = [w.opened_by for w in report.windows]
         if status.get("new_bases"):
             assert kinds.count("base") == 2, f"a new base must open a window of its own: {kinds}"

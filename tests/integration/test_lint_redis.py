@@ -19,7 +19,7 @@ import redis
 
 from bdr.host import free_port
 from bdr.lint.persistence import resolve
-from bdr.lint.redis_conf import parse_redis_args, parse_redis_conf
+from bdr.redis_conf import parse_redis_args, parse_redis_conf
 from bdr.runtime.process import redis_binary
 
 DATA = Path(__file__).parent.parent / "data" / "lint"

@@ -7,6 +7,7 @@ and a real ``bdr`` process where the exit code and stderr matter).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import socket
@@ -19,18 +20,22 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler
 
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from bdr.cli.main import cli
 from bdr.config import load_config
-from bdr.exporter import ExporterServer, make_server
+from bdr.exporter import CachedCollector, ExporterServer, make_app, make_server
 from bdr.manifest import to_iso
 from bdr.repository import Repository, Verification
 from bdr.retention import keep_last
 from tests.backup_sets import make_manifest, rewrite_manifest, store_set
+from tests.s3_fixtures import S3Bucket
 
 NOW = datetime.now(UTC)
 
@@ -289,6 +294,65 @@ def test_the_exporter_caches_between_scrapes(tmp_path: Path) -> None:
         first = get(server.url)[2]
         hours_ago(Repository.open(tmp_path / "repo"), 1)
         assert get(server.url)[2] == first
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_the_exporter_answers_openmetrics_and_gzip_when_asked(exporter: ExporterServer) -> None:
+    request = urllib.request.Request(exporter.url, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+        text = response.read().decode()
+    assert 'backup_last_success_timestamp{instance="production",source="redis"} 0.0\n' in text
+    assert text.endswith("# EOF\n")
+    request = urllib.request.Request(exporter.url, headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Encoding"] == "gzip"
+        plain = gzip.decompress(response.read()).decode()
+    assert "# TYPE backup_sets gauge\n" in plain and not plain.endswith("# EOF\n")
+
+
+def test_an_unreadable_repository_is_a_metric_not_a_500(tmp_path: Path, s3_bucket: S3Bucket) -> None:
+    missing = f"s3://{s3_bucket.name}-gone/repo"
+    config = load_config(write_config(tmp_path, remote={"url": missing, "endpoint_url": s3_bucket.server.endpoint,
+                                                        "region": "us-east-1", "max_attempts": 1}))
+    server = make_server(config, "127.0.0.1", 0, cache_seconds=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        status, _, body = get(server.url)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert status == 200
+    assert f'backup_repository_up{{location="s3",repository="{missing}"}} 0.0\n' in body
+    assert f'backup_repository_up{{location="local",repository="{tmp_path / "repo"}"}} 1.0\n' in body
+
+
+class FailsOnce(Collector):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def collect(self) -> Iterator[Metric]:
+        self.calls += 1
+        if self.calls == 1:
+            raise OSError("the state file's disk is gone")
+        yield GaugeMetricFamily("backup_sets", "Sets.", value=1)
+
+
+def test_a_failed_computation_is_a_one_line_500_not_cached_and_the_server_lives_on() -> None:
+    failing = FailsOnce()
+    server = ExporterServer(("127.0.0.1", 0), WSGIRequestHandler)
+    server.set_app(make_app(CachedCollector(failing, ttl=3600)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert get(server.url) == (500, "text/plain; charset=utf-8", "bdr exporter: cannot compute metrics: OSError\n")
+        assert get(server.url)[:2] == (200, "text/plain; version=0.0.4; charset=utf-8")
+        assert "backup_sets 1.0" in get(server.url)[2] and failing.calls == 2  # the good answer is cached
     finally:
         server.shutdown()
         server.server_close()

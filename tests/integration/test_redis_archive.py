@@ -324,3 +324,24 @@ def test_a_second_archiver_of_the_same_instance_is_refused(tmp_path: Path, redis
         with pytest.raises(ArchiverRunning):
             second.run()
 
+
+
+def test_a_password_and_a_disk_based_full_sync(tmp_path: Path) -> None:
+    from bdr.runtime.process import spawn_redis
+
+    server = spawn_redis(tmp_path / "secret" / "data", name="production", password="archiver-secret",
+                         extra=["--repl-diskless-sync", "no"])
+    try:
+        config = archived_config(tmp_path, server)
+        client = server.client()
+        client.set("a", "1")
+        with archiving(config) as archiver:
+            client.set("b", "2")
+            wanted = contents(server)
+            moment = quiet_moment()
+            client.set("c", "3")
+            wait_archived(archiver)
+            result = api.restore(config, "redis", None, to_time=moment)
+        assert result.ok and contents(server) == wanted
+    finally:
+        server.stop()

@@ -17,10 +17,9 @@ import yaml
 
 from bdr import api, failpoints
 from bdr.config import Targets
-from bdr.engines.redis.cluster.backup import SkewTooLarge
 from bdr.engines.redis.cluster.slots import key_slot
 from bdr.engines.redis.cluster.topology import discover, nodes_topology, shards_topology
-from bdr.errors import ServiceError
+from bdr.errors import ServiceError, SkewTooLarge
 from bdr.repository import Repository
 from drills.cluster import LoopbackCluster, client_at
 from tests.cluster import cluster_config, load_cluster

@@ -29,9 +29,9 @@ import botocore.exceptions as boto_errors
 import pytest
 
 from bdr.config import RemoteSettings
-from bdr.errors import ConfigError, ServiceUnavailable
+from bdr.errors import ConfigError, RemoteAccessDenied, ServiceUnavailable
 from bdr.repository import Repository, extract_set
-from bdr.storage.s3 import MIB, S3Storage
+from bdr.storage.s3 import MIB, S3Sink, S3Storage
 from tests.s3_fixtures import FlakyProxy, S3Bucket
 
 pytestmark = pytest.mark.s3
@@ -46,7 +46,7 @@ def storage_for(bucket: S3Bucket, **changes: Any) -> S3Storage:
     return S3Storage(bucket.name, "repo", bucket.settings(**options), **transport)
 
 
-def upload(storage: S3Storage, key: str, data: bytes, write_size: int = MIB + 3) -> Any:
+def upload(storage: S3Storage, key: str, data: bytes, write_size: int = MIB + 3) -> S3Sink:
     """Write ``data`` in odd-sized writes (parts never line up with them); the sink, committed."""
     sink = storage.open_write(key)
     for offset in range(0, len(data), write_size):
@@ -303,10 +303,9 @@ def test_a_refused_part_is_not_tried_again_and_aborts_at_once(s3_bucket: S3Bucke
 
     storage.data_client.meta.events.register("before-send.s3.UploadPart", denied)
     started = time.monotonic()
-    with pytest.raises(Exception, match="AccessDenied") as raised:
+    with pytest.raises(RemoteAccessDenied, match="AccessDenied"):
         upload(storage, "redis/x/dump.rdb", os.urandom(3 * PART))
     assert time.monotonic() - started < 5  # no pause of 5 s: not retried
-    assert raised.value.__class__.__name__ == "RemoteAccessDenied"
     assert s3_bucket.pending_uploads() == []
 
 

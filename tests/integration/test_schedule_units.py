@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -124,18 +125,7 @@ def test_enable_reloads_systemd_and_starts_the_timers(tmp_path: Path) -> None:
 
 
 def next_runs(cron: str, after: datetime, count: int) -> list[datetime]:
-    expr = parse_cron(cron)
-    out: list[datetime] = []
-    moment = after.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    while len(out) < count:
-        if expr.runs_on(moment.date()):
-            minutes = [m for m in expr.day_minutes if m >= moment.hour * 60 + moment.minute]
-            if minutes:
-                out.append(moment.replace(hour=minutes[0] // 60, minute=minutes[0] % 60))
-                moment = out[-1] + timedelta(minutes=1)
-                continue
-        moment = datetime.combine(moment.date() + timedelta(days=1), datetime.min.time())
-    return out
+    return list(itertools.islice(parse_cron(cron).next_runs(after), count))
 
 
 @needs_systemd_analyze

@@ -133,3 +133,36 @@ def test_not_a_compose_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         read_compose(tmp_path / "missing.yml")
     assert instances_from_compose(write(tmp_path, "services:\n  web:\n    image: nginx\n")) == {}
+
+
+def test_init_reads_the_file_as_lint_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One parser: a quoted string command is split into shell words, an exporter stores nothing, and a
+    password passed through from the shell (``- REDIS_PASSWORD``) names its variable."""
+    monkeypatch.delenv("COMPOSE_PROJECT_NAME", raising=False)
+    text = """
+services:
+  cache:
+    image: redis:7
+    command: redis-server --requirepass "${CACHE_PASSWORD}" --port 6390 --dir "/srv/redis data"
+    ports: ["127.0.0.1:6390:6390"]
+    volumes: [{type: volume, source: cache, target: "/srv/redis data"}]
+  sessions:
+    image: bitnami/redis:7.2
+    environment: [REDIS_PASSWORD]
+    ports: ["127.0.0.1:6381:6379"]
+    volumes: ["sessions:/bitnami/redis/data"]
+  metrics:
+    image: oliver006/redis_exporter
+volumes: {cache: {}, sessions: {}}
+"""
+    path = write(tmp_path, text)
+    project = read_compose(path)
+    assert [s.service for s in project.services] == ["cache", "sessions"]
+    cache, sessions = project.services
+    assert cache.command == ("redis-server", "--requirepass", "${CACHE_PASSWORD}", "--port", "6390", "--dir",
+                             "/srv/redis data")
+    assert (cache.secret_env, cache.url, cache.container_dir) == ("CACHE_PASSWORD", "redis://127.0.0.1:6390/0",
+                                                                  "/srv/redis data")
+    assert cache.volume == "agentic-backend-v13_cache"
+    assert (sessions.secret_env, sessions.container_dir) == ("REDIS_PASSWORD", "/bitnami/redis/data")
+    assert project.warnings == ()

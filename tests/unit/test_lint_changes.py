@@ -32,10 +32,12 @@ def checkout(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_scenario_names_are_the_drill_suites() -> None:
-    from drills.scenarios import SCENARIOS as SUITE
+def test_scenario_names_are_the_drill_catalogues() -> None:
+    from bdr.drill.catalogue import names
 
-    assert tuple(SUITE) == SCENARIOS
+    assert names() == SCENARIOS
+    assert list(scenarios_for_changes(["drills/scenarios/test_pitr_freshness.py"])) == ["backup_freshness"]
+    assert list(scenarios_for_changes(["drills/scenarios/test_pitr_restore.py"])) == ["pitr_restore"]
 
 
 def test_redis_conf_affects_the_redis_scenarios() -> None:

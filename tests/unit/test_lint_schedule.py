@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,9 @@ def worst(*exprs: str) -> float:
         ("0 0 1 * 1", 7 * DAY),               # both day fields restricted: the 1st OR a Monday
         ("0 0 31 * *", 61 * DAY),             # Aug 31 -> Oct 31
         ("0 0 29 2 *", (366 + 3 * 365) * DAY),  # leap days only
+        ("59/15 * * * *", HOUR),              # 59 only: no later minute in the step
+        ("0-0 * * * *", HOUR),                # an equal range is its one value, not the whole cycle
+        ("0 2 * * 6-7/1", 6 * DAY),           # Saturday and Sunday
     ],
 )
 def test_worst_case_intervals(expr: str, gap: float) -> None:
@@ -69,6 +73,25 @@ def test_a_day_of_week_star_step_still_means_every_day() -> None:
 def test_invalid_expressions(expr: str, message: str) -> None:
     with pytest.raises(CronError, match=message):
         parse_cron(expr)
+
+
+@pytest.mark.parametrize(("expr", "first"), [
+    ("0 2 * * 1-5", ["2024-01-05 02:00", "2024-01-08 02:00", "2024-01-09 02:00"]),    # Friday, then Monday
+    ("0 0 13 * 5", ["2024-01-05 00:00", "2024-01-12 00:00", "2024-01-13 00:00"]),     # a Friday OR the 13th
+    ("0 0 1 * */1", ["2024-02-01 00:00", "2024-03-01 00:00", "2024-04-01 00:00"]),    # */1 counts as *
+    ("0 0 1 * 0-6", ["2024-01-05 00:00", "2024-01-06 00:00", "2024-01-07 00:00"]),    # 0-6 does not: every day
+    ("0 0 * * 1/2", ["2024-01-05 00:00", "2024-01-07 00:00", "2024-01-08 00:00"]),    # 1,3,5,7: Sunday too
+    ("30 9 29 2 *", ["2024-02-29 09:30", "2028-02-29 09:30", "2032-02-29 09:30"]),
+])
+def test_next_runs_follow_cron_rules(expr: str, first: list[str]) -> None:
+    runs = parse_cron(expr).next_runs(datetime(2024, 1, 4, 12, 0))
+    assert [next(runs).strftime("%Y-%m-%d %H:%M") for _ in first] == first
+
+
+def test_croniter_extensions_cron_would_refuse() -> None:
+    for expr in ("0 0 L * *", "0 0 * * 1#2", "0 0 ? * *", "0 0 15W * *", "H * * * *", "0 0 * * * 2030"):
+        with pytest.raises(CronError):
+            parse_cron(expr)
 
 
 def test_an_expression_that_never_runs_has_no_cadence() -> None:

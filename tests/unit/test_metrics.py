@@ -69,7 +69,7 @@ def test_render_writes_help_type_escaped_labels_and_plain_values() -> None:
     assert text == (
         "# HELP backup_sets Sets.\\nWith \"quotes\".\n"
         "# TYPE backup_sets gauge\n"
-        'backup_sets{instance="a\\"b\\\\c\\nd",source="redis"} 3\n'
+        'backup_sets{instance="a\\"b\\\\c\\nd",source="redis"} 3.0\n'
         'backup_sets{instance="x",source="config"} 1.5\n'
         "# HELP drill_passed Nothing yet.\n"
         "# TYPE drill_passed gauge\n"

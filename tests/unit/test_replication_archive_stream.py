@@ -8,7 +8,7 @@ import random
 import pytest
 
 from bdr.engines.redis.archive.replay import cut_of, resp
-from bdr.engines.redis.archive.scanner import CommandScanner, StreamDesync, is_whole
+from bdr.engines.redis.archive.scanner import CommandScanner, is_whole
 from bdr.engines.redis.archive.segment import (
     Header,
     Kind,
@@ -19,7 +19,7 @@ from bdr.engines.redis.archive.segment import (
     name_of,
     pack_marks,
 )
-from bdr.errors import SegmentCorrupt
+from bdr.errors import SegmentCorrupt, StreamDesync
 
 STREAM = (resp("SELECT", "0") + resp("SET", "a", "1") + resp("MULTI") + resp("SET", "b", "2")
           + resp("INCRBY", "c", "1") + resp("EXEC") + resp("PING") + resp("REPLCONF", "GETACK", "*")

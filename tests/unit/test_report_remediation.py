@@ -100,5 +100,5 @@ def test_the_report_shows_the_matrix_and_the_items(tmp_path: Path) -> None:
     paths = write_reports(sample_report(), tmp_path, owners=OWNERS, now=NOW)
     text = " ".join(paths.html.read_text().split())
     assert "Coverage: every target of the policy" in text and "⚠ UNTESTED" in text
-    assert "UNTESTED: no scenario measured it in this run; metrics live in Prometheus" in text
+    assert "UNTESTED: no scenario measured it in this run; tested by the sandbox drill metrics_loss" in text
     assert "Remediation" in text and "2026-12-09" in text and "sre-oncall" not in text  # no config scenario failed

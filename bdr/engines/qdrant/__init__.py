@@ -20,7 +20,7 @@ from pathlib import Path
 from bdr.config import Config
 from bdr.engines.base import BackupRequest, Check, RestoreRequest, RestoreResult
 from bdr.engines.qdrant.client import target_of
-from bdr.engines.qdrant.method import known_methods, method_for, method_of
+from bdr.engines.qdrant.methods import known_methods, method_for, method_of
 from bdr.engines.runbook import Restorer, run_restore
 from bdr.journal import JournalEntry
 from bdr.manifest import Manifest

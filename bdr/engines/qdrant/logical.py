@@ -37,7 +37,7 @@ from bdr import progress
 from bdr.engines.base import BackupRequest, Check, RestoreRequest
 from bdr.engines.qdrant import schema as _schema
 from bdr.engines.qdrant.client import Target, aliases, connect, list_collections, qdrant_errors, server_version
-from bdr.engines.qdrant.method import RestorePlan, register
+from bdr.engines.qdrant.method import RestorePlan
 from bdr.engines.qdrant.pointfile import (
     HASH_NAME,
     Batch,
@@ -498,4 +498,4 @@ def restore_test_embedded(manifest: Manifest, files: Path) -> list[Check]:
     return checks
 
 
-register(LogicalMethod())
+IMPLEMENTATION = LogicalMethod()

@@ -8,7 +8,8 @@
 
 A restore is the same five steps for all three (:mod:`.restore`); a method supplies the
 parts that differ: a plan made before anything changes (and that refuses a restore that
-cannot work), the replacement itself, and the checks of the live data afterwards.
+cannot work), the replacement itself, and the checks of the live data afterwards. The
+methods are found by name in :mod:`.methods`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Protocol
 
 from bdr.engines.base import BackupRequest, Check, RestoreRequest
 from bdr.engines.qdrant.client import Target
-from bdr.errors import UsageError
 from bdr.manifest import Manifest
 from bdr.repository import SetWriter
 
@@ -67,35 +67,3 @@ class Method(Protocol):
     def verify(self, manifest: Manifest, files: Path, restore_test: bool) -> list[Check]:
         """Offline checks of a set's extracted files."""
         ...
-
-
-_METHODS: dict[str, Method] = {}
-
-
-def register(method: Method) -> Method:
-    _METHODS[method.name] = method
-    return method
-
-
-def method_for(name: str) -> Method:
-    _load()
-    try:
-        return _METHODS[name]
-    except KeyError:
-        raise UsageError(detail=f"unknown Qdrant method {name!r}; one of {', '.join(sorted(_METHODS))}") from None
-
-
-def method_of(manifest: Manifest) -> Method:
-    """The method a set was made with."""
-    return method_for(str(manifest.facts.get("method") or manifest.method))
-
-
-def known_methods() -> list[str]:
-    _load()
-    return sorted(_METHODS)
-
-
-def _load() -> None:
-    import bdr.engines.qdrant.logical
-    import bdr.engines.qdrant.snapshot
-    import bdr.engines.qdrant.volume  # noqa: F401

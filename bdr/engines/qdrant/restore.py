@@ -31,7 +31,8 @@ from typing import Any
 
 from bdr.engines.base import Check, Engine, RestoreRequest, RestoreResult, safety_backup
 from bdr.engines.qdrant.client import Target, connect, list_collections, qdrant_errors, target_of
-from bdr.engines.qdrant.method import Method, RestorePlan, method_of
+from bdr.engines.qdrant.method import Method, RestorePlan
+from bdr.engines.qdrant.methods import method_of
 from bdr.engines.runbook import StepOutcome
 from bdr.errors import RestoreError, UsageError
 from bdr.journal import JournalEntry

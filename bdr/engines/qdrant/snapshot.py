@@ -46,7 +46,7 @@ from bdr.engines.base import BackupRequest, Check, RestoreRequest
 from bdr.engines.qdrant import edge, logical
 from bdr.engines.qdrant import schema as _schema
 from bdr.engines.qdrant.client import Target, aliases, connect, list_collections, qdrant_errors, server_version
-from bdr.engines.qdrant.method import RestorePlan, register
+from bdr.engines.qdrant.method import RestorePlan
 from bdr.engines.qdrant.pointfile import CHUNK, Layout, canonical_id, compress
 from bdr.engines.qdrant.schema import CollectionSchema
 from bdr.errors import BdrError, ChecksumMismatch, CorruptArchive, IncompatibleVersion, ServiceError, UsageError
@@ -434,4 +434,4 @@ def sample_check(client: QdrantClient, target: Target, name: str, item: Mapping[
                  f"{len(wrong)} of {len(sample)} sampled points differ or are missing ({', '.join(wrong[:3])})")
 
 
-register(SnapshotMethod())
+IMPLEMENTATION = SnapshotMethod()

@@ -40,7 +40,7 @@ from bdr.engines.qdrant.client import (
     list_collections,
     reachable,
 )
-from bdr.engines.qdrant.method import RestorePlan, register
+from bdr.engines.qdrant.method import RestorePlan
 from bdr.engines.qdrant.pointfile import HASH_NAME
 from bdr.errors import ConfigError, CorruptArchive, ServiceBusy, ServiceError, UsageError
 from bdr.manifest import Manifest
@@ -243,4 +243,4 @@ class VolumeMethod:
         return checks
 
 
-register(VolumeMethod())
+IMPLEMENTATION = VolumeMethod()

@@ -75,11 +75,11 @@ class RedisEngine:
 
     def restorer(self, request: RestoreRequest) -> Restorer:
         if cluster.restores(request):
-            return cluster.restorer(request)
+            return cluster.restorer(self, request)
         if request.selection.get("keys"):
             from bdr.engines.redis.selective import SelectiveRestore
 
-            return SelectiveRestore.new(request)
+            return SelectiveRestore.new(self, request)
         if request.selection:
             raise UsageError(detail="a Redis restore selects keys with --keys (and --db), not "
                              f"{', '.join(request.selection)}")
@@ -89,11 +89,11 @@ class RedisEngine:
 
     def resumed(self, request: RestoreRequest, entry: JournalEntry, result: RestoreResult) -> Restorer:
         if entry.state.get("mode") in cluster.MODES:
-            return cluster.resumed(request, entry, result)
+            return cluster.resumed(self, request, entry, result)
         if entry.state.get("mode") == "selective":
             from bdr.engines.redis.selective import SelectiveRestore
 
-            return SelectiveRestore.resumed(request, entry, result)
+            return SelectiveRestore.resumed(self, request, entry, result)
         from bdr.engines.redis.restore import FullRestore
 
         return FullRestore.resumed(self, request, entry, result)

@@ -15,6 +15,8 @@ from typing import Any
 
 import redis
 
+from bdr.redis_conf import ArgsError, split_args
+
 DIGEST_UNAVAILABLE = "unavailable"
 
 
@@ -224,7 +226,10 @@ def aof_files(directory: Path, manifest_name: str) -> list[Path]:
     manifest = directory / manifest_name
     names: list[str] = []
     for line in manifest.read_text().splitlines():
-        fields = line.split()
+        try:  # Redis writes a name with spaces quoted, as in redis.conf
+            fields = split_args(line)
+        except ArgsError:
+            fields = line.split()
         # lines look like: file appendonly.aof.1.base.rdb seq 1 type b
         attrs = dict(zip(fields[0::2], fields[1::2], strict=False))
         if "file" in attrs and attrs.get("type") in ("b", "i"):

@@ -49,7 +49,7 @@ import redis
 
 from bdr.clients import redis_client, redis_errors
 from bdr.config import Config, RedisInstance
-from bdr.engines.base import Check, RestoreRequest, RestoreResult, safety_backup
+from bdr.engines.base import Check, Engine, RestoreRequest, RestoreResult, safety_backup
 from bdr.engines.redis.temporary import temporary_instance
 from bdr.engines.redis.wire import Wire, call_many, wire
 from bdr.engines.runbook import StepOutcome
@@ -428,6 +428,8 @@ class SelectiveRestore:
     target_instance: RedisInstance
     result: RestoreResult
     selection: KeySelection
+    engine: Engine
+    """The Redis engine, for the safety backup of the keys a restore replaces."""
     work: Path | None = None
     counts: CopyCounts = field(default_factory=CopyCounts)
     plans: list[DbPlan] = field(default_factory=list)
@@ -441,16 +443,17 @@ class SelectiveRestore:
         return self.target_instance.name
 
     @classmethod
-    def new(cls, request: RestoreRequest) -> SelectiveRestore:
+    def new(cls, engine: Engine, request: RestoreRequest) -> SelectiveRestore:
         selection = KeySelection.from_request(request)
         target = request.config.redis_instance(request.target)
         ref = request.backup.id if request.backup else str(request.legacy_path)
         result = RestoreResult(source="redis", ref=ref, target=target.name, steps=request.log.steps,
                                dry_run=selection.dry_run)
-        return cls(request.config, request, target, result, selection)
+        return cls(request.config, request, target, result, selection, engine)
 
     @classmethod
-    def resumed(cls, request: RestoreRequest, entry: JournalEntry, result: RestoreResult) -> SelectiveRestore:
+    def resumed(cls, engine: Engine, request: RestoreRequest, entry: JournalEntry, result: RestoreResult
+                ) -> SelectiveRestore:
         state = entry.state
         config = request.config
         name = str(state["instance"])
@@ -459,7 +462,7 @@ class SelectiveRestore:
         if conflict is Conflict.FAIL:
             conflict = Conflict.SKIP  # the keys copied before the crash exist now: they are ours
         selection = KeySelection(str(state["pattern"]), state.get("db"), conflict)
-        return cls(config, request, target, result, selection, work=Path(state["work"]))
+        return cls(config, request, target, result, selection, engine, work=Path(state["work"]))
 
     def state(self) -> dict[str, Any]:
         return {"mode": "selective", "instance": self.target_instance.name, "url": self.target_instance.url,
@@ -512,9 +515,7 @@ class SelectiveRestore:
         if self.selection.conflict is not Conflict.REPLACE or not any(p.existing for p in self.plans):
             return None, StepOutcome("nothing is overwritten", skipped=True)
         assert self.request is not None
-        from bdr.engines.redis import ENGINE
-
-        safety = safety_backup(ENGINE, self.request, self.target_instance.name)
+        safety = safety_backup(self.engine, self.request, self.target_instance.name)
         return safety.id, StepOutcome(safety.id)
 
     def stop(self) -> StepOutcome:

@@ -46,7 +46,7 @@ from bdr.clients import redis_client
 from bdr.config import Config
 from bdr.engines.redis.archive.bases import JoinPoint
 from bdr.engines.redis.archive.protocol import LinkLost, ReplicationLink, Sync
-from bdr.engines.redis.archive.scanner import CommandScanner, StreamDesync
+from bdr.engines.redis.archive.scanner import CommandScanner
 from bdr.engines.redis.archive.segment import Kind, Mark
 from bdr.engines.redis.archive.spool import Spool
 from bdr.engines.redis.archive.window import iso_us
@@ -59,7 +59,7 @@ from bdr.engines.redis.archive.workers import (
     SegmentShipper,
 )
 from bdr.engines.redis.info import rdb_aux
-from bdr.errors import BdrError, ReplicationRefused, ServiceError
+from bdr.errors import BdrError, ReplicationRefused, ServiceError, StreamDesync
 from bdr.host import process_start_time
 from bdr.journal import Journal
 from bdr.manifest import to_iso, utcnow

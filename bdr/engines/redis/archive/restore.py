@@ -220,7 +220,7 @@ class PointInTimeEngine:
         chosen = Plan.from_state(dict(request.selection["plan"]))
         restorer: PointInTimeRestore | PointInTimeSelectiveRestore
         if request.selection.get("keys"):
-            restorer = PointInTimeSelectiveRestore.new(request)  # type: ignore[assignment]
+            restorer = PointInTimeSelectiveRestore.new(ENGINE, request)  # type: ignore[assignment]
         else:
             restorer = PointInTimeRestore.new(ENGINE, request)  # type: ignore[assignment]
         restorer.plan = chosen
@@ -233,7 +233,7 @@ class PointInTimeEngine:
         chosen = Plan.from_state(dict(entry.state["selection"]["plan"]))
         restorer: PointInTimeRestore | PointInTimeSelectiveRestore
         if entry.state.get("mode") == MODES[1]:
-            restorer = PointInTimeSelectiveRestore.resumed(request, entry, result)  # type: ignore[assignment]
+            restorer = PointInTimeSelectiveRestore.resumed(ENGINE, request, entry, result)  # type: ignore[assignment]
         else:
             restorer = PointInTimeRestore.resumed(ENGINE, request, entry, result)  # type: ignore[assignment]
         restorer.plan = chosen

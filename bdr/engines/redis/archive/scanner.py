@@ -20,15 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bdr.errors import IntegrityError
+from bdr.errors import StreamDesync
 
 QUIET = frozenset({b"PING", b"SELECT", b"REPLCONF"})
 """Commands of the stream that change no data."""
-
-
-class StreamDesync(IntegrityError):
-    """the replication stream of Redis {name} is not RESP where bdr expected a command (offset {offset}: {head!r});
-    the archiver reconnects and takes a new base"""
 
 
 @dataclass(slots=True)

@@ -235,7 +235,7 @@ class MetricsWriter(threading.Thread):
             self.write()
 
     def write(self) -> None:
-        from bdr.metrics import atomic_write, collect, read_state, render, state_path, textfile_path
+        from bdr.metrics import StaticCollector, collect, read_state, state_path, textfile_path, write_exposition
         from bdr.status import views_for
 
         path = textfile_path(self.config)
@@ -246,6 +246,6 @@ class MetricsWriter(threading.Thread):
             if self._views is None or time.monotonic() - self._views_at >= VIEWS_EVERY:
                 self._views = views_for(self.config, state.remembered())
                 self._views_at = time.monotonic()
-            atomic_write(path, render(collect(self.config, self._views, state)).encode())
+            write_exposition(path, StaticCollector(collect(self.config, self._views, state)))
         except Exception as exc:  # metrics never stop the archiver
             logger.warning("could not rewrite the metrics textfile %s: %s", path, exc)

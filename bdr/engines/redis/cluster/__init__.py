@@ -25,11 +25,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bdr.engines.redis.cluster.topology import cluster_enabled
+from bdr.engines.redis.cluster.topology import cluster_enabled, is_cluster_set
 
 if TYPE_CHECKING:
     from bdr.config import RedisInstance
-    from bdr.engines.base import BackupRequest, Check, RestoreRequest, RestoreResult
+    from bdr.engines.base import BackupRequest, Check, Engine, RestoreRequest, RestoreResult
     from bdr.engines.runbook import Restorer
     from bdr.journal import JournalEntry
     from bdr.manifest import Manifest
@@ -37,11 +37,6 @@ if TYPE_CHECKING:
 
 MODES = ("cluster", "cluster-copy", "cluster-node")
 """The ``mode`` of the journal state of a cluster restore (file restore, key-level copy, a lost node back)."""
-
-
-def is_cluster_set(manifest: Manifest | None) -> bool:
-    """Whether a set is a cluster set (the parent over one member set per shard)."""
-    return manifest is not None and isinstance(manifest.facts.get("cluster"), dict) and bool(manifest.children)
 
 
 def backs_up(request: BackupRequest, instance: RedisInstance) -> bool:
@@ -63,25 +58,27 @@ def restores(request: RestoreRequest) -> bool:
     return cluster_enabled(request.config.redis_instance(request.target))
 
 
-def restorer(request: RestoreRequest) -> Restorer:
-    """A file restore into the same layout, else a key-level copy routed by slot (see the module docstring)."""
+def restorer(engine: Engine, request: RestoreRequest) -> Restorer:
+    """A file restore into the same layout, else a key-level copy routed by slot (see the module docstring).
+
+    ``engine`` is the Redis engine: it takes the safety backup and each node's backup."""
     from bdr.engines.redis.cluster.plan import choose
 
-    return choose(request)
+    return choose(engine, request)
 
 
-def resumed(request: RestoreRequest, entry: JournalEntry, result: RestoreResult) -> Restorer:
+def resumed(engine: Engine, request: RestoreRequest, entry: JournalEntry, result: RestoreResult) -> Restorer:
     if entry.state.get("mode") == "cluster":
         from bdr.engines.redis.cluster.restore import ClusterRestore
 
-        return ClusterRestore.resumed(request, entry, result)
+        return ClusterRestore.resumed(engine, request, entry, result)
     if entry.state.get("mode") == "cluster-node":
         from bdr.engines.redis.cluster.node import NodeRejoin
 
         return NodeRejoin.resumed(request, entry, result)
     from bdr.engines.redis.cluster.copy import ClusterCopy
 
-    return ClusterCopy.resumed(request, entry, result)
+    return ClusterCopy.resumed(engine, request, entry, result)
 
 
 def verify_member(manifest: Manifest, files: Any, restore_test: bool) -> list[Check]:

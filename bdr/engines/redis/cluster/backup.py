@@ -43,7 +43,7 @@ from bdr.clients import redis_client
 from bdr.config import Config, RedisInstance
 from bdr.engines.base import BackupRequest
 from bdr.engines.redis.cluster.topology import Node, Shard, Topology, discover, format_slots, node_instance
-from bdr.errors import BdrError, ServiceError
+from bdr.errors import BdrError, ClusterNotHealthy, SkewTooLarge
 from bdr.manifest import Manifest, to_iso
 from bdr.repository import Repository, SetWriter
 
@@ -52,17 +52,6 @@ logger = logging.getLogger(__name__)
 FORMAT = 1
 SKEW_RPO = "sessions"
 """The RPO the skew between shards is held to (the data that changes fastest)."""
-
-
-class ClusterNotHealthy(ServiceError):
-    """Redis cluster {name} cannot be backed up: {detail}"""
-
-
-class SkewTooLarge(BdrError):
-    """the snapshots of the shards of Redis cluster {name} are {skew:.1f}s apart, more than the {rpo} RPO ({target}s):
-    the set would not describe one moment; {detail}"""
-
-    exit_code = 7
 
 
 def member_name(cluster: str, index: int) -> str:

@@ -43,7 +43,7 @@ import redis
 
 from bdr.clients import redis_client, redis_errors
 from bdr.config import Config, RedisInstance
-from bdr.engines.base import Check, RestoreRequest, RestoreResult, safety_backup
+from bdr.engines.base import Check, Engine, RestoreRequest, RestoreResult, safety_backup
 from bdr.engines.redis.cluster.restore import each
 from bdr.engines.redis.cluster.sample import copied_sample_check
 from bdr.engines.redis.cluster.slots import SlotMap, key_slot
@@ -177,6 +177,8 @@ class ClusterCopy:
     result: RestoreResult
     selection: KeySelection
     whole: bool
+    engine: Engine
+    """The Redis engine, for the safety backup of the keys a copy replaces."""
     work: Path | None = None
     sources: list[Source] = field(default_factory=list)
     target: Target | None = None
@@ -196,19 +198,20 @@ class ClusterCopy:
     # --- building it ---------------------------------------------------------------------------
 
     @classmethod
-    def new(cls, request: RestoreRequest, selection: KeySelection, whole: bool) -> ClusterCopy:
+    def new(cls, engine: Engine, request: RestoreRequest, selection: KeySelection, whole: bool) -> ClusterCopy:
         if request.backup is None:
             raise UsageError(detail="a restore into a Redis cluster needs a backup set, not an old script's backup: "
                              "restore it into a single instance first, then back that up")
         target = request.config.redis_instance(request.target)
         result = RestoreResult(source="redis", ref=request.backup.id, target=target.name, steps=request.log.steps,
                                dry_run=selection.dry_run)
-        copy = cls(request.config, request, target, result, selection, whole)
+        copy = cls(request.config, request, target, result, selection, whole, engine)
         copy.sources = sources_of(request.repository, request.backup)
         return copy
 
     @classmethod
-    def resumed(cls, request: RestoreRequest, entry: JournalEntry, result: RestoreResult) -> ClusterCopy:
+    def resumed(cls, engine: Engine, request: RestoreRequest, entry: JournalEntry, result: RestoreResult
+                ) -> ClusterCopy:
         state = entry.state
         name = str(state["instance"])
         target = request.config.redis[name] if name in request.config.redis else \
@@ -217,7 +220,7 @@ class ClusterCopy:
         if conflict is Conflict.FAIL:
             conflict = Conflict.SKIP  # the keys copied before the crash exist now: they are ours
         selection = KeySelection(str(state["pattern"]), state.get("db"), conflict)
-        copy = cls(request.config, request, target, result, selection, bool(state.get("whole")),
+        copy = cls(request.config, request, target, result, selection, bool(state.get("whole")), engine,
                    work=Path(state["work"]) if state.get("work") else None,
                    target_was_empty=bool(state.get("target_was_empty")))
         if request.backup is not None:
@@ -329,9 +332,7 @@ class ClusterCopy:
         if self.selection.conflict is not Conflict.REPLACE or not existing:
             return None, StepOutcome("nothing is overwritten", skipped=True)
         assert self.request is not None
-        from bdr.engines.redis import ENGINE
-
-        safety = safety_backup(ENGINE, self.request, self.target_instance.name)
+        safety = safety_backup(self.engine, self.request, self.target_instance.name)
         return safety.id, StepOutcome(safety.id)
 
     def stop(self) -> StepOutcome:
@@ -418,7 +419,8 @@ class ClusterCopy:
         safety = repo.get(safety_id, "redis")
         put_back = ClusterCopy(self.config, None, self.target_instance, RestoreResult("redis", safety_id,
                                self.instance, []), KeySelection(self.selection.pattern, self.selection.db,
-                                                                 Conflict.REPLACE), whole=False)
+                                                                 Conflict.REPLACE), whole=False,
+                               engine=self.engine)
         put_back.sources = sources_of(repo, safety)
         put_back.work = self.work / "rollback"
         for index, source in enumerate(put_back.sources):

@@ -21,7 +21,9 @@ from bdr.config import RedisInstance
 from bdr.engines.base import Check
 from bdr.engines.redis.cluster.topology import SLOTS, Topology, discover, node_instance
 
-POLL = 0.1
+POLL = 0.02
+"""Between two looks. A restarted master says ``cluster_state:fail`` for 2 s after it loaded (Redis's
+``CLUSTER_WRITABLE_DELAY``), which no restore can shorten; a short poll adds the least on top of it."""
 DEFAULT_WAIT = 60.0
 
 

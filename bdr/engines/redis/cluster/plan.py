@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 
-from bdr.engines.base import RestoreRequest
-from bdr.engines.redis.cluster.topology import cluster_enabled, discover
+from bdr.engines.base import Engine, RestoreRequest
+from bdr.engines.redis.cluster.topology import cluster_enabled, discover, is_cluster_set
 from bdr.engines.redis.selective import Conflict, KeySelection
 from bdr.engines.runbook import Restorer
 from bdr.errors import UsageError
@@ -23,8 +23,8 @@ from bdr.errors import UsageError
 logger = logging.getLogger(__name__)
 
 
-def choose(request: RestoreRequest) -> Restorer:
-    from bdr.engines.redis.cluster import is_cluster_set
+def choose(engine: Engine, request: RestoreRequest) -> Restorer:
+    """The restorer for ``request``; ``engine`` (the Redis engine) takes the safety and node backups."""
     from bdr.engines.redis.cluster.copy import ClusterCopy
     from bdr.engines.redis.cluster.restore import ClusterRestore
 
@@ -41,7 +41,7 @@ def choose(request: RestoreRequest) -> Restorer:
         raise UsageError(detail="a Redis cluster restores from a backup set, not from an old script's backup: "
                          "restore that into a single instance, back it up with bdr, then restore the set")
     if request.selection.get("keys"):
-        return ClusterCopy.new(request, KeySelection.from_request(request), whole=False)
+        return ClusterCopy.new(engine, request, KeySelection.from_request(request), whole=False)
     target = request.config.redis_instance(request.target)
     try:
         conflict = Conflict(request.conflict)
@@ -52,7 +52,7 @@ def choose(request: RestoreRequest) -> Restorer:
         topology = discover(target)
         layout = [shard["slots"] for shard in manifest.facts["cluster"]["shards"]]
         if topology.same_layout(layout):
-            return ClusterRestore.new(request, topology)
+            return ClusterRestore.new(engine, request, topology)
         logger.info("cluster %s has another layout than %s (%s): copying keys by slot", target.name,
                     request.backup.id, topology.describe())
-    return ClusterCopy.new(request, KeySelection("*", None, conflict, request.dry_run), whole=True)
+    return ClusterCopy.new(engine, request, KeySelection("*", None, conflict, request.dry_run), whole=True)

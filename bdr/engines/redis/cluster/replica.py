@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,14 +141,7 @@ class ReplicaResync:
 
         if not wait_for(synced, timeout, 0.05):
             return [Check(name, False, f"not synced with its master within {timeout:.0f}s")]
-        try:
-            mine = Keyspace.from_info(client.info("keyspace"))
-            theirs = Keyspace.from_info(redis_client(master, timeout=10.0).info("keyspace"))
-        except redis.RedisError as exc:
-            return [Check(name, False, f"cannot compare with its master: {exc}")]
-        same = mine.total_keys == theirs.total_keys
-        return [Check(name, same, f"synced from its master: {mine.total_keys} keys"
-                      + ("" if same else f", the master has {theirs.total_keys}"))]
+        return [ReplicaComparison(client, redis_client(master, timeout=10.0), name).check(timeout)]
 
     def stop_for_rollback(self) -> str:
         """Stop it if it runs on the restored data (before its master is rolled back: no failover meanwhile)."""
@@ -186,3 +180,58 @@ class ReplicaResync:
             self.swap.discard()
         elif self.work is not None:
             shutil.rmtree(self.work, ignore_errors=True)
+
+
+SETTLE_SECONDS = 2.0
+"""How long the check looks for a moment without writes before it settles for the offset."""
+
+
+@dataclass
+class ReplicaComparison:
+    """A synced replica's keys against its master's, read at one replication offset.
+
+    While clients write, the master and the replica hold the same keys only at the same offset:
+    the master's keyspace is read between two reads of its offset, the replica's between two of
+    its own, and the counts are compared when all four agree. Under writes that never pause, a
+    replica that reached the offset the master had when the check began holds everything the
+    master held then; after :data:`SETTLE_SECONDS` that is the check, and it says the counts were
+    not compared.
+    """
+
+    replica: redis.Redis
+    master: redis.Redis
+    name: str
+
+    def check(self, timeout: float) -> Check:
+        deadline = time.monotonic() + timeout
+        settle = time.monotonic() + min(SETTLE_SECONDS, timeout)
+        try:
+            wanted = self._master_offset()
+            while True:
+                before = self._master_offset()
+                theirs = Keyspace.from_info(self.master.info("keyspace"))
+                after = self._master_offset()
+                mine_before = self._replica_offset()
+                mine = Keyspace.from_info(self.replica.info("keyspace"))
+                mine_after = self._replica_offset()
+                if before == after == mine_before == mine_after:
+                    same = mine.total_keys == theirs.total_keys
+                    return Check(self.name, same, f"synced from its master: {mine.total_keys} keys at offset {after}"
+                                 + ("" if same else f", the master has {theirs.total_keys}"))
+                now = time.monotonic()
+                if mine_after >= wanted and now >= settle:
+                    return Check(self.name, True, f"synced from its master up to offset {mine_after} (the master was "
+                                 f"at {wanted} when the check began; writes kept arriving, so the key counts were not "
+                                 "compared at one offset)")
+                if now >= deadline:
+                    return Check(self.name, False, f"behind its master: offset {mine_after}, the master was at "
+                                 f"{wanted} {timeout:.0f}s ago")
+                time.sleep(0.02)
+        except redis.RedisError as exc:
+            return Check(self.name, False, f"cannot compare with its master: {exc}")
+
+    def _master_offset(self) -> int:
+        return int(self.master.info("replication")["master_repl_offset"])
+
+    def _replica_offset(self) -> int:
+        return int(self.replica.info("replication").get("slave_repl_offset", -1))

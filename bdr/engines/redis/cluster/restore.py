@@ -44,7 +44,7 @@ import redis
 
 from bdr.clients import redis_client
 from bdr.config import Config, RedisInstance
-from bdr.engines.base import BackupRequest, Check, RestoreRequest, RestoreResult, StepLog, safety_backup
+from bdr.engines.base import BackupRequest, Check, Engine, RestoreRequest, RestoreResult, StepLog, safety_backup
 from bdr.engines.redis.cluster.health import health, health_checks, wait_healthy
 from bdr.engines.redis.cluster.replica import ReplicaResync
 from bdr.engines.redis.cluster.topology import Node, Topology, node_instance
@@ -67,18 +67,14 @@ class NodeEngine:
 
     source = "redis"
 
-    def __getattr__(self, name: str) -> Any:
-        from bdr.engines.redis import ENGINE
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
 
-        return getattr(ENGINE, name)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
 
     def backup(self, request: BackupRequest, writer: _SetWriter) -> None:
-        from bdr.engines.redis import ENGINE
-
-        ENGINE.backup(dataclasses.replace(request, options={**request.options, "cluster-node": True}), writer)
-
-
-NODE_ENGINE: Any = NodeEngine()
+        self._engine.backup(dataclasses.replace(request, options={**request.options, "cluster-node": True}), writer)
 
 
 def each(items: Sequence[T], action: Callable[[T], Any]) -> list[Any]:
@@ -154,6 +150,8 @@ class ClusterRestore:
     request: RestoreRequest
     seed: RedisInstance
     result: RestoreResult
+    engine: Engine
+    """The Redis engine: its safety backup of the whole cluster, and (as :class:`NodeEngine`) each node's."""
     parts: list[Part] = field(default_factory=list)
     pauses: list[WritePause] = field(default_factory=list)
     source: str = "redis"
@@ -174,7 +172,7 @@ class ClusterRestore:
     # --- building it -------------------------------------------------------------------------
 
     @classmethod
-    def new(cls, request: RestoreRequest, topology: Topology) -> ClusterRestore:
+    def new(cls, engine: Engine, request: RestoreRequest, topology: Topology) -> ClusterRestore:
         assert request.backup is not None
         seed = request.config.redis_instance(request.target)
         members = members_by_slots(request.repository, request.backup)
@@ -188,11 +186,12 @@ class ClusterRestore:
                 parts.append(Part(shard.index, "master" if node is shard.master else "replica", node,
                                   node_instance(seed, node, name), member.id))
         config = _with_nodes(request.config, [p.instance for p in parts])
-        restore = cls(config, request, seed, result, parts)
+        restore = cls(config, request, seed, result, engine, parts)
+        node_engine: Any = NodeEngine(engine)
         for part in parts:
             masters = [m for m in parts if m.shard == part.shard and m.role == "master"]
             if part.role == "master":
-                part.master = FullRestore.new(NODE_ENGINE, restore._child_request(part, members[
+                part.master = FullRestore.new(node_engine, restore._child_request(part, members[
                     next(s.slots for s in topology.shards if s.index == part.shard)]))
             else:
                 part.replica = ReplicaResync.new(part.instance, masters[0].instance)
@@ -203,7 +202,8 @@ class ClusterRestore:
                                    log=StepLog(), selection={}, legacy_path=None)
 
     @classmethod
-    def resumed(cls, request: RestoreRequest, entry: JournalEntry, result: RestoreResult) -> ClusterRestore:
+    def resumed(cls, engine: Engine, request: RestoreRequest, entry: JournalEntry, result: RestoreResult
+                ) -> ClusterRestore:
         state = entry.state
         config = request.config
         name = str(state["instance"])
@@ -215,7 +215,8 @@ class ClusterRestore:
             parts.append(Part(int(raw["shard"]), str(raw["role"]), node,
                               node_instance(seed, node, str(raw["instance"])), str(raw["member"])))
         config = _with_nodes(config, [p.instance for p in parts])
-        restore = cls(config, request, seed, result, parts)
+        restore = cls(config, request, seed, result, engine, parts)
+        node_engine: Any = NodeEngine(engine)
         for part, raw in zip(parts, state["parts"], strict=True):
             inner = dict(raw["state"] or {})
             if part.role == "master":
@@ -226,7 +227,7 @@ class ClusterRestore:
                     logger.warning("member set %s cannot be read now: %s", part.member, exc)
                 child = restore._child_request(part, member)
                 fake = dataclasses.replace(entry, instance=part.instance.name, ref=part.member, state=inner)
-                part.master = FullRestore.resumed(NODE_ENGINE, child, fake, RestoreResult(
+                part.master = FullRestore.resumed(node_engine, child, fake, RestoreResult(
                     "redis", part.member, part.instance.name, child.log.steps))
             else:
                 master = next(m.instance for m in parts if m.shard == part.shard and m.role == "master")
@@ -280,7 +281,7 @@ class ClusterRestore:
             pause.begin()
             self.pauses.append(pause)
         try:
-            safety = safety_backup(_engine(), self.request, self.seed.name, options={"cluster_source": "masters"})
+            safety = safety_backup(self.engine, self.request, self.seed.name, options={"cluster_source": "masters"})
         except BaseException:
             self._end_pauses(unpause=True)
             raise
@@ -358,9 +359,3 @@ def _dbsize(instance: RedisInstance) -> int:
         return int(redis_client(instance, timeout=10.0, retries=0).dbsize())
     except redis.RedisError:
         return 1  # cannot tell: protect it
-
-
-def _engine() -> Any:
-    from bdr.engines.redis import ENGINE
-
-    return ENGINE

@@ -32,16 +32,13 @@ import redis
 
 from bdr.clients import redis_client, redis_errors
 from bdr.config import RedisInstance
-from bdr.errors import ServiceError
+from bdr.errors import NotACluster
+from bdr.manifest import Manifest
 
 logger = logging.getLogger(__name__)
 
 SLOTS = 16384
 SlotRange = tuple[int, int]
-
-
-class NotACluster(ServiceError):
-    """Redis {name} at {url} is not a cluster (cluster_enabled:0): {detail}"""
 
 
 def _text(value: Any) -> str:
@@ -332,3 +329,8 @@ class NodeInstances:
 
     def __getitem__(self, node: Node) -> RedisInstance:
         return self.by_id[node.id]
+
+
+def is_cluster_set(manifest: Manifest | None) -> bool:
+    """Whether a set is a cluster set (the parent over one member set per shard)."""
+    return manifest is not None and isinstance(manifest.facts.get("cluster"), dict) and bool(manifest.children)

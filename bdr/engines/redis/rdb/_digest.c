@@ -4,9 +4,9 @@
  * The digest is defined in bdr/engines/redis/rdb/__init__.py (and, as code, in
  * canonical.py); reference.py is the same computation in Python, and the tests check
  * that both agree on every file they make. This file parses an RDB (versions 1 to 12:
- * what Redis 2.x to 7.x writes) from memory (an mmap of the file, or a buffer), with
- * the GIL released, and returns the digest, per-db counts, aux fields and the bottom-k
- * sample of per-key hashes.
+ * what Redis 2.x to 7.x writes) from memory (an mmap of the file, a window of it resident
+ * at a time, or a buffer), with the GIL released, and returns the digest, per-db counts,
+ * aux fields and the bottom-k sample of per-key hashes.
  *
  * Errors never crash: every read is bounds-checked and a problem longjmps back to the
  * entry point with a message and the byte offset where it was found.
@@ -327,6 +327,9 @@ typedef struct {
 typedef struct {
     const uint8_t *buf;
     size_t len, pos;
+    int mapped;                         /* buf is an mmap of the file: see window_advance */
+    size_t page, released, populated, next_window;
+    uint64_t crc_released;              /* the CRC64 of the bytes before `released` */
     jmp_buf jb;
     int err;
     size_t err_off;
@@ -1422,6 +1425,30 @@ static int crc_hint(const ctx_t *c) {
     return crc64(0, c->buf, c->len - 8) == stored;
 }
 
+/* A mapped file is parsed in one pass with about three windows of it resident (48 MiB), whatever its size: the
+ * pages more than a window behind the cursor are CRC'd (the file's CRC64 as it goes, not a second pass at the end)
+ * and handed back (MADV_DONTNEED on a read-only private file mapping drops them from this process only; a later
+ * read, an error's context or crc_hint, faults them in again from the file, unchanged), and the next two windows
+ * are faulted in with one call (MADV_POPULATE_READ, where the kernel has it) instead of one fault per page. A
+ * single value longer than that is resident while it is read. */
+#define WINDOW ((size_t)16 << 20)
+
+static void window_advance(ctx_t *c) {
+    size_t behind = c->pos > WINDOW ? (c->pos - WINDOW) & ~(c->page - 1) : 0;
+    if (behind > c->released) {
+        c->crc_released = crc64(c->crc_released, c->buf + c->released, behind - c->released);
+        madvise((void *)(c->buf + c->released), behind - c->released, MADV_DONTNEED);
+        c->released = behind;
+    }
+#ifdef MADV_POPULATE_READ
+    size_t end = c->pos + 2 * WINDOW < c->len ? c->pos + 2 * WINDOW : c->len;
+    size_t from = (c->populated > c->pos ? c->populated : c->pos) & ~(c->page - 1);
+    if (end > from) madvise((void *)(c->buf + from), end - from, MADV_POPULATE_READ); /* a hint: errors ignored */
+    if (end > c->populated) c->populated = end;
+#endif
+    c->next_window = c->pos + WINDOW / 4;
+}
+
 static void parse(ctx_t *c) {
     if (c->len == 0) fail(c, ERR_CORRUPT, 0, "truncated: the file is empty");
     if (c->len < 9 || memcmp(c->buf, "REDIS", 5) != 0) {
@@ -1441,6 +1468,7 @@ static void parse(ctx_t *c) {
     int has_expire = 0;
     int64_t expire_ms = 0;
     for (;;) {
+        if (UNLIKELY(c->mapped && c->pos >= c->next_window)) window_advance(c);
         size_t off = c->pos;
         uint8_t type = take_u8(c, "the next type or opcode (the file ends before its EOF marker)");
         switch (type) {
@@ -1508,7 +1536,7 @@ static void parse(ctx_t *c) {
                 if (c->crc_stored == 0) {
                     c->checksum = 1;
                 } else {
-                    c->crc_computed = crc64(0, c->buf, end);
+                    c->crc_computed = crc64(c->crc_released, c->buf + c->released, end - c->released);
                     if (c->crc_computed != c->crc_stored)
                         fail(c, ERR_CORRUPT, end,
                              "CRC64 mismatch: the file stores %016llx, its bytes give %016llx (a byte changed "
@@ -1634,11 +1662,13 @@ done:
     return out;
 }
 
-static PyObject *digest_memory(const uint8_t *buf, size_t len, Py_ssize_t k, int want_all) {
+static PyObject *digest_memory(const uint8_t *buf, size_t len, Py_ssize_t k, int want_all, int mapped) {
     ctx_t *c = calloc(1, sizeof(ctx_t));
     if (!c) return PyErr_NoMemory();
     c->buf = buf;
     c->len = len;
+    c->mapped = mapped;
+    c->page = (size_t)sysconf(_SC_PAGESIZE);
     c->k = k > 0 ? (size_t)k : 0;
     c->want_all = want_all;
     if (c->k) {
@@ -1707,10 +1737,10 @@ static PyObject *py_digest_file(PyObject *self, PyObject *args, PyObject *kw) {
     if (len > 0) {
         void *m;
         Py_BEGIN_ALLOW_THREADS
-        m = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0); /* one prefault, not one per page */
+        m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0); /* faulted in a window at a time: window_advance */
         if (m != MAP_FAILED) {
             madvise(m, len, MADV_SEQUENTIAL);
-            madvise(m, len, MADV_WILLNEED);
+            madvise(m, len, MADV_WILLNEED); /* read ahead into the page cache (not into this process) */
         }
         Py_END_ALLOW_THREADS
         if (m == MAP_FAILED) {
@@ -1724,7 +1754,7 @@ static PyObject *py_digest_file(PyObject *self, PyObject *args, PyObject *kw) {
     close(fd);
     Py_DECREF(pathobj);
     static const uint8_t empty[1] = {0};
-    PyObject *out = digest_memory(map ? map : empty, len, k, want_all);
+    PyObject *out = digest_memory(map ? map : empty, len, k, want_all, map != NULL);
     if (map) munmap((void *)map, len);
     return out;
 }
@@ -1737,7 +1767,7 @@ static PyObject *py_digest_bytes(PyObject *self, PyObject *args, PyObject *kw) {
     int want_all = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|np", kwlist, &view, &k, &want_all)) return NULL;
     static const uint8_t empty[1] = {0};
-    PyObject *out = digest_memory(view.len ? view.buf : empty, (size_t)view.len, k, want_all);
+    PyObject *out = digest_memory(view.len ? view.buf : empty, (size_t)view.len, k, want_all, 0);
     PyBuffer_Release(&view);
     return out;
 }

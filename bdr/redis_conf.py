@@ -1,10 +1,17 @@
-"""A redis.conf parser that reads the file the way redis-server does.
+"""redis.conf, read the way redis-server reads it: the one parser bdr has for it.
 
-One directive per line: a name and its arguments, split like Redis's ``sdssplitargs``
-(``"double quotes"`` with ``\\n``, ``\\xHH`` escapes, ``'single quotes'``); lines starting
-with ``#`` are comments. Names are case-insensitive. ``include`` pulls in other files (glob
-patterns allowed, as in Redis 7) at the place it appears; a later directive overrides an
-earlier one, except ``save``, whose lines add up (see :mod:`bdr.lint.persistence`).
+One directive per line (lines split on ``\\n`` and trimmed of `` \\t\\r\\n``, as Redis does):
+a name and its arguments, split like Redis's ``sdssplitargs`` (``"double quotes"`` with
+``\\n``, ``\\xHH`` escapes, ``'single quotes'``); lines starting with ``#`` are comments.
+Names are case-insensitive. ``include`` pulls in other files (glob patterns allowed, as in
+Redis 7) at the place it appears; a later directive overrides an earlier one, except
+``save``, whose lines add up.
+
+Where an ``include`` points depends on who reads: redis-server resolves it against its
+working directory *at that line* (``dir`` changes it), :mod:`bdr.runtime.settings` follows
+that with its own locator; ``bdr lint`` reads a checkout, where the file sits next to the
+one including it (:func:`in_checkout`). :func:`read_directives` takes the locator and is
+lazy, so a reader can apply ``dir`` before the next include is located.
 
 Options given to ``redis-server`` on its command line (``--appendonly no``, ``--save ""``)
 are read by Redis as extra config lines after the file: :func:`parse_redis_args` turns them
@@ -17,7 +24,7 @@ from __future__ import annotations
 import glob
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +65,15 @@ class ConfProblem:
     fatal: bool = True
     """True when Redis refuses to start on it (a bad line); False for what lint cannot see (an include
     that points at a path of the container)."""
+    cause: str = ""
+    """The bare reason (``No such file or directory``, ``unbalanced quotes``), for a reader's own wording."""
+    included_at: Directive | None = None
+    """For a file that cannot be read: the ``include`` that named it (None for the main file)."""
+
+    @property
+    def unreadable(self) -> bool:
+        """A file that could not be read (rather than a line in it)."""
+        return self.line is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,81 +184,33 @@ def parse_memory(text: str) -> int:
     return int(number) * _MEMORY_UNITS[unit.lower() if unit else None]
 
 
-def parse_redis_conf(path: Path) -> RedisConf:
-    """Parse ``path`` and the files it includes; unreadable or refused lines become problems."""
-    directives: list[Directive] = []
-    problems: list[ConfProblem] = []
-    _read(path, directives, problems, seen=(), depth=0)
-    return RedisConf(path, tuple(directives), tuple(problems))
+Locate = Callable[[Directive], "Sequence[Path] | ConfProblem"]
+"""Where an ``include`` directive points: the files to read, in order, or why there are none."""
 
 
-def parse_redis_text(text: str, path: Path) -> RedisConf:
-    """Parse config text as if it were the file ``path`` (includes resolved next to ``path``)."""
-    directives: list[Directive] = []
-    problems: list[ConfProblem] = []
-    _parse_lines(text, path, directives, problems, seen=(path.resolve(),), depth=0)
-    return RedisConf(path, tuple(directives), tuple(problems))
+def read_directives(path: Path, locate: Locate, text: str | None = None) -> Iterator[Directive | ConfProblem]:
+    """Every directive of ``path`` (or of ``text`` read as that file) in order, includes expanded in place.
+
+    Lazy: ``locate`` is called when an ``include`` is reached, after every directive before it
+    was taken. Lines Redis would refuse and files that cannot be read come as :class:`ConfProblem`.
+    """
+    if text is None:
+        yield from _file(path, locate, None, (), 0)
+    else:
+        yield from _lines(text, path, locate, (path.resolve(),), 0)
 
 
-def _read(path: Path, directives: list[Directive], problems: list[ConfProblem], seen: tuple[Path, ...],
-          depth: int) -> None:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        problems.append(ConfProblem(path, None, f"cannot read {path}: {exc.strerror or exc}"))
-        return
-    _parse_lines(text, path, directives, problems, (*seen, path.resolve()), depth)
+def expand_include(include: Directive, locate: Locate) -> Iterator[Directive | ConfProblem]:
+    """The directives an ``include`` met outside a file (a ``--include`` option) brings in."""
+    yield from _include(include, locate, (), 0)
 
 
-def _parse_lines(text: str, path: Path, directives: list[Directive], problems: list[ConfProblem],
-                 seen: tuple[Path, ...], depth: int) -> None:
-    for number, raw in enumerate(text.splitlines(), start=1):
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        try:
-            args = split_args(stripped)
-        except ArgsError as exc:
-            problems.append(ConfProblem(path, number, f"{exc} in {stripped.split()[0]!r} line"))
-            continue
-        if not args:
-            continue
-        directive = Directive(args[0].lower(), tuple(args[1:]), path, number)
-        if directive.name == "include":
-            _include(directive, directives, problems, seen, depth)
-            continue
-        directives.append(directive)
-
-
-def _include(directive: Directive, directives: list[Directive], problems: list[ConfProblem],
-             seen: tuple[Path, ...], depth: int) -> None:
-    if len(directive.args) != 1:
-        problems.append(ConfProblem(directive.path, directive.line, "include takes exactly one file"))
-        return
-    if depth >= MAX_INCLUDE_DEPTH:
-        problems.append(ConfProblem(directive.path, directive.line, "includes nested too deeply (a loop?)"))
-        return
-    pattern = directive.args[0]
-    candidates = _include_candidates(pattern, directive.path.parent)
-    if not candidates:
-        problems.append(ConfProblem(
-            directive.path, directive.line,
-            f"included file {pattern} is not in this checkout (a path inside the container or server?); "
-            "the settings in it are not checked", fatal=False,
-        ))
-        return
-    for candidate in candidates:
-        if candidate.resolve() in seen:
-            problems.append(ConfProblem(directive.path, directive.line, f"{pattern} includes itself"))
-            continue
-        logger.debug("%s:%d includes %s", directive.path, directive.line, candidate)
-        _read(candidate, directives, problems, seen, depth + 1)
-
-
-def _include_candidates(pattern: str, here: Path) -> list[Path]:
-    """Files an ``include`` matches: as written (relative to the working directory, as redis-server
-    resolves it), else relative to the including file, which is how a checkout keeps them."""
-    for base in (Path.cwd(), here):
+def in_checkout(include: Directive) -> Sequence[Path] | ConfProblem:
+    """How lint locates an include: as written (relative to the working directory, as redis-server resolves
+    it), else relative to the including file, which is how a checkout keeps them; a soft problem when
+    neither exists (a path inside the container or server)."""
+    pattern = include.args[0]
+    for base in (Path.cwd(), include.path.parent):
         full = Path(pattern) if Path(pattern).is_absolute() else base / pattern
         if any(c in pattern for c in "*?["):
             matches = sorted(Path(p) for p in glob.glob(str(full)))
@@ -250,7 +218,81 @@ def _include_candidates(pattern: str, here: Path) -> list[Path]:
                 return [p for p in matches if p.is_file()]
         elif full.is_file():
             return [full]
-    return []
+    return ConfProblem(include.path, include.line,
+                       f"included file {pattern} is not in this checkout (a path inside the container or server?); "
+                       "the settings in it are not checked", fatal=False)
+
+
+def parse_redis_conf(path: Path, locate: Locate = in_checkout) -> RedisConf:
+    """Parse ``path`` and the files it includes; unreadable or refused lines become problems."""
+    return _collect(path, read_directives(path, locate))
+
+
+def parse_redis_text(text: str, path: Path, locate: Locate = in_checkout) -> RedisConf:
+    """Parse config text as if it were the file ``path`` (includes resolved next to ``path``)."""
+    return _collect(path, read_directives(path, locate, text))
+
+
+def _collect(path: Path, found: Iterable[Directive | ConfProblem]) -> RedisConf:
+    directives: list[Directive] = []
+    problems: list[ConfProblem] = []
+    for item in found:
+        if isinstance(item, Directive):
+            directives.append(item)
+        else:
+            problems.append(item)
+    return RedisConf(path, tuple(directives), tuple(problems))
+
+
+def _file(path: Path, locate: Locate, include: Directive | None, seen: tuple[Path, ...], depth: int
+          ) -> Iterator[Directive | ConfProblem]:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        yield ConfProblem(path, None, f"cannot read {path}: {reason}", cause=reason, included_at=include)
+        return
+    yield from _lines(text, path, locate, (*seen, path.resolve()), depth)
+
+
+def _lines(text: str, path: Path, locate: Locate, seen: tuple[Path, ...], depth: int
+           ) -> Iterator[Directive | ConfProblem]:
+    for number, raw in enumerate(text.split("\n"), start=1):
+        stripped = raw.strip(" \t\r\n")
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            args = split_args(stripped)
+        except ArgsError as exc:
+            yield ConfProblem(path, number, f"{exc} in {stripped.split()[0]!r} line", cause=str(exc))
+            continue
+        if not args:
+            continue
+        directive = Directive(args[0].lower(), tuple(args[1:]), path, number)
+        if directive.name == "include":
+            yield from _include(directive, locate, seen, depth)
+        else:
+            yield directive
+
+
+def _include(directive: Directive, locate: Locate, seen: tuple[Path, ...], depth: int
+             ) -> Iterator[Directive | ConfProblem]:
+    if len(directive.args) != 1:
+        yield ConfProblem(directive.path, directive.line, "include takes exactly one file")
+        return
+    if depth >= MAX_INCLUDE_DEPTH:
+        yield ConfProblem(directive.path, directive.line, "includes nested too deeply (a loop?)")
+        return
+    located = locate(directive)
+    if isinstance(located, ConfProblem):
+        yield located
+        return
+    for candidate in located:
+        if candidate.resolve() in seen:
+            yield ConfProblem(directive.path, directive.line, f"{directive.args[0]} includes itself")
+            continue
+        logger.debug("%s:%d includes %s", directive.path, directive.line, candidate)
+        yield from _file(candidate, locate, directive, seen, depth + 1)
 
 
 def parse_redis_args(argv: Sequence[str], path: Path, line: int) -> tuple[str | None, list[Directive]]:
