@@ -209,3 +209,37 @@ def command_line(argv: Sequence[str]) -> str:
     import shlex
 
     return " ".join(shlex.quote(a) for a in argv)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRun:
+    """What an operator's command did: its exit status, what it printed, and the tail of its
+    output and errors (for messages)."""
+
+    returncode: int
+    stdout: str
+    output: str
+
+
+def run_command(argv: Sequence[str], *, where: str, timeout: float, check: bool = True) -> CommandRun:
+    """Run an operator's command (a manager's stop, start or status) with a time limit.
+
+    ``where`` names the command in bdr.yaml (``redis.cache.commands.stop``) for the one-line
+    :class:`~bdr.errors.ConfigError` when it cannot be found; a timeout, and with ``check`` a
+    non-zero exit, is :class:`~bdr.errors.CommandFailed` with the tail of its output.
+    """
+    import subprocess
+
+    from bdr.errors import CommandFailed, ConfigError
+
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError as exc:
+        raise ConfigError(path="bdr.yaml", detail=f"{where}: {argv[0]} not found on PATH; fix the command") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise CommandFailed(command=command_line(argv), code="timeout",
+                            output=f"still running after {timeout:.0f}s") from exc
+    output = (done.stdout + done.stderr).strip()[-400:]
+    if check and done.returncode != 0:
+        raise CommandFailed(command=command_line(argv), code=done.returncode, output=output or "no output")
+    return CommandRun(done.returncode, done.stdout, output)

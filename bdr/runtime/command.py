@@ -24,7 +24,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ from bdr.config import RedisInstance
 from bdr.errors import CommandFailed, ConfigError, NoLaunch, ServiceError, ServiceUnavailable, StartFailed
 from bdr.runtime import preflight as checks
 from bdr.runtime import procfs, register_runtime
-from bdr.runtime.base import Launch, Needs, command_line
+from bdr.runtime.base import CommandRun, Launch, Needs, command_line, run_command
 from bdr.runtime.launch import ReadLaunch, read_launch
 from bdr.runtime.redis_base import RedisBase, nosave_on_signals
 from bdr.runtime.settings import LaunchConfig, read_launch_config
@@ -56,24 +55,17 @@ class CommandRedis(RedisBase):
     _read: ReadLaunch | None = field(default=None, repr=False)
     last_output: str = ""
 
-    def _run(self, which: str, timeout: float = COMMAND_TIMEOUT, check: bool = True
-             ) -> subprocess.CompletedProcess[str]:
+    def _run(self, which: str, timeout: float = COMMAND_TIMEOUT, check: bool = True) -> CommandRun:
         argv = list(self.commands.get(which, ()))
         if not argv:
             raise ConfigError(path="bdr.yaml", detail=f"redis.{self.name}.commands has no {which} command")
         logger.info("Redis %s: %s", self.name, command_line(argv))
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-        except FileNotFoundError as exc:
-            raise ConfigError(path="bdr.yaml", detail=f"redis.{self.name}.commands.{which}: {argv[0]} not found "
-                              "on PATH; fix the command") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise CommandFailed(command=command_line(argv), code="timeout",
-                                output=f"still running after {timeout:.0f}s") from exc
-        self.last_output = (done.stdout + done.stderr).strip()[-400:]
-        if check and done.returncode != 0:
-            raise CommandFailed(command=command_line(argv), code=done.returncode,
-                                output=self.last_output or "no output")
+            done = run_command(argv, where=f"redis.{self.name}.commands.{which}", timeout=timeout, check=check)
+        except CommandFailed as exc:
+            self.last_output = str(exc.fields.get("output", ""))
+            raise
+        self.last_output = done.output
         return done
 
     def how_started(self) -> str:

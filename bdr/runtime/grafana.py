@@ -25,7 +25,7 @@ from typing import Any
 from bdr.config import GrafanaInstance
 from bdr.errors import BdrError, CommandFailed, ConfigError, ServiceTimeout, StartFailed, StopFailed
 from bdr.runtime import register_runtime
-from bdr.runtime.base import Launch, Needs, command_line
+from bdr.runtime.base import Launch, Needs, command_line, run_command
 
 logger = logging.getLogger(__name__)
 
@@ -68,17 +68,11 @@ class GrafanaService:
         argv = self._argv(which)
         logger.info("Grafana %s: %s", self.name, command_line(argv))
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-        except FileNotFoundError as exc:
-            raise ConfigError(path="bdr.yaml", detail=f"grafana.{self.name}: {argv[0]} not found on PATH; fix the "
-                              f"{which} command") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise CommandFailed(command=command_line(argv), code="timeout",
-                                output=f"still running after {timeout:.0f}s") from exc
-        self.last_output = (done.stdout + done.stderr).strip()[-400:]
-        if check and done.returncode != 0:
-            raise CommandFailed(command=command_line(argv), code=done.returncode,
-                                output=self.last_output or "no output")
+            done = run_command(argv, where=f"grafana.{self.name}.commands.{which}", timeout=timeout, check=check)
+        except CommandFailed as exc:
+            self.last_output = str(exc.fields.get("output", ""))
+            raise
+        self.last_output = done.output
         return done.returncode
 
     def _docker(self, which: str, timeout: float, check: bool) -> int:

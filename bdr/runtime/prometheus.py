@@ -33,10 +33,10 @@ from urllib.parse import urlparse
 
 from bdr.config import PrometheusInstance
 from bdr.engines.prometheus.client import PrometheusClient
-from bdr.errors import BdrError, CommandFailed, ConfigError, ServiceError, ServiceTimeout, StartFailed, StopFailed
+from bdr.errors import BdrError, ConfigError, ServiceError, ServiceTimeout, StartFailed, StopFailed
 from bdr.host import pid_alive
 from bdr.runtime import procfs, register_runtime
-from bdr.runtime.base import Launch, Needs, command_line
+from bdr.runtime.base import CommandRun, Launch, Needs, command_line, run_command
 from bdr.runtime.server import identity, tail
 from bdr.waiting import wait_for
 
@@ -103,20 +103,10 @@ class PrometheusRuntime:
         return None
 
     def _run(self, argv: list[str] | tuple[str, ...], what: str, timeout: float = 120.0, check: bool = True
-             ) -> subprocess.CompletedProcess[str]:
+             ) -> CommandRun:
         if not argv:
             raise ConfigError(path="bdr.yaml", detail=f"prometheus.{self.name}: no {what} command")
-        try:
-            done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
-        except FileNotFoundError as exc:
-            raise ConfigError(path="bdr.yaml", detail=f"prometheus.{self.name}: {argv[0]} not found on PATH") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise CommandFailed(command=command_line(argv), code="timeout", output=f"still running after "
-                                f"{timeout:.0f}s") from exc
-        if check and done.returncode != 0:
-            raise CommandFailed(command=command_line(argv), code=done.returncode,
-                                output=(done.stdout + done.stderr).strip()[-300:] or "no output")
-        return done
+        return run_command(argv, where=f"prometheus.{self.name} ({what})", timeout=timeout, check=check)
 
     def _manager(self, verb: str) -> list[str]:
         """The systemd / command / docker argv of ``verb`` (start, stop, status)."""
