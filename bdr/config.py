@@ -22,8 +22,9 @@ from typing import Any
 import yaml
 
 from bdr.drill.settings import DrillSettings, check_targets, parse_drill, parse_owners
-from bdr.durations import parse_duration
 from bdr.errors import ConfigError, UnknownTarget
+from bdr.sources import source_names
+from bdr.util.durations import parse_duration
 
 DEFAULT_CONFIG_NAME = "bdr.yaml"
 CONFIG_ENV = "BDR_CONFIG"
@@ -530,7 +531,7 @@ class Targets:
 
 
 RETENTION_KINDS = ("hourly", "daily", "weekly", "monthly", "yearly", "last", "within", "safety")
-"""Rule kinds :mod:`bdr.retention` knows: calendar periods (UTC), the newest N, an age, safety backups."""
+"""Rule kinds :mod:`bdr.repository.retention` knows: calendar periods (UTC), the newest N, an age, safety backups."""
 RETENTION_LOCATIONS = ("local", "s3")
 
 
@@ -543,7 +544,7 @@ class RetentionRule:
     included); ``count`` limits it to that many periods that hold a set (restic's
     ``--keep-daily N``). ``last`` keeps the ``count`` newest sets, ``within`` every set younger
     than ``keep``, ``safety`` the safety backups taken before restores younger than ``keep`` (at
-    every location). :mod:`bdr.retention` documents the exact semantics.
+    every location). :mod:`bdr.repository.retention` documents the exact semantics.
     """
 
     kind: str
@@ -562,7 +563,7 @@ DEFAULT_RETENTION: tuple[RetentionRule, ...] = (
 
 SCHEDULE_KINDS = ("backup", "offsite", "prune", "verify", "drill")
 """What a ``schedule:`` entry runs (see :class:`ScheduleEntry`)."""
-SCHEDULE_SOURCES = ("redis", "qdrant", "config", "prometheus", "grafana", "all")
+SCHEDULE_SOURCES = source_names(with_all=True)
 SCHEDULE_OPTIONS = ("cron", "source", "remote", "restore_test", "compress", "wait_lock")
 
 

@@ -283,6 +283,10 @@ class SelectionConflict(UsageError):
     --conflict skip (keep the live ones) or --conflict replace (overwrite them)"""
 
 
+class WrongSelection(UsageError):
+    """bdr restore {source} selects with {takes}, not {given}"""
+
+
 class ServiceBusy(ServiceError):
     """{service} at {address} is in use by another process: {detail}"""
 

@@ -62,7 +62,7 @@ from bdr.engines.redis.archive.window import plan, windows
 from bdr.engines.redis.temporary import LoadFrom, temporary_instance
 from bdr.repository import Repository, extract_set
 from bdr.runtime.process import RedisProcess, spawn_redis
-from bdr.waiting import wait_for
+from bdr.util.waiting import wait_for
 
 SAMPLE_EVERY = 0.1
 BURST = 0.001

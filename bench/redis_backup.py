@@ -24,7 +24,7 @@ beforehand, as bdr's file is), timed from the exec to ``loading:0`` with bdr's o
 everything else is bdr's. Aim: 1.3x. For (b) the floor of a restore that *keeps* what it
 replaces is printed too: BGSAVE + cp of that much data, then the cold start.
 
-**Selective restore** (``bdr.api.restore(..., selection={"keys": "user:*"}, conflict="fail")``)
+**Selective restore** (``bdr.api.restore(..., keys="user:*", conflict="fail")``)
 of the matching 90% into an empty instance, three ways: ``floor``, the plain client pipeline
 anyone would write against the *live* source (SCAN, then per batch of 1000 keys pipelined
 ``DUMP`` + ``PTTL``, then pipelined ``RESTORE``, redis-py); ``bdr`` end to end from the set
@@ -70,7 +70,7 @@ from bdr.engines.base import RestoreResult, StepStatus
 from bdr.repository import Repository
 from bdr.runtime.process import RedisProcess, spawn_redis
 from bdr.runtime.procfs import port_free
-from bdr.waiting import wait_for
+from bdr.util.waiting import wait_for
 
 BATCH = 50_000
 PATTERN = "user:*"
@@ -543,25 +543,31 @@ def ensure_backup(lab: Lab) -> None:
 # --- restore ---------------------------------------------------------------------------------------------
 
 
-def measure_cold_start(lab: Lab, series: Series) -> None:
-    """A redis-server started on a data directory holding the set's RDB (copied, fsynced), until ``loading:0``."""
-    lab.target.reset(None)  # the machine as in an 'empty' restore: production up, an empty target
-    data = lab.workdir / "cold" / "data"
+def cold_start(rdb: Path, workdir: Path, keys: int, timeout: float = 600) -> float:
+    """Seconds a redis-server takes to start on a data directory holding ``rdb`` (copied, fsynced) until
+    ``loading:0``; exits when it did not load ``keys`` keys."""
+    data = workdir / "cold" / "data"
     shutil.rmtree(data.parent, ignore_errors=True)
     data.mkdir(parents=True)
-    shutil.copyfile(lab.set_rdb(), data / "dump.rdb")
+    shutil.copyfile(rdb, data / "dump.rdb")
     fsync_file(data / "dump.rdb")
     started = time.perf_counter()
-    server = spawn_redis(data, name="cold", timeout=600)
+    server = spawn_redis(data, name="cold", timeout=timeout)
     seconds = time.perf_counter() - started
     try:
         loaded = server.client(timeout=60).dbsize()
     finally:
         server.stop()
         shutil.rmtree(data.parent, ignore_errors=True)
-    if loaded != lab.keys:
-        raise SystemExit(f"the cold start loaded {loaded} keys, the RDB holds {lab.keys}")
-    series.add(seconds)
+    if loaded != keys:
+        raise SystemExit(f"the cold start loaded {loaded} keys, the RDB holds {keys}")
+    return seconds
+
+
+def measure_cold_start(lab: Lab, series: Series) -> None:
+    """A redis-server started on a data directory holding the set's RDB, until ``loading:0``."""
+    lab.target.reset(None)  # the machine as in an 'empty' restore: production up, an empty target
+    series.add(cold_start(lab.set_rdb(), lab.workdir, lab.keys))
 
 
 STEP_OF_PHASE = {"fetch": "fetch", "check": "check", "safety backup": "safety backup", "stop": "stop",
@@ -675,7 +681,7 @@ def measure_migrate(lab: Lab, series: Series) -> None:
 
 def measure_bdr_selective(lab: Lab, series: Series, copy_step: Series) -> None:
     started = time.perf_counter()
-    result = api.restore(lab.config, "redis", lab.backup_id, target="target", selection={"keys": PATTERN},
+    result = api.restore(lab.config, "redis", lab.backup_id, target="target", keys=PATTERN,
                          conflict="fail")
     seconds = time.perf_counter() - started
     if not result.ok:
@@ -776,7 +782,7 @@ def warm_up() -> None:
     import bdr.engines.redis
     import bdr.engines.redis.restore
     import bdr.engines.redis.selective
-    import bdr.metrics  # noqa: F401
+    import bdr.monitoring.metrics  # noqa: F401
     from bdr.engines.redis.rdb import digest
 
     if not digest.HAVE_C:

@@ -72,7 +72,7 @@ from bdr.config import Config
 from bdr.engines.redis.cluster.slots import key_slot
 from bdr.repository import Repository
 from bdr.runtime.process import spawn_redis
-from bdr.waiting import wait_for
+from bdr.util.waiting import wait_for
 from drills.cluster import LoopbackCluster, client_at, cluster_ok
 
 AIM = 1.2

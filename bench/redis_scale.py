@@ -55,7 +55,7 @@ from redis_backup import (
     Target,
     Verdict,
     bgsave_and_wait,
-    fsync_file,
+    cold_start,
     interleaved,
     load_note,
     populate,
@@ -200,24 +200,9 @@ def measure_bdr_backup(here: Lab, series: Series, memory: Memory) -> None:
 
 
 def measure_cold_start(here: Lab, series: Series) -> None:
-    """A redis-server started on a data directory holding the set's RDB (copied, fsynced), until ``loading:0``."""
+    """A redis-server started on a data directory holding the set's RDB, until ``loading:0``."""
     here.target.reset(None)
-    data = here.workdir / "cold" / "data"
-    shutil.rmtree(data.parent, ignore_errors=True)
-    data.mkdir(parents=True)
-    shutil.copyfile(here.set_rdb(), data / "dump.rdb")
-    fsync_file(data / "dump.rdb")
-    started = time.perf_counter()
-    server = spawn_redis(data, name="cold", timeout=900)
-    seconds = time.perf_counter() - started
-    try:
-        loaded = server.client(timeout=60).dbsize()
-    finally:
-        server.stop()
-        shutil.rmtree(data.parent, ignore_errors=True)
-    if loaded != here.keys:
-        raise SystemExit(f"the cold start loaded {loaded} keys, the RDB holds {here.keys}")
-    series.add(seconds)
+    series.add(cold_start(here.set_rdb(), here.workdir, here.keys, timeout=900))
 
 
 def measure_bdr_restore(here: Lab, series: Series, memory: Memory) -> None:

@@ -35,9 +35,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from bdr.config import Config, RedisInstance
+from bdr.drill.workload import load_redis_workload
 from bdr.runtime.process import RedisProcess, spawn_redis
-from bdr.waiting import wait_for
-from bdr.workload import load_redis_workload
+from bdr.util.waiting import wait_for
 from drills.writer import AckWriter, Channel
 
 BUS_OFFSET = 10000

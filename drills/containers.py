@@ -2,7 +2,7 @@
 
 With ``--dr-runtime docker`` the stack's Redis instances run the way production runs them:
 a container from a Redis image (``redis:7-alpine`` when the engine has it, else
-``bdr/redis:<version>`` built offline from the host's binaries, see :mod:`bdr.images`),
+``bdr/redis:<version>`` built offline from the host's binaries, see :mod:`bdr.runtime.images`),
 its data in a named volume (``<project>_redis_data``, ``<project>_redis-test_data``), the
 production persistence settings on its command line. The containers share the host's
 network and listen on 127.0.0.1 only: no drill traffic leaves the loopback.
@@ -45,7 +45,6 @@ import pytest
 
 from bdr.clients import redis_address
 from bdr.errors import BdrError, ImageBuildFailed, ImageNotFound
-from bdr.images import resolve_qdrant_image, resolve_redis_image
 from bdr.runtime.docker import RedisContainer, remove_volume, spawn_redis_container
 from bdr.runtime.docker_engine import (
     LABELS_ENV,
@@ -55,6 +54,7 @@ from bdr.runtime.docker_engine import (
     remove_labelled,
     remove_orphans,
 )
+from bdr.runtime.images import resolve_qdrant_image, resolve_redis_image
 from drills.services import RedisService, service_name
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Iterator
 
 from bdr.config import Config
-from bdr.host import free_port
+from bdr.util.host import free_port
 
 MOTO_ENV = {"AWS_ACCESS_KEY_ID": "AKIABDRDRILL00000000", "AWS_SECRET_ACCESS_KEY": "bdr-drill-secret",
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from bdr.durations import format_duration
-from bdr.manifest import to_iso
 from bdr.report.provenance import host_facts, operator_name
 from bdr.report.records import DrillResult, Outcome, RunReport
 from bdr.report.verdict import verdict_of
+from bdr.repository.manifest import to_iso
+from bdr.util.durations import format_duration
 from drills import pytest_html_columns
 from drills.policy import Policy, load_policy
 from drills.recorder import Drill
@@ -41,7 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--dr-policy", metavar="PATH", default=None,
                     help="bdr.yaml whose targets the drills are held to (default: ./bdr.yaml, else the "
                     "runbook's targets).")
-    group.addoption("--dr-runtime", choices=sorted(RUNTIMES), default="process",
+    group.addoption("--dr-runtime", choices=sorted(RUNTIMES.names()), default="process",
                     help="Run the services as local processes or containers (default: process).")
     group.addoption("--dr-scale", choices=sorted(SCALES), default="small",
                     help="Workload size: small (CI), medium, large (monthly: ≥1M keys, 100k vectors).")
@@ -239,11 +239,11 @@ class DrillReporter:
         self.paths = write_reports(report, out, owners=policy.config.owners, due_after=settings.remediation_due,
                                    signing_key=key)
         if self.config.getoption("--dr-evidence"):
-            from bdr.evidence import store_run
+            from bdr.repository.evidence import store_run
 
             self.stored = store_run(policy.config, self.paths)
         try:
-            from bdr.metrics import record_drill_report
+            from bdr.monitoring.metrics import record_drill_report
         except ImportError:
             return
         from bdr.report.for_metrics import for_metrics

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bdr.config import PrometheusInstance
-from bdr.host import free_port
 from bdr.runtime import procfs
+from bdr.util.host import free_port
 
 PROMETHEUS = shutil.which("prometheus")
 MISSING = "prometheus is not installed (apt-get install prometheus)"

@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
-from bdr.manifest import to_iso
+from bdr.engines.base import StepStatus
 from bdr.report.phases import rto_phases
 from bdr.report.records import DrillResult, DrillStep, TargetCheck, Verification
+from bdr.repository.manifest import to_iso
 from drills.policy import Policy
 
 
@@ -46,37 +47,39 @@ class Drill:
     def evidence(self) -> dict[str, Any]:
         return self.result.evidence
 
-    def _step(self, name: str, begun: float, ended: float, detail: str, ok: bool) -> DrillStep:
+    def _finish(self, step: DrillStep, begun: float, ended: float, failed: bool = False) -> DrillStep:
+        """Place ``step`` on the scenario's clock (monotonic ``begun``/``ended``) and record it."""
         start_wall = self._origin_wall.timestamp() + (begun - self._origin)
         end_wall = self._origin_wall.timestamp() + (ended - self._origin)
-        step = DrillStep(
-            name=name,
-            started_at=to_iso(datetime.fromtimestamp(start_wall, UTC)),
-            finished_at=to_iso(datetime.fromtimestamp(end_wall, UTC)),
-            seconds=round(ended - begun, 4),
-            offset=round(begun - self._origin, 4),
-            detail=detail,
-            ok=ok,
-        )
+        step.started_at = to_iso(datetime.fromtimestamp(start_wall, UTC))
+        step.finished_at = to_iso(datetime.fromtimestamp(end_wall, UTC))
+        step.seconds = round(ended - begun, 4)
+        step.offset = round(begun - self._origin, 4)
+        if failed:
+            step.status = StepStatus.FAILED
         self.result.steps.append(step)
         return step
 
+    def _step(self, name: str, begun: float, ended: float, detail: str) -> DrillStep:
+        return self._finish(DrillStep(name=name, started_at="", detail=detail), begun, ended)
+
     @contextlib.contextmanager
-    def step(self, name: str, detail: str = "") -> Iterator[dict[str, str]]:
-        """Time a step; the yielded dict's ``detail`` may be filled in by the scenario."""
-        info = {"detail": detail}
+    def step(self, name: str, detail: str = "") -> Iterator[DrillStep]:
+        """Time a step; the scenario may fill in the yielded step's ``detail``; an exception marks it failed."""
+        step = DrillStep(name=name, started_at=to_iso(_now()), detail=detail)
         begun = time.monotonic()
         try:
-            yield info
+            yield step
         except BaseException as exc:
-            self._step(name, begun, time.monotonic(), info["detail"] or f"{type(exc).__name__}: {exc}", False)
+            step.detail = step.detail or f"{type(exc).__name__}: {exc}"
+            self._finish(step, begun, time.monotonic(), failed=True)
             raise
-        self._step(name, begun, time.monotonic(), info["detail"], True)
+        self._finish(step, begun, time.monotonic())
 
     def mark(self, name: str, detail: str = "") -> None:
         """An instantaneous event on the timeline."""
         now = time.monotonic()
-        self._step(name, now, now, detail, True)
+        self._step(name, now, now, detail)
 
     def fault(self, detail: str) -> float:
         """The disaster happens now: the RTO clock starts. Returns the wall-clock time."""
@@ -90,7 +93,7 @@ class Drill:
         self._fault_mono = time.monotonic()
         self._fault_wall = _now()
         self.result.fault_at = to_iso(self._fault_wall)
-        self._step(name, self._fault_mono, self._fault_mono, detail, True)
+        self._step(name, self._fault_mono, self._fault_mono, detail)
         return self._fault_wall.timestamp()
 
     @property
@@ -103,7 +106,7 @@ class Drill:
         assert self._fault_mono is not None, "drill.fault() must come before drill.verified()"
         self._verified_mono = time.monotonic()
         self.result.verified_at = to_iso(_now())
-        self._step("data verified", self._verified_mono, self._verified_mono, detail, True)
+        self._step("data verified", self._verified_mono, self._verified_mono, detail)
         return self._verified_mono - self._fault_mono
 
     def rto(self, target: str, note: str = "") -> TargetCheck:

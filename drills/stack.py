@@ -27,14 +27,15 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bdr import api
 from bdr.config import Config, FilesSource, QdrantInstance, RedisInstance
-from bdr.workload import load_qdrant_workload, load_redis_workload
+from bdr.drill.workload import load_qdrant_workload, load_redis_workload
+from bdr.registry import Registry
 from drills.services import ProcessServices, RedisService, Services, ServicesKind, service_name, wipe
 from drills.writer import AckWriter, Channel
 
@@ -100,23 +101,15 @@ aof-use-rdb-preamble yes
 SECRET_FILES = {".env": "OPENAI_API_KEY=sk-drill-not-a-real-key\nREDIS_PASSWORD=drill-secret\n"}
 
 
-def _process_services() -> ServicesKind:
-    return ProcessServices
-
-
-def _docker_services() -> ServicesKind:
-    from drills.containers import ContainerServices
-
-    return ContainerServices
-
-
-RUNTIMES: dict[str, Callable[[], ServicesKind]] = {"process": _process_services, "docker": _docker_services}
-"""``--dr-runtime`` name -> its :class:`Services` (imported only when chosen)."""
+RUNTIMES: Registry[ServicesKind] = Registry("drill runtime", {"docker": "drills.containers"},
+                                             attribute="ContainerServices")
+"""``--dr-runtime`` name -> its :class:`Services` (``docker``'s module imported only when chosen)."""
+RUNTIMES.register("process", ProcessServices)
 
 
 def runtime_environment(runtime: str) -> dict[str, Any]:
     """What the run's environment records about ``runtime`` (images, engine version)."""
-    return RUNTIMES[runtime]().environment()
+    return RUNTIMES.get(runtime).environment()
 
 
 @dataclass
@@ -139,7 +132,7 @@ class Stack:
     @classmethod
     def start(cls, root: Path, runtime: str, scale: Scale, base: Config) -> Stack:
         root.mkdir(parents=True, exist_ok=True)
-        services = RUNTIMES[runtime]().open(root)
+        services = RUNTIMES.get(runtime).open(root)
         spawned: list[RedisService] = []
         try:
             spawned.append(services.spawn_redis("production", PRODUCTION_REDIS_ARGS))

@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from bdr.manifest import MANIFEST_NAME, FileEntry, Manifest, StoredObject, to_iso, utcnow
 from bdr.repository import WRITING_MARKER, BackupSet, LockInfo, ObjectCipher, Repository, Verification, WriterMarker
+from bdr.repository.manifest import MANIFEST_NAME, FileEntry, Manifest, StoredObject, to_iso, utcnow
 
 
 def set_id(source: str, finished: datetime, instance: str = "production", salt: str = "") -> str:

@@ -33,8 +33,8 @@ import docker
 import docker.errors
 import pytest
 
-from bdr.images import UPSTREAM_REDIS_IMAGES, build_redis_image, find_local, resolve_qdrant_image
 from bdr.runtime.docker_engine import docker_client, engine_available, remove_labelled, remove_orphans
+from bdr.runtime.images import UPSTREAM_REDIS_IMAGES, build_redis_image, find_local, resolve_qdrant_image
 
 logger = logging.getLogger(__name__)
 

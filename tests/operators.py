@@ -1,7 +1,7 @@
 """Redis as operators start it, not through bdr: the instances bdr must attach to without breaking them.
 
 Each way is what a person or a service manager does on a Debian host, on a free loopback
-port (``bdr.host.free_port``), in a world-traversable temp directory (so that a Redis
+port (``bdr.util.host.free_port``), in a world-traversable temp directory (so that a Redis
 running as the ``redis`` user can read its config):
 
 - ``shell``: from PATH in a shell, with a *relative* config file and ``dir ./``
@@ -39,8 +39,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from bdr.config import RedisInstance
-from bdr.host import free_port
 from bdr.runtime import procfs
+from bdr.util.host import free_port
 from tests.supervisor import Supervisord
 
 WAYS = ("shell", "args", "daemon", "password", "user", "supervisord", "cgroup")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bdr.manifest import to_iso
+from bdr.engines.base import StepStatus
 from bdr.report.history import HistoryEntry, entry_of
 from bdr.report.records import (
     DrillResult,
@@ -24,6 +24,7 @@ from bdr.report.records import (
     TargetCheck,
     Verification,
 )
+from bdr.repository.manifest import to_iso
 
 RUN_START = datetime(2026, 11, 25, 6, 0, 0, tzinfo=UTC)
 RUN_ID = "drill-20261125T060000Z"
@@ -37,8 +38,9 @@ def _steps(start: datetime, spec: list[tuple[str, float, float, str, bool]]) -> 
     steps = []
     for name, offset, seconds, detail, ok in spec:
         began = start + timedelta(seconds=offset)
-        steps.append(DrillStep(name, to_iso(began), to_iso(began + timedelta(seconds=seconds)), seconds, offset,
-                               detail, ok))
+        steps.append(DrillStep(name=name, started_at=to_iso(began),
+                               finished_at=to_iso(began + timedelta(seconds=seconds)), seconds=seconds,
+                               status=StepStatus.OK if ok else StepStatus.FAILED, detail=detail, offset=offset))
     return steps
 
 

@@ -9,11 +9,14 @@ to real AWS (no profile files, no instance metadata lookups).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import secrets
 import select
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -301,3 +304,41 @@ def flaky_proxy(moto_server: MotoServer) -> Iterator[FlakyProxy]:
         yield proxy
     finally:
         proxy.close()
+
+
+TRANSFER_SCRIPT = """
+import hashlib, json, os, sys, tracemalloc
+from bdr.config import RemoteSettings
+from bdr.storage.s3 import open_s3
+url, endpoint, size, concurrency, down = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+storage = open_s3(url, RemoteSettings(endpoint_url=endpoint, part_size_mib=5, concurrency=concurrency))
+block = os.urandom(1024 * 1024)
+tracemalloc.start()
+sink = storage.open_write("redis/big/object")
+for _ in range(size // len(block)):
+    sink.write(block)
+written = sink.commit()
+result = {"up": tracemalloc.get_traced_memory()[1], "parts": len(written.parts), "pipeline": sink.pipeline.peak}
+if down == "down":
+    tracemalloc.reset_peak()
+    digest = hashlib.sha256()
+    with storage.open_read("redis/big/object") as stream:
+        while chunk := stream.read(1024 * 1024):
+            digest.update(chunk)
+        result["window"] = stream.window.peak
+    result.update(down=tracemalloc.get_traced_memory()[1], same=digest.hexdigest() == written.sha256)
+print(json.dumps(result))
+"""
+"""Uploads ``size`` bytes of random data to ``redis/big/object`` (and reads them back with ``down``), printing
+Python's peak memory (tracemalloc) for each way as JSON."""
+
+
+def transfer_memory(bucket: S3Bucket, size: int, concurrency: int, *, download: bool = False,
+                    timeout: float = 120) -> dict[str, Any]:
+    """Run :data:`TRANSFER_SCRIPT` in a process of its own (here moto's server would count the bytes it stores)."""
+    done = subprocess.run([sys.executable, "-c", TRANSFER_SCRIPT, bucket.url(), bucket.server.endpoint, str(size),
+                           str(concurrency), "down" if download else "up"],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result

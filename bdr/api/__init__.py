@@ -11,7 +11,7 @@ from bdr.api.backups import BackupOutcome, backup
 from bdr.api.inputs import ResolvedInput, open_repository, resolve_input
 from bdr.api.listing import list_sets
 from bdr.api.repairs import repair
-from bdr.api.restores import interrupted_restores, restore, resume
+from bdr.api.restores import interrupted_restores, restore, resume, selection_for
 from bdr.api.services import (
     DIGEST_UNAVAILABLE,
     RedisFingerprint,
@@ -25,8 +25,8 @@ from bdr.api.services import (
 )
 from bdr.api.verification import VerifyReport, verify
 from bdr.engines.redis.repair import Verdict as RepairVerdict
-from bdr.retention import prune
-from bdr.status import status
+from bdr.monitoring.status import status
+from bdr.repository.retention import prune
 
 __all__ = [
     "DIGEST_UNAVAILABLE",
@@ -51,6 +51,7 @@ __all__ = [
     "resolve_input",
     "restore",
     "resume",
+    "selection_for",
     "status",
     "verify",
 ]

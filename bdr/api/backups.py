@@ -15,61 +15,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bdr.api.inputs import open_repository
 from bdr.api.keys import cipher_for_backup, cipher_for_reading
-from bdr.api.restores import refuse_if_interrupted
+from bdr.api.records import BackupOutcome as BackupOutcome  # re-exported: bdr.api's public result type
+from bdr.api.records import instance_name as _instance_name
+from bdr.api.records import record_failure as _record_failure
+from bdr.api.records import record_success as _record_success
+from bdr.api.records import refuse_if_interrupted
 from bdr.config import Config
 from bdr.engines import engine_for
 from bdr.engines.base import BackupRequest, Step, StepLog, write_backup
 from bdr.errors import BdrError, UsageError
-from bdr.manifest import Manifest
 from bdr.repository import ObjectCipher
 
-if TYPE_CHECKING:
-    from bdr.api.copies import CopyRun
-
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class BackupOutcome:
-    """A finished backup: its manifest, where it went, how long it took, what was pruned."""
-
-    manifest: Manifest
-    repository: str
-    location: str
-    seconds: float
-    steps: list[Step] = field(default_factory=list)
-    pruned: list[str] = field(default_factory=list)
-    copies: list[CopyRun] = field(default_factory=list)
-    """The same set copied to another repository (``--also-remote``, ``--also-local``)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        m = self.manifest
-        return {
-            "id": m.id,
-            "source": m.source,
-            "instance": m.instance,
-            "method": m.method,
-            "repository": self.repository,
-            "location": self.location,
-            "started_at": m.started_at,
-            "finished_at": m.finished_at,
-            "seconds": round(self.seconds, 4),
-            "data_bytes": m.data_size,
-            "stored_bytes": m.stored_size,
-            "compressed": m.compressed,
-            "encrypted": m.encrypted,
-            "files": len(m.files),
-            "facts": dict(m.facts),
-            "pruned": self.pruned,
-            "steps": [s.to_dict() for s in self.steps],
-            "copies": [c.to_dict() for c in self.copies],
-        }
 
 
 def backup(
@@ -127,7 +89,7 @@ def backup(
     seconds = time.perf_counter() - begun
     outcome = BackupOutcome(manifest, repo.url, repo.storage.location, seconds, log.steps)
     if keep is not None:
-        from bdr.retention import keep_last
+        from bdr.repository.retention import keep_last
 
         with log.step("prune") as step:
             outcome.pruned = [d for d in keep_last(repo, source, instance_name, keep)]
@@ -166,7 +128,7 @@ def _copy_off_site(config: Config, outcome: BackupOutcome, destination: str | Pa
     except BdrError as exc:
         raise _kept_locally(exc, taken.id, local.url if destination else None, offsite) from exc
     if keep is not None:
-        from bdr.retention import keep_last
+        from bdr.repository.retention import keep_last
 
         remote_repo = open_repository(config, remote=offsite)
         outcome.pruned += keep_last(remote_repo, taken.source, taken.manifest.instance, keep)
@@ -184,39 +146,3 @@ def _kept_locally(error: BdrError, set_id: str, local: str | None, offsite: str)
         return type(error)(error.message + hint, **error.fields)
     except TypeError:  # a class with its own constructor: its message as it is
         return error
-
-
-def _instance_name(config: Config, source: str, instance: str | None) -> str:
-    if source == "redis":
-        return config.redis_instance(instance).name
-    if source == "qdrant":
-        return config.qdrant_instance(instance).name
-    if source == "prometheus":
-        return config.prometheus_instance(instance).name
-    if source == "grafana":
-        return config.grafana_instance(instance).name
-    return instance or config.files.name
-
-
-def _record_success(config: Config, manifest: Manifest, seconds: float, location: str, repository: str | None = None,
-                    *, rewrite: bool = True) -> None:
-    """Remember the run for the metrics; ``rewrite``: rewrite the textfile now (the last of several records)."""
-    try:
-        from bdr.metrics import record_backup
-    except ImportError:
-        return
-    try:
-        record_backup(config, manifest, seconds, location, repository, rewrite=rewrite)
-    except Exception:  # metrics must never fail a backup
-        logger.exception("could not write backup metrics")
-
-
-def _record_failure(config: Config, source: str, instance: str, error: BaseException) -> None:
-    try:
-        from bdr.metrics import record_failure
-    except ImportError:
-        return
-    try:
-        record_failure(config, source, instance, error)
-    except Exception:
-        logger.exception("could not write failure metrics")

@@ -24,9 +24,9 @@ from bdr.config import Config
 from bdr.copy import CopyRecord, Mode, check_copy, existing_copy, members_first, mode_for, refuse, write_copy
 from bdr.engines.base import Step, StepLog
 from bdr.errors import CopyConflict, DamagedBackup, UsageError
-from bdr.manifest import to_iso, utcnow
 from bdr.repository import BackupSet, Entry, ObjectCipher, Repository, SkippedSet
-from bdr.retention import is_good, is_safety
+from bdr.repository.manifest import to_iso, utcnow
+from bdr.repository.retention import is_good, is_safety
 
 
 @dataclass(slots=True)
@@ -283,12 +283,12 @@ def _record_metrics(config: Config, run: CopyRun) -> None:
         return
     configured = {str(config.repository_path().resolve()), config.remote.url}
     if run.destination in configured:
-        from bdr.metrics import refresh
+        from bdr.monitoring.metrics import refresh
 
         refresh(config)
         return
-    from bdr.api.backups import _record_success
+    from bdr.api.records import record_success
 
     newest = max(copied, key=lambda o: o.backup.manifest.finished_at).backup.manifest
-    _record_success(config, newest, (newest.finished - newest.started).total_seconds(), run.location,
-                    run.destination)
+    record_success(config, newest, (newest.finished - newest.started).total_seconds(), run.location,
+                   run.destination)

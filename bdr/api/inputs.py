@@ -26,8 +26,9 @@ from pathlib import Path
 
 from bdr.config import Config
 from bdr.errors import BackupNotFound, DamagedBackup, UsageError
-from bdr.manifest import MANIFEST_NAME
 from bdr.repository import SET_ID, SOURCES, BackupSet, DamagedSet, ObjectCipher, Repository, SkippedSet
+from bdr.repository.manifest import MANIFEST_NAME
+from bdr.sources import ALL, CATALOGUE
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +75,13 @@ def _in_repository(set_dir: Path) -> bool:
 
 def default_instance(config: Config, source: str | None) -> str | None:
     """The instance ``latest`` means without ``--instance``/``--target`` (None: any, for an unknown source)."""
-    return {"redis": config.redis_default, "qdrant": config.qdrant_default, "config": config.files.name,
-            "prometheus": config.prometheus_default or None, "grafana": config.grafana_default or None,
-            "all": "system"}.get(source or "")
+    if source == ALL:
+        return "system"
+    found = CATALOGUE.find(source or "")
+    if found is None:
+        return None
+    name = found.default_instance(config)
+    return (name or None) if found.optional else name
 
 
 def _own_sets(repo: Repository, source: str, instance: str) -> bool:

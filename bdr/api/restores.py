@@ -7,20 +7,35 @@ or rolls back one that was interrupted (bdr killed, the host rebooted), from its
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bdr.api.inputs import open_repository, resolve_input
 from bdr.api.keys import cipher_for_reading
+from bdr.api.records import refuse_if_interrupted
 from bdr.config import Config
 from bdr.engines import engine_for
 from bdr.engines.base import RestoreRequest, RestoreResult, Step, StepLog
 from bdr.engines.runbook import journal_of, pending_entry, resume_restore
-from bdr.journal import JournalEntry
+from bdr.engines.selection import Conflict, Selection
+from bdr.errors import UsageError
+from bdr.repository import BackupSet, ObjectCipher, Repository
+from bdr.safety.journal import JournalEntry
 
-CONFLICT_MODES = ("skip", "replace", "fail")
+
+def selection_for(source: str, selection: Selection | None = None, **options: Any) -> Selection:
+    """The typed selection of a ``source`` restore: ``selection`` as given, else built from ``options``, the
+    fields of the source's kind by name (``keys``, ``db``, ``node``, ``collection``, ``rename_as``, ``filter``,
+    ``paths``, ``root``, ``dashboard``: :mod:`bdr.engines.selection`; None = not given). An option another
+    source owns (``keys`` on a Qdrant restore) or a meaningless combination is a usage error."""
+    kind = Selection if source == "all" else engine_for(source).selection_type
+    if selection is not None:
+        if any(value is not None and value != () for value in options.values()):
+            raise UsageError(detail="give the selection or its options, not both")
+        return kind.expect(selection, source)
+    return kind.of(source, **options)
 
 
 def restore(
@@ -31,61 +46,62 @@ def restore(
     target: str | None = None,
     destination: str | Path | None = None,
     remote: str | None = None,
-    selection: Mapping[str, Any] | None = None,
-    conflict: str = "fail",
+    selection: Selection | None = None,
+    conflict: Conflict | str = Conflict.FAIL,
     dry_run: bool = False,
     key_file: str | None = None,
     safety_backup: bool = True,
     on_step: Callable[[Step], None] | None = None,
     to_time: str | datetime | None = None,
+    **options: Any,
 ) -> RestoreResult:
     """Restore ``ref`` of ``source`` into ``target`` (the default instance when None); with ``to_time``, the
-    archive's state at that moment (``ref``: its base, None for the newest that reaches it)."""
-    if to_time is not None:
-        from bdr.engines.redis.archive.restore import restore_to_time
+    archive's state at that moment (``ref``: its base, None for the newest that reaches it).
 
-        return restore_to_time(config, source, ref, to_time=to_time, target=target, destination=destination,
-                               remote=remote, selection=selection, conflict=conflict, dry_run=dry_run,
-                               key_file=key_file, safety_backup=safety_backup, on_step=on_step)
-    if ref is None:
-        from bdr.errors import UsageError
-
+    What to restore: everything, or ``selection`` (the source's kind, :mod:`bdr.engines.selection`), or
+    its fields as keyword ``options`` (``keys="user:*"``, ``collection="docs", rename_as="docs_copy"`` ...:
+    :func:`selection_for`); ``conflict`` says what a selective restore does with items the target has too."""
+    chosen = selection_for(source, selection, **options)
+    on_conflict = Conflict.of(conflict)
+    if to_time is not None and source != "redis":
+        raise UsageError(detail=f"--to-time is for redis (the archived source), not {source}")
+    if ref is None and to_time is None:
         raise UsageError(detail="which backup? give an id, 'latest' or a path (or --to-time TIME)")
     if source == "all":
         from bdr.api.system import restore_all
 
+        assert ref is not None
         return restore_all(config, ref, destination=destination, remote=remote, key_file=key_file,
                            dry_run=dry_run, on_step=on_step)
-    if conflict not in CONFLICT_MODES:
-        from bdr.errors import UsageError
 
-        raise UsageError(detail=f"--conflict must be one of {', '.join(CONFLICT_MODES)}")
-    engine = engine_for(source)
-    resolved = resolve_input(config, ref, source, destination, remote, target=target)
-    cipher = cipher_for_reading(config, key_file)
-    request = RestoreRequest(
-        config=config,
-        repository=resolved.repository,
-        backup=resolved.backup,
-        legacy_path=resolved.legacy_path,
-        target=target,
-        cipher=cipher,
-        selection=dict(selection or {}),
-        conflict=conflict,
-        dry_run=dry_run,
-        safety_backup=safety_backup,
-        safety_repository=open_repository(config, destination) if remote else None,
-        log=StepLog(on_step=on_step),
-    )
-    reading = (
-        resolved.repository.reading(resolved.backup.id) if resolved.backup else contextlib.nullcontext()
-    )
-    with reading:
-        result = engine.restore(request)
-    if resolved.skipped:
-        result.facts["skipped_damaged"] = [d.describe() for d in resolved.skipped]
-    if resolved.note:
-        result.facts["latest"] = resolved.note
+    def request(repository: Repository, cipher: ObjectCipher | None, found: BackupSet | None = None,
+                legacy_path: Path | None = None) -> RestoreRequest:
+        return RestoreRequest(
+            config=config, repository=repository, backup=found, legacy_path=legacy_path, target=target,
+            cipher=cipher, selection=chosen, conflict=on_conflict, dry_run=dry_run, safety_backup=safety_backup,
+            safety_repository=open_repository(config, destination) if remote else None,
+            log=StepLog(on_step=on_step),
+        )
+
+    if to_time is not None:
+        from bdr.engines.redis.archive.restore import restore_to_time
+
+        cipher = cipher_for_reading(config, key_file)
+        result = restore_to_time(request(open_repository(config, destination, remote, cipher), cipher), ref, to_time)
+    else:
+        assert ref is not None
+        engine = engine_for(source)
+        resolved = resolve_input(config, ref, source, destination, remote, target=target)
+        cipher = cipher_for_reading(config, key_file)
+        reading = (
+            resolved.repository.reading(resolved.backup.id) if resolved.backup else contextlib.nullcontext()
+        )
+        with reading:
+            result = engine.restore(request(resolved.repository, cipher, resolved.backup, resolved.legacy_path))
+        if resolved.skipped:
+            result.facts["skipped_damaged"] = [d.describe() for d in resolved.skipped]
+        if resolved.note:
+            result.facts["latest"] = resolved.note
     if dry_run:
         result.facts["would"] = [c.detail for c in result.checks if c.name == "dry run"]
     return result
@@ -122,6 +138,4 @@ def interrupted_restores(config: Config) -> list[JournalEntry]:
     return journal_of(config).interrupted()
 
 
-def refuse_if_interrupted(config: Config, source: str, instance: str) -> None:
-    """Raise :class:`~bdr.errors.RestoreInterrupted` when a restore of this instance was interrupted."""
-    journal_of(config).check_clear(source, instance)
+__all__ = ["interrupted_restores", "refuse_if_interrupted", "restore", "resume", "selection_for"]

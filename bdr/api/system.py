@@ -14,12 +14,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bdr.api.backups import BackupOutcome, _instance_name, _record_failure, _record_success
 from bdr.api.inputs import open_repository, resolve_input
 from bdr.api.keys import cipher_for_backup, cipher_for_reading
-from bdr.api.restores import refuse_if_interrupted
+from bdr.api.records import BackupOutcome, refuse_if_interrupted
+from bdr.api.records import instance_name as _instance_name
+from bdr.api.records import record_failure as _record_failure
+from bdr.api.records import record_success as _record_success
 from bdr.config import Config
-from bdr.durations import format_duration
 from bdr.engines import engine_for
 from bdr.engines.base import (
     BackupRequest,
@@ -31,18 +32,20 @@ from bdr.engines.base import (
     write_backup,
 )
 from bdr.errors import UsageError
-from bdr.manifest import Manifest
+from bdr.repository.manifest import Manifest
+from bdr.sources import members_of as catalogue_members
+from bdr.sources import optional_names, required_names
+from bdr.util.durations import format_duration
 
-MEMBERS = ("config", "redis", "qdrant")
-"""Restore order: the configuration first, then the datastores."""
-OPTIONAL_MEMBERS: tuple[tuple[str, str], ...] = (("prometheus", "prometheus"), ("grafana", "grafana"))
-"""Sources a whole-system set holds only when bdr.yaml configures them: (source, the section of Config),
-restored after the datastores."""
+MEMBERS = required_names()
+"""Restore order (:mod:`bdr.sources`): the configuration first, then the datastores."""
+OPTIONAL_MEMBERS = optional_names()
+"""Sources a whole-system set holds only when bdr.yaml configures them, restored after the datastores."""
 
 
 def members_of(config: Config) -> tuple[str, ...]:
     """The sources of a whole-system backup of ``config``, in restore order."""
-    return (*MEMBERS, *(source for source, section in OPTIONAL_MEMBERS if getattr(config, section, None)))
+    return catalogue_members(config)
 
 
 def backup_all(
@@ -107,7 +110,7 @@ def backup_all(
     seconds = time.perf_counter() - begun
     outcome = BackupOutcome(parent, repo.url, repo.storage.location, seconds, log.steps)
     if keep is not None:
-        from bdr.retention import keep_last
+        from bdr.repository.retention import keep_last
 
         outcome.pruned = list(keep_last(repo, "all", "system", keep))
     for source in sources:
@@ -139,7 +142,7 @@ def restore_all(
     result = RestoreResult(source="all", ref=parent.id, target="system", steps=log.steps, dry_run=dry_run)
     children = {repo.get(child).source: repo.get(child) for child in parent.manifest.children}
     with repo.reading(parent.id):
-        for source in (*MEMBERS, *(s for s, _ in OPTIONAL_MEMBERS)):
+        for source in (*MEMBERS, *OPTIONAL_MEMBERS):
             child = children.get(source)
             if child is None:
                 if source in MEMBERS:

@@ -21,8 +21,8 @@ from bdr.config import Config
 from bdr.engines import engine_for
 from bdr.engines.base import Check
 from bdr.errors import BdrError, MissingKey, StorageError, UsageError, WrongKey
-from bdr.manifest import NO_DIGEST, Manifest, ManifestKey, digest_problem, mac_check, to_iso, utcnow
 from bdr.repository import BackupSet, DamagedSet, ObjectCipher, Repository, Verification, extract_set
+from bdr.repository.manifest import NO_DIGEST, Manifest, ManifestKey, digest_problem, mac_check, to_iso, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def verify(
                      detail="; ".join(f"{c.name}: {c.detail}" for c in report.checks if not c.ok)),
     )
     try:
-        from bdr.metrics import record_verify
+        from bdr.monitoring.metrics import record_verify
     except ImportError:
         return report
     try:

@@ -4,7 +4,7 @@ Commands print through :class:`App` only: a rich table or lines on a terminal, o
 document with ``--json`` (and nothing else on stdout; an error is a JSON document too,
 ``{"error": ..., "exit_code": ...}``), progress on stderr when it is a TTY: every long step
 (an upload or download, a restore's fetch, a Qdrant import, a verify) as a bar with the
-bytes done, the rate and the time left (:class:`RichProgress`, fed by :mod:`bdr.progress`),
+bytes done, the rate and the time left (:class:`RichProgress`, fed by :mod:`bdr.util.progress`),
 nothing with ``--json`` or ``-q``.
 """
 
@@ -28,11 +28,11 @@ from rich.progress import Task as RichTask
 from rich.table import Table
 from rich.text import Text
 
-from bdr import progress as tracking
 from bdr.config import Config, load_config
-from bdr.durations import format_duration, parse_duration
 from bdr.engines.base import Step, StepStatus
 from bdr.errors import BdrError
+from bdr.util import progress as tracking
+from bdr.util.durations import format_duration, parse_duration
 
 
 def size_text(n: float) -> str:
@@ -80,7 +80,7 @@ class _Eta(ProgressColumn):
 
 
 class RichProgress:
-    """A :class:`bdr.progress.Progress` drawn on stderr; the bar is on screen only while a task runs."""
+    """A :class:`bdr.util.progress.Progress` drawn on stderr; the bar is on screen only while a task runs."""
 
     def __init__(self, console: Console) -> None:
         self._console = console

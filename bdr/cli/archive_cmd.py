@@ -19,8 +19,8 @@ import click
 
 from bdr.cli.app import App, json_option, pass_app
 from bdr.cli.options import repository_options
-from bdr.durations import format_duration
 from bdr.errors import UsageError
+from bdr.util.durations import format_duration
 
 
 @contextmanager
@@ -146,7 +146,7 @@ def archive_prune(app: App, instance: str | None, destination: str | None, remot
     from bdr.api.inputs import open_repository
     from bdr.engines.redis.archive.retention import prune_archive
     from bdr.engines.redis.archive.window import us_of
-    from bdr.manifest import utcnow
+    from bdr.repository.manifest import utcnow
 
     config = app.config
     names = [_settings_name(app, instance)] if instance or len(config.archive) == 1 else list(config.archive)

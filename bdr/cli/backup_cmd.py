@@ -1,4 +1,4 @@
-"""``bdr backup SOURCE``: take a backup set of redis, qdrant, config, or all three."""
+"""``bdr backup SOURCE``: take a backup set of one source (:mod:`bdr.sources`), or of all of them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from bdr import api
 from bdr.cli.app import App, json_option, pass_app, size_text, wait_lock_option
 from bdr.cli.copy_cmd import describe
 from bdr.cli.options import SOURCES, key_option, repository_options, with_redis_url
-from bdr.durations import format_duration
+from bdr.util.durations import format_duration
 
 _size = size_text
 
@@ -37,7 +37,7 @@ def backup_command(app: App, source: str, instance: str | None, destination: str
                    compress: bool, keep: int | None, method: str | None, encrypt: bool, key_file: str | None,
                    allow_plaintext: bool, also_local: bool, also_remote: str | None, redis_url: str | None,
                    tags: tuple[str, ...], collections: tuple[str, ...]) -> None:
-    """Back up SOURCE (redis, qdrant, config, prometheus, grafana or all) into the repository.
+    """Back up SOURCE (one of the sources, or all) into the repository.
 
     \b
     Replaces scripts/backup-redis.sh:  bdr backup redis --compress --keep 30

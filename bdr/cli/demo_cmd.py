@@ -17,10 +17,10 @@ import click
 from bdr import api
 from bdr.cli.app import App, pass_app
 from bdr.config import Config
-from bdr.durations import format_duration
 from bdr.engines.redis.info import DIGEST_UNAVAILABLE, digest
 from bdr.errors import CheckFailed
 from bdr.runtime.process import spawn_redis
+from bdr.util.durations import format_duration
 
 
 @click.command("demo")
@@ -39,7 +39,7 @@ def demo_command(app: App, workdir: str, users: int) -> None:
         timings.append((label, time.perf_counter() - begun, detail))
         app.line(f"  {label:<28} {format_duration(timings[-1][1]):>8}  {detail}")
 
-    from bdr.workload import load_redis_workload  # imports qdrant-client: not at every bdr start
+    from bdr.drill.workload import load_redis_workload  # imports qdrant-client: not at every bdr start
 
     app.line(f"[bold]bdr demo[/] in {root}")
     begun = time.perf_counter()

@@ -105,7 +105,7 @@ def _live(app: App, remote: str | None, sources: tuple[str, ...], operator: str 
                           signing_key=key)
     stored: list[str] = []
     if not no_evidence:
-        from bdr.evidence import store_run
+        from bdr.repository.evidence import store_run
 
         stored = store_run(config, paths, remote=remote)
     pdf_path = None
@@ -114,7 +114,7 @@ def _live(app: App, remote: str | None, sources: tuple[str, ...], operator: str 
 
         pdf_path = print_pdf(paths.html, paths.html.with_suffix(".pdf"))
     try:
-        from bdr.metrics import record_drill_report
+        from bdr.monitoring.metrics import record_drill_report
         from bdr.report.for_metrics import for_metrics
 
         record_drill_report(config, for_metrics(report))

@@ -12,7 +12,7 @@ import click
 from bdr.cli.app import App, json_option, pass_app
 from bdr.cli.backup_cmd import _size
 from bdr.errors import UsageError
-from bdr.images import build_redis_image, list_images
+from bdr.runtime.images import build_redis_image, list_images
 
 
 @click.group("images")

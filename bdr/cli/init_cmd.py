@@ -20,7 +20,7 @@ def example_config() -> str:
 
 def from_compose(compose: Path, app: App) -> str:
     """The example with its ``redis:`` and ``qdrant:`` sections replaced by the compose file's services."""
-    from bdr.compose import instances_from_compose, read_compose
+    from bdr.formats.compose import instances_from_compose, read_compose
 
     for warning in read_compose(compose).warnings:
         app.warn(warning)

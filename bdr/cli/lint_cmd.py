@@ -16,12 +16,13 @@ import click
 from rich.text import Text
 
 from bdr.cli.app import App, json_option, pass_app
-from bdr.durations import parse_duration
 from bdr.errors import CheckFailed, UsageError
 from bdr.lint.findings import RULES, Rule, Severity, display_path, human_duration
 from bdr.lint.git import toplevel
 from bdr.lint.runner import LintOptions, LintReport, installed_schedule, run_lint
+from bdr.sources import source_names
 from bdr.storage.local import translate_os_error
+from bdr.util.durations import parse_duration
 
 STYLES = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
@@ -31,8 +32,8 @@ def _durations(values: tuple[str, ...]) -> dict[str, float]:
     for value in values:
         source, sep, text = value.partition("=")
         try:
-            if not sep or source not in ("redis", "qdrant", "config"):
-                raise ValueError("use SOURCE=DURATION with SOURCE redis, qdrant or config")
+            if not sep or source not in source_names():
+                raise ValueError(f"use SOURCE=DURATION with SOURCE one of {', '.join(source_names())}")
             out[source] = parse_duration(text)
         except ValueError as exc:
             raise UsageError(detail=f"--backup-duration {value!r}: {exc} (e.g. redis=2m)") from exc

@@ -11,8 +11,8 @@ from bdr.api.listing import Listing, list_repository
 from bdr.cli.app import App, json_option, pass_app
 from bdr.cli.backup_cmd import _size
 from bdr.cli.options import SOURCES, repository_options
-from bdr.manifest import to_iso
 from bdr.repository import BackupSet, DamagedSet
+from bdr.repository.manifest import to_iso
 
 
 def _keys(facts: dict[str, object]) -> str:

@@ -19,9 +19,9 @@ from typing import Any
 import click
 
 from bdr import __version__
-from bdr import progress as tracking
 from bdr.cli.app import WAIT_LOCK_HELP, App, set_wait_lock
 from bdr.errors import BdrError
+from bdr.util import progress as tracking
 
 COMMAND_MODULES = (
     "bdr.cli.init_cmd",

@@ -27,7 +27,7 @@ def metrics_group() -> None:
 @pass_app
 def metrics_write(app: App, textfile: str | None, destinations: tuple[str, ...]) -> None:
     """Recompute the metrics and rewrite the node_exporter textfile atomically."""
-    from bdr.metrics import write_textfile
+    from bdr.monitoring.metrics import write_textfile
 
     with app.progress("reading the repositories"):
         path = write_textfile(app.config, textfile, destinations)
@@ -42,7 +42,7 @@ def metrics_write(app: App, textfile: str | None, destinations: tuple[str, ...])
 @pass_app
 def metrics_show(app: App, destinations: tuple[str, ...]) -> None:
     """Print the metrics as a scrape would get them."""
-    from bdr.metrics import exposition
+    from bdr.monitoring.metrics import exposition
 
     click.echo(exposition(app.config, destinations), nl=False)
 
@@ -60,7 +60,7 @@ def metrics_show(app: App, destinations: tuple[str, ...]) -> None:
 @pass_app
 def exporter_command(app: App, port: int, host: str, cache_seconds: float, destinations: tuple[str, ...]) -> None:
     """Serve the metrics over HTTP for Prometheus (GET /metrics) until interrupted."""
-    from bdr.exporter import make_server
+    from bdr.monitoring.exporter import make_server
 
     try:
         server = make_server(app.config, host, port, cache_seconds, destinations)
@@ -87,7 +87,7 @@ def exporter_command(app: App, port: int, host: str, cache_seconds: float, desti
 @pass_app
 def alerts_command(app: App, output: str | None) -> None:
     """Prometheus alert rules with the thresholds of bdr.yaml (check them with `promtool check rules`)."""
-    from bdr.alerts import render_rules, write_rules
+    from bdr.monitoring.alerts import render_rules, write_rules
 
     if output is None:
         click.echo(render_rules(app.config), nl=False)

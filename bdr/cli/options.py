@@ -11,8 +11,9 @@ import click
 
 from bdr.config import Config
 from bdr.errors import BdrError, UsageError
+from bdr.sources import source_names
 
-SOURCES = ("redis", "qdrant", "config", "prometheus", "grafana", "all")
+SOURCES = source_names(with_all=True)
 
 
 def repository_options(func: Callable[..., Any]) -> Callable[..., Any]:

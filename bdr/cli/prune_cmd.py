@@ -8,7 +8,7 @@ from rich.markup import escape
 from bdr import api
 from bdr.cli.app import App, json_option, pass_app, wait_lock_option
 from bdr.cli.options import SOURCES, repository_options
-from bdr.retention import PruneResult, RetentionPolicy, prune
+from bdr.repository.retention import PruneResult, RetentionPolicy, prune
 
 
 def _warn_damaged(app: App, result: PruneResult) -> None:
@@ -66,7 +66,7 @@ def prune_command(app: App, source: str | None, instance: str | None, destinatio
     with app.progress("deciding what to keep" if dry_run else "pruning"):
         result = prune(repo, policy, source=source, instance=instance, dry_run=dry_run)
     if result.deleted:
-        from bdr.metrics import refresh
+        from bdr.monitoring.metrics import refresh
 
         refresh(app.config)
     if app.json_output:

@@ -156,7 +156,7 @@ def sign_command(app: App, run: str, reviewer: str, role: str, decision: str, co
     review, html = sign_report(result, reviewer, role, decision, comment, key, history)
     stored: list[str] = []
     if config.path is not None:
-        from bdr.evidence import restore_review
+        from bdr.repository.evidence import restore_review
 
         stored = restore_review(config, result, history, review.run_id)
     if app.json_output:

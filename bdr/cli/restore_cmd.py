@@ -11,34 +11,19 @@ import click
 from bdr import api
 from bdr.cli.app import App, json_option, pass_app
 from bdr.cli.options import SOURCES, key_option, repository_options, restore_prompt
-from bdr.durations import format_duration
 from bdr.engines.base import RestoreResult
+from bdr.engines.selection import Conflict
 from bdr.errors import CheckFailed, UsageError
+from bdr.util.durations import format_duration
 
 
-def _selection(keys: str | None, db: int | None, collection: str | None, rename: str | None,
-               filter_json: str | None, paths: tuple[str, ...], to: str | None) -> dict[str, Any]:
-    selection: dict[str, Any] = {}
-    if keys:
-        selection.update(keys=keys, db=db)
-    elif db is not None:
-        raise UsageError(detail="--db only applies with --keys")
-    if collection:
-        selection["collection"] = collection
-    if rename:
-        if not collection:
-            raise UsageError(detail="--as needs --collection")
-        selection["as"] = rename
-    if filter_json:
-        try:
-            selection["filter"] = json.loads(filter_json)
-        except ValueError as exc:
-            raise UsageError(detail=f"--filter is not valid JSON: {exc}") from exc
-    if paths:
-        selection["paths"] = list(paths)
-    if to:
-        selection["root"] = to
-    return selection
+def _filter(filter_json: str | None) -> Any:
+    if not filter_json:
+        return None
+    try:
+        return json.loads(filter_json)
+    except ValueError as exc:
+        raise UsageError(detail=f"--filter is not valid JSON: {exc}") from exc
 
 
 @click.command("restore")
@@ -57,8 +42,8 @@ def _selection(keys: str | None, db: int | None, collection: str | None, rename:
 @click.option("--to", metavar="DIR", help="config: restore under DIR instead of the configured root.")
 @click.option("--dashboard", metavar="UID", help="grafana: import only this dashboard through the HTTP API "
               "(needs grafana.NAME.url); the database is left alone.")
-@click.option("--conflict", type=click.Choice(["skip", "replace", "fail"]), default="fail", show_default=True,
-              help="Selective restore: what to do with items that exist in the target.")
+@click.option("--conflict", type=click.Choice([str(c) for c in Conflict]), default=str(Conflict.FAIL),
+              show_default=True, help="Selective restore: what to do with items that exist in the target.")
 @click.option("--dry-run", is_flag=True, help="Show what would happen; change nothing.")
 @click.option("--to-time", metavar="TIME", help="redis: the data as it was at TIME (2026-12-02T14:04:59Z, or latest), "
               "from a base set and the archived stream (bdr archive redis); BACKUP, if given, is the base.")
@@ -109,17 +94,14 @@ def restore_command(app: App, source: str, backup: str | None, target: str | Non
     if backup is None and to_time is None:
         raise UsageError(detail="which backup? give an id, 'latest' or a path (or --to-time TIME, or --resume/--abort "
                          "for an interrupted restore)")
-    selection = _selection(keys, db, collection, rename, filter_json, paths, to)
-    if node:
-        selection["node"] = node
-    if dashboard:
-        if source != "grafana":
-            raise UsageError(detail="--dashboard is for bdr restore grafana")
-        selection["dashboard"] = dashboard
+    if dashboard and source != "grafana":
+        raise UsageError(detail="--dashboard is for bdr restore grafana")
+    selection = api.selection_for(source, keys=keys, db=db, node=node, collection=collection, rename_as=rename,
+                                  filter=_filter(filter_json), paths=paths, root=to, dashboard=dashboard)
     where = target or "the default instance"
     if not (yes or dry_run or app.json_output) and sys.stdin.isatty():
         click.confirm(restore_prompt(app.config, source, backup or f"the archive at {to_time}", target,
-                                     bool(selection), destination, remote), abort=True, err=True)
+                                     not selection.empty, destination, remote), abort=True, err=True)
     what = f"the archive at {to_time}" + (f" (base {backup})" if backup else "") if to_time else backup
     app.note(f"Restoring [bold]{source}[/] from {what} into {where}{' (dry run)' if dry_run else ''}")
     result = api.restore(

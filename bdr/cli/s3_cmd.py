@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bdr import s3_lifecycle
 from bdr.cli.app import App, json_option, pass_app
 from bdr.errors import CheckFailed, UsageError
 from bdr.repository import Repository
-from bdr.s3_lifecycle import RESTORE_TIERS, RuleShape, ThawState
+from bdr.storage import lifecycle as s3_lifecycle
+from bdr.storage.lifecycle import RESTORE_TIERS, RuleShape, ThawState
 
 if TYPE_CHECKING:
     from bdr.storage.s3 import S3Storage

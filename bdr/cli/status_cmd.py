@@ -6,9 +6,9 @@ import click
 
 from bdr.cli.app import App, json_option, pass_app
 from bdr.cli.options import SOURCES
-from bdr.durations import format_duration
-from bdr.retention import policy_span
-from bdr.status import Health, SourceStatus, StatusReport, check, status
+from bdr.monitoring.status import Health, SourceStatus, StatusReport, check, status
+from bdr.repository.retention import policy_span
+from bdr.util.durations import format_duration
 
 HEALTH_STYLE = {Health.OK: "[green]ok[/]", Health.STALE: "[red]STALE[/]", Health.MISSING: "[red]MISSING[/]",
                 Health.UNVERIFIED: "[red]UNVERIFIED[/]", Health.UNCHECKED: "[dim]not checked[/]"}

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from enum import StrEnum
 
 from bdr.errors import BackupNotFound, CopyConflict, CopyRefused, IncompleteBackup
-from bdr.manifest import MANIFEST_NAME, Manifest, mac_check
 from bdr.repository import BackupSet, DamagedSet, Entry, ObjectCipher, Repository, Unfinished
-from bdr.retention import is_safety
+from bdr.repository.manifest import MANIFEST_NAME, Manifest, mac_check
+from bdr.repository.retention import is_safety
 
 
 class Mode(StrEnum):

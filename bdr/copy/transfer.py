@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 from bdr.copy.plan import Mode, check_key, same_backup
 from bdr.errors import BackupNotFound, ChecksumMismatch, CopyCheckFailed, IncompleteBackup
-from bdr.failpoints import failpoint
-from bdr.manifest import CHUNK, Manifest
 from bdr.repository import BackupSet, CheckedReader, DamagedSet, ObjectCipher, Repository, SetWriter
+from bdr.repository.manifest import CHUNK, Manifest
+from bdr.safety.failpoints import failpoint
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ into production, and measured:
 
 A failed check or a missed target is a BREACH (exit 1). The run is written through
 :mod:`bdr.report` like the sandbox drills (HTML, JSON, JUnit, history), with its scope
-marked live, and stored as evidence in the repository (:mod:`bdr.evidence`).
+marked live, and stored as evidence in the repository (:mod:`bdr.repository.evidence`).
 
 Modules: :mod:`.settings` (the ``drill:`` section of bdr.yaml), :mod:`.live` (the
 orchestration), :mod:`.targets` (test targets, temporary ones), :mod:`.production` (the

@@ -27,8 +27,8 @@ from pathlib import Path
 from bdr.config import Config
 from bdr.engines.base import RestoreResult
 from bdr.errors import BdrError
-from bdr.manifest import Manifest
 from bdr.report.records import Verification, VerificationKind
+from bdr.repository.manifest import Manifest
 
 SAVE_TIMEOUT = 600.0
 

@@ -46,10 +46,8 @@ from bdr.drill.production import ProductionState
 from bdr.drill.settings import DRILL_SOURCES, LIVE_SOURCES, OBSERVED_SOURCES
 from bdr.drill.targets import RestoreTarget, production_name, restore_target
 from bdr.drill.timeline import Timeline
-from bdr.durations import format_duration
 from bdr.engines.base import Step
 from bdr.errors import BdrError, ConfigError, UsageError
-from bdr.manifest import to_iso
 from bdr.report.provenance import host_facts, operator_name, policy_fingerprint, policy_targets
 from bdr.report.records import (
     DrillResult,
@@ -64,6 +62,8 @@ from bdr.report.records import (
     VerificationKind,
 )
 from bdr.repository import BackupSet
+from bdr.repository.manifest import to_iso
+from bdr.util.durations import format_duration
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def test_source(config: Config, source: str, drill_start: datetime, scratch: Pat
         with clock.step("select backup", f"newest good set of {source}/{prod}") as step:
             backup, passed = newest_set(config, source, prod, remote)
             found.backup = backup
-            step["detail"] = f"{backup.id} ({_volume(backup)}) from {backup.repository}" + (
+            step.detail = f"{backup.id} ({_volume(backup)}) from {backup.repository}" + (
                 f"; passed over {len(passed)} damaged set(s)" if passed else "")
         evidence["backup"] = {
             "id": backup.id, "instance": backup.manifest.instance, "repository": backup.repository,
@@ -194,7 +194,7 @@ def test_source(config: Config, source: str, drill_start: datetime, scratch: Pat
         return result, found
     with clock.step("production before", "read only: INFO / counts / file hashes") as step:
         found.before = production.probe(config, source, prod)
-        step["detail"] = _state_text(found.before)
+        step.detail = _state_text(found.before)
     try:
         if source in OBSERVED_SOURCES:
             found.target, found.temporary = OBSERVED_TARGETS[source], True
@@ -220,7 +220,7 @@ def test_source(config: Config, source: str, drill_start: datetime, scratch: Pat
         after = production.probe(config, source, prod)
         proof = production.compare(found.before, after)
         result.verifications.append(proof)
-        step["detail"] = proof.detail
+        step.detail = proof.detail
     evidence["production"] = {"before": found.before.to_dict(), "after": after.to_dict(),
                               "untouched": proof.status}
     result.finished_at = to_iso(datetime.now(UTC))
@@ -242,10 +242,10 @@ def _restore_and_verify(target: RestoreTarget, backup: BackupSet, clock: Timelin
                         + (f" --remote {remote}" if remote else "")) as step:
             restored = api.restore(
                 config, source, backup.id, target=None if source == "config" else target.name, remote=remote,
-                selection={"root": str(target.root)} if source == "config" else None,
+                root=str(target.root) if source == "config" else None,
                 safety_backup=not target.temporary, on_step=done.append,
             )
-            step["detail"] = f"{len(restored.steps)} runbook steps in {format_duration(restored.seconds)}" + (
+            step.detail = f"{len(restored.steps)} runbook steps in {format_duration(restored.seconds)}" + (
                 f"; safety backup of the target: {restored.safety_id}" if restored.safety_id else "")
     except BdrError as exc:
         result.outcome, result.failure = Outcome.FAILED, f"the restore failed: {exc.message}"
@@ -259,13 +259,13 @@ def _restore_and_verify(target: RestoreTarget, backup: BackupSet, clock: Timelin
     with clock.step("verify content", "the restored data against the manifest") as step:
         proofs = content.proofs(config, source, backup.manifest, target.name, target.root)
         result.verifications.extend(proofs)
-        step["detail"] = "; ".join(f"{v.name}: {v.status}" for v in proofs)
+        step.detail = "; ".join(f"{v.name}: {v.status}" for v in proofs)
     drill = config.drill.source(source)
     if drill.checks:
         with clock.step("application checks", f"{len(drill.checks)} check(s) of drill.{source}.checks") as step:
             found = app_checks.run_checks(config, source, drill.checks, target.name, target.root)
             result.verifications.extend(found)
-            step["detail"] = "; ".join(f"{v.name}: {v.status}" for v in found)
+            step.detail = "; ".join(f"{v.name}: {v.status}" for v in found)
     else:
         result.verifications.append(Verification(
             VerificationKind.APPLICATION, "application checks", False,
@@ -292,7 +292,7 @@ def _observed_restore(config: Config, backup: BackupSet, where: Path, clock: Tim
             with clock.step("restore", f"the set's files extracted into {where}" + (
                     f" from {remote}" if remote else "")) as step:
                 observed.extract(config, backup, where, remote)
-                step["detail"] = f"{len(backup.manifest.files)} file(s), each checked against the manifest"
+                step.detail = f"{len(backup.manifest.files)} file(s), each checked against the manifest"
         except BdrError as exc:
             result.outcome, result.failure = Outcome.FAILED, f"the restore failed: {exc.message}"
             return
@@ -302,7 +302,7 @@ def _observed_restore(config: Config, backup: BackupSet, where: Path, clock: Tim
             proofs, found = observed.verify(config, source, backup.manifest, where, checks)
             result.verifications.extend(proofs)
             result.verifications.extend(found)
-            step["detail"] = "; ".join(f"{v.name}: {v.status}" for v in (*proofs, *found))
+            step.detail = "; ".join(f"{v.name}: {v.status}" for v in (*proofs, *found))
         if not checks:
             example = "min_series: 1000" if source == "prometheus" else "dashboard_exists: UID"
             result.verifications.append(Verification(

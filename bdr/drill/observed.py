@@ -24,9 +24,9 @@ from pathlib import Path
 from bdr.config import Config
 from bdr.drill.settings import AppCheck
 from bdr.errors import BdrError
-from bdr.manifest import Manifest
 from bdr.report.records import Verification, VerificationKind
 from bdr.repository import BackupSet
+from bdr.repository.manifest import Manifest
 
 
 def read_prometheus(config: Config, name: str) -> dict[str, object]:
@@ -45,7 +45,7 @@ def read_prometheus(config: Config, name: str) -> dict[str, object]:
 def read_grafana(config: Config, name: str) -> dict[str, object]:
     """Production grafana.db of ``name``, opened read-only: its address and dashboards (uid -> version)."""
     from bdr.engines.grafana.database import read_inventory
-    from bdr.engines.grafana.engine import db_path_of
+    from bdr.engines.grafana.layout import db_path_of
 
     db = db_path_of(config, config.grafana_instance(name))
     inventory = read_inventory(db)
@@ -103,7 +103,7 @@ def _prometheus(manifest: Manifest, files: Path, checks: tuple[AppCheck, ...],
 
 def _dashboard(files: Path, check: AppCheck) -> Verification:
     from bdr.engines.grafana.database import read_inventory
-    from bdr.engines.grafana.engine import DB_NAME
+    from bdr.engines.grafana.layout import DB_NAME
 
     uids = read_inventory(files / DB_NAME).uids
     ok = check.uid in uids

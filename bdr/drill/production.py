@@ -70,7 +70,7 @@ class ProductionState:
 
 
 def _now() -> str:
-    from bdr.manifest import to_iso, utcnow
+    from bdr.repository.manifest import to_iso, utcnow
 
     return to_iso(utcnow())
 

@@ -26,7 +26,7 @@ application tests and the old runbook's ``GET test_key``::
 
 Parsed by :func:`parse_drill` (called by :func:`bdr.config.parse_config`); every mistake is
 one :class:`~bdr.errors.ConfigError` naming the key. This module imports nothing of bdr's
-but its errors and durations, so the configuration can use it without a cycle.
+but its errors, durations and the source catalogue, so the configuration can use it without a cycle.
 """
 
 from __future__ import annotations
@@ -35,12 +35,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bdr.durations import parse_duration
 from bdr.errors import ConfigError
+from bdr.sources import all_sources
+from bdr.util.durations import parse_duration
 
-LIVE_SOURCES = ("redis", "qdrant", "config")
-"""The datastores: each always takes part, and ``live_system`` adds their restores up."""
-OBSERVED_SOURCES = ("prometheus", "grafana")
+LIVE_SOURCES = tuple(s.name for s in all_sources() if s.live)
+"""The datastores (:mod:`bdr.sources`): each always takes part, and ``live_system`` adds their restores up."""
+OBSERVED_SOURCES = tuple(s.name for s in all_sources() if not s.live)
 """Monitoring: tested only when bdr.yaml has its section, restored into scratch space, never into an instance."""
 DRILL_SOURCES = (*LIVE_SOURCES, *OBSERVED_SOURCES)
 FORMATS = ("yaml", "json", "toml", "env")
@@ -254,7 +255,7 @@ def parse_drill(section: Any, path: str) -> DrillSettings:
     if section is None:
         return DrillSettings()
     if not isinstance(section, Mapping):
-        raise _fail(path, "drill must be a mapping (redis, qdrant, config, prometheus, grafana, evidence_keep, "
+        raise _fail(path, f"drill must be a mapping ({', '.join(DRILL_SOURCES)}, evidence_keep, "
                     "remediation_due, signing_key, schedule, reports)")
     known = {*DRILL_SOURCES, "evidence_keep", "remediation_due", "signing_key", "schedule", "reports"}
     unknown = sorted(set(section) - known)

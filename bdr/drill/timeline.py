@@ -15,9 +15,9 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 from bdr.engines.base import Step, StepStatus
-from bdr.manifest import from_iso, to_iso
 from bdr.report.phases import rto_phases
 from bdr.report.records import DrillResult, DrillStep, TargetCheck
+from bdr.repository.manifest import from_iso, to_iso
 
 START = "test start"
 VERIFIED = "data verified"
@@ -36,24 +36,31 @@ class Timeline:
     def _wall(self, mono: float) -> str:
         return to_iso(datetime.fromtimestamp(self._origin_wall + (mono - self._origin), UTC))
 
-    def _add(self, name: str, begun: float, ended: float, detail: str, ok: bool) -> DrillStep:
-        step = DrillStep(name=name, started_at=self._wall(begun), finished_at=self._wall(ended),
-                         seconds=round(ended - begun, 4), offset=round(begun - self._origin, 4), detail=detail, ok=ok)
+    def _place(self, step: DrillStep, begun: float, ended: float, ok: bool = True) -> DrillStep:
+        """Put ``step`` on this timeline (monotonic ``begun``/``ended``) and record it."""
+        step.started_at, step.finished_at = self._wall(begun), self._wall(ended)
+        step.seconds, step.offset = round(ended - begun, 4), round(begun - self._origin, 4)
+        if not ok:
+            step.status = StepStatus.FAILED
         self.result.steps.append(step)
         return step
 
+    def _add(self, name: str, begun: float, ended: float, detail: str, ok: bool) -> DrillStep:
+        return self._place(DrillStep(name=name, started_at="", detail=detail), begun, ended, ok)
+
     @contextlib.contextmanager
-    def step(self, name: str, detail: str = "") -> Iterator[dict[str, str]]:
-        """Time a step; the yielded dict's ``detail`` may be filled in; an exception marks it failed."""
-        info = {"detail": detail}
+    def step(self, name: str, detail: str = "") -> Iterator[DrillStep]:
+        """Time a step; the yielded step's ``detail`` may be filled in; an exception marks it failed."""
+        step = DrillStep(name=name, started_at="", detail=detail)
         begun = time.monotonic()
         try:
-            yield info
+            yield step
         except BaseException as exc:
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            self._add(name, begun, time.monotonic(), info["detail"] or str(message), False)
+            step.detail = step.detail or str(message)
+            self._place(step, begun, time.monotonic(), ok=False)
             raise
-        self._add(name, begun, time.monotonic(), info["detail"], True)
+        self._place(step, begun, time.monotonic())
 
     def mark(self, name: str, detail: str = "", ok: bool = True) -> None:
         now = time.monotonic()

@@ -1,31 +1,24 @@
-"""Engines by source name: ``redis``, ``qdrant``, ``config`` (files and secrets), ``prometheus`` (metrics),
-``grafana`` (dashboards)."""
+"""Engines by source name (the catalogue :mod:`bdr.sources` names each source's engine module):
+``redis``, ``qdrant``, ``config`` (files and secrets), ``prometheus`` (metrics), ``grafana`` (dashboards)."""
 
 from __future__ import annotations
 
-import importlib
-
 from bdr.engines.base import Engine
 from bdr.errors import UsageError
+from bdr.registry import Registry, UnknownEntry
+from bdr.sources import all_sources
 
-_MODULES = {
-    "redis": "bdr.engines.redis",
-    "qdrant": "bdr.engines.qdrant",
-    "config": "bdr.engines.files",
-    "prometheus": "bdr.engines.prometheus",
-    "grafana": "bdr.engines.grafana",
-}
+ENGINES: Registry[Engine] = Registry("source", {s.name: s.engine for s in all_sources()}, attribute="ENGINE")
+"""Each source's engine, its module imported on first lookup."""
 
 
 def engine_for(source: str) -> Engine:
     """The engine that backs up ``source`` (imported on first use)."""
     try:
-        module = importlib.import_module(_MODULES[source])
-    except KeyError:
-        raise UsageError(detail=f"unknown source {source!r}; one of {', '.join(_MODULES)}") from None
-    engine: Engine = module.ENGINE
-    return engine
+        return ENGINES.get(source)
+    except UnknownEntry as exc:
+        raise UsageError(detail=str(exc)) from None
 
 
 def known_sources() -> list[str]:
-    return list(_MODULES)
+    return ENGINES.names()

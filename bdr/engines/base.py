@@ -10,7 +10,9 @@ check, safety backup, stop, replace, start, verify, finish; rolled back on failu
 journaled before each step so that a killed restore can be resumed or aborted. An
 engine supplies the parts that differ as a :class:`~bdr.engines.runbook.Restorer`.
 Steps are recorded as :class:`Step` objects with UTC start/end times so the CLI can print
-them and the drills can turn them into a timeline.
+them and the drills can turn them into a timeline (a drill's own steps are the same record,
+:class:`~bdr.report.records.DrillStep`, placed on the scenario's clock). What a restore
+selects is the engine's own typed :class:`~bdr.engines.selection.Selection`.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bdr.config import Config
-from bdr.manifest import Manifest, to_iso, utcnow
+from bdr.engines.selection import EVERYTHING, Conflict, Selection
+from bdr.errors import UsageError
 from bdr.repository import BackupSet, ObjectCipher, Repository, SetWriter
+from bdr.repository.manifest import Manifest, to_iso, utcnow
 
 if TYPE_CHECKING:
     from bdr.engines.runbook import Restorer
-    from bdr.journal import JournalEntry
+    from bdr.safety.journal import JournalEntry
 
 
 READ_ERRNOS = (errno.ENOENT, errno.EISDIR)
@@ -147,9 +151,10 @@ class RestoreRequest:
     """A plain directory or .tar.gz made by the old shell scripts."""
     target: str | None = None
     cipher: ObjectCipher | None = None
-    selection: Mapping[str, Any] = field(default_factory=dict)
-    """Engine-specific selection (keys/db, collection/filter/as, paths ...); empty = everything."""
-    conflict: str = "fail"
+    selection: Selection = EVERYTHING
+    """The engine's own kind of :class:`~bdr.engines.selection.Selection` (keys/db, collection/filter/as,
+    paths ...); empty (the default) = everything."""
+    conflict: Conflict = Conflict.FAIL
     dry_run: bool = False
     safety_backup: bool = True
     safety_repository: Repository | None = None
@@ -157,6 +162,12 @@ class RestoreRequest:
     log: StepLog = field(default_factory=StepLog)
     force: bool = False
     """``--abort --force``: roll back even if the restored instance has taken writes since (they are lost)."""
+
+    def __post_init__(self) -> None:
+        self.conflict = Conflict.of(self.conflict)
+        if not isinstance(self.selection, Selection):
+            raise UsageError(detail=f"a restore's selection is a bdr.engines.selection.Selection (RedisSelection, "
+                             f"QdrantSelection ...), not a {type(self.selection).__name__}")
 
     @property
     def safety_repo(self) -> Repository:
@@ -206,6 +217,11 @@ class Engine(Protocol):
     """One datastore's backup, restore and verification."""
 
     source: str
+
+    @property
+    def selection_type(self) -> type[Selection]:
+        """The kind of selection its restores take (:mod:`bdr.engines.selection`)."""
+        ...
 
     def backup(self, request: BackupRequest, writer: SetWriter) -> None:
         """Fill ``writer`` with the data's files and the manifest facts; the caller commits."""

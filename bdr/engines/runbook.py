@@ -18,7 +18,7 @@ Every restore (Redis full and selective, Qdrant, configuration) runs the same st
 A failure (an error, a failed check, Ctrl-C or SIGTERM) in ``stop`` .. ``verify`` runs the
 engine's ``rollback`` and raises :class:`~bdr.errors.RestoreRolledBack` (exit 10), or
 :class:`~bdr.errors.RollbackFailed` (exit 12) when the rollback fails too, naming the step
-that failed. Before each step the runbook writes the journal (:mod:`bdr.journal`), so a
+that failed. Before each step the runbook writes the journal (:mod:`bdr.safety.journal`), so a
 restore killed at any point is finished by ``--resume`` or rolled back by ``--abort``,
 and meanwhile every command on that instance says so.
 
@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 from bdr.config import Config
 from bdr.engines.base import Check, RestoreRequest, RestoreResult, StepLog, StepStatus
+from bdr.engines.selection import Conflict, Selection
 from bdr.errors import (
     BdrError,
     CheckFailed,
@@ -47,10 +48,10 @@ from bdr.errors import (
     UsageError,
     WouldLoseWrites,
 )
-from bdr.failpoints import failpoint
-from bdr.journal import Journal, JournalEntry, Status, new_restore_id
 from bdr.repository import ObjectCipher
-from bdr.signals import Interrupted, signals_as_interrupts, signals_held
+from bdr.safety.failpoints import failpoint
+from bdr.safety.journal import Journal, JournalEntry, Status, new_restore_id
+from bdr.safety.signals import Interrupted, signals_as_interrupts, signals_held
 
 logger = logging.getLogger(__name__)
 
@@ -384,6 +385,11 @@ class RestoringEngine(Protocol):
 
     source: str
 
+    @property
+    def selection_type(self) -> type[Selection]:
+        """The kind of selection its restores take: how the journal's is read back (:func:`request_of`)."""
+        ...
+
     def instance_name(self, config: Config, target: str | None) -> str:
         """The journal key of the instance a restore with ``--target target`` works on."""
         ...
@@ -431,12 +437,13 @@ def pending_entry(config: Config, source: str, instance: str | None) -> JournalE
 
 
 def request_of(config: Config, entry: JournalEntry, cipher: ObjectCipher | None, log: StepLog,
-               force: bool = False) -> RestoreRequest:
+               force: bool = False, selection_type: type[Selection] = Selection) -> RestoreRequest:
     """The request an interrupted restore was made with, rebuilt from its journal entry.
 
     The set is looked up again where it was; when that repository cannot be read now (an
     S3 endpoint that is down), ``backup`` is None and only what needs no set (a Redis
-    rollback to the files kept beside the data) can be done.
+    rollback to the files kept beside the data) can be done. The selection is read back as
+    ``selection_type`` (the engine's kind) from the state's ``selection``.
     """
     from pathlib import Path
 
@@ -461,7 +468,8 @@ def request_of(config: Config, entry: JournalEntry, cipher: ObjectCipher | None,
                            exc.message)
     return RestoreRequest(
         config=config, repository=repo, backup=backup, legacy_path=legacy, target=entry.instance, cipher=cipher,
-        selection=dict(state.get("selection") or {}), conflict=str(state.get("conflict") or "fail"),
+        selection=selection_type.from_state(state.get("selection") or {}),
+        conflict=Conflict.of(state.get("conflict") or Conflict.FAIL),
         safety_repository=repository(entry.safety_repository), log=log, force=force,
     )
 
@@ -472,6 +480,6 @@ def resume_restore(engine: RestoringEngine, config: Config, entry: JournalEntry,
     result = RestoreResult(source=entry.source, ref=entry.ref, target=entry.instance, steps=log.steps)
     result.facts["resumed"] = {"id": entry.id, "interrupted_at": entry.step, "status": entry.status,
                                "action": "abort" if abort else "resume"}
-    restorer = engine.resumed(request_of(config, entry, cipher, log, force), entry, result)
+    restorer = engine.resumed(request_of(config, entry, cipher, log, force, engine.selection_type), entry, result)
     book = Runbook(journal_of(config), log)
     return book.abort(restorer, entry) if abort else book.resume(restorer, entry)

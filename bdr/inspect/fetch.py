@@ -5,7 +5,7 @@
 The files go to a private temporary directory that is removed after use; every object is
 hashed as it is read (:func:`bdr.repository.extract_set`), so what is shown is what the
 manifest vouches for. Where else the same backup is held (same id, or the same data) is
-found by listing every repository bdr knows (:func:`bdr.status.views_for`).
+found by listing every repository bdr knows (:func:`bdr.monitoring.status.views_for`).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 
 from bdr.api.inputs import resolve_input
 from bdr.api.keys import cipher_for_reading
-from bdr.archive import copy_to_file
 from bdr.config import Config
 from bdr.errors import UsageError
 from bdr.repository import BackupSet, ObjectCipher, Repository, SkippedSet, extract_set
+from bdr.repository.archive import copy_to_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,7 @@ class Copy:
 def copies_of(config: Config, backup: BackupSet, destinations: Sequence[str | Path] = (),
               remote: str | None = None) -> tuple[list[Copy], list[str]]:
     """Every repository bdr knows that holds this backup, and the ones that could not be read."""
-    from bdr.status import fingerprint, views_for
+    from bdr.monitoring.status import fingerprint, views_for
 
     mine = fingerprint(backup.manifest)
     found: list[Copy] = []

@@ -16,8 +16,8 @@ from typing import Any
 
 from bdr.config import Config
 from bdr.inspect.content import FileItem, FilesContent
-from bdr.manifest import Manifest
 from bdr.repository import ObjectCipher
+from bdr.repository.manifest import Manifest
 
 CHUNK = 1 << 20
 

@@ -1,6 +1,6 @@
 """``bdr lint``: the configuration that protects the data, checked against the recovery targets.
 
-The package reads redis.conf (:mod:`bdr.redis_conf`), docker-compose files
+The package reads redis.conf (:mod:`bdr.formats.redis_conf`), docker-compose files
 (:mod:`~bdr.lint.compose`), bdr.yaml and crontabs (:mod:`~bdr.lint.schedule`), computes
 what a crash and a total loss can cost each data type (:mod:`~bdr.lint.persistence`,
 :mod:`~bdr.lint.windows`), and reports findings (:mod:`~bdr.lint.findings`) as text, JSON or

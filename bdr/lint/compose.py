@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from bdr.compose import (
+from bdr.formats.compose import (
     ComposeFile,
     Mount,
     MountKind,
@@ -29,11 +29,11 @@ from bdr.compose import (
     parse_compose,
     redis_argv,
 )
+from bdr.formats.redis_conf import Directive, RedisConf, parse_redis_args, parse_redis_conf
 from bdr.lint.context import LintContext, check, data_types_of
 from bdr.lint.files import ConfigKind
 from bdr.lint.findings import Finding, Severity, display_path, human_duration, rule
 from bdr.lint.persistence import PERSISTENCE_DIRECTIVES
-from bdr.redis_conf import Directive, RedisConf, parse_redis_args, parse_redis_conf
 
 RESTART_POLICIES_OK = frozenset({"always", "unless-stopped", "on-failure"})
 

@@ -24,13 +24,14 @@ from typing import Any, TypeVar, cast
 
 from bdr.config import Config
 from bdr.errors import BdrError
+from bdr.formats.redis_conf import RedisConf, parse_redis_conf
 from bdr.lint.files import ConfigKind
 from bdr.lint.findings import Finding, human_duration
 from bdr.lint.git import TrackedFiles
 from bdr.lint.schedule import CrontabProblem, ScheduledBackup, parse_crontab
 from bdr.lint.systemd import TimerSchedule, read_timers, timers_in
 from bdr.lint.yamlmarks import MarkedDict
-from bdr.redis_conf import RedisConf, parse_redis_conf
+from bdr.sources import all_sources
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ DATA_SOURCES: Mapping[str, str] = {
 }
 """Which source holds each data type of ``targets.rpo`` (metrics: :mod:`bdr.lint.prometheus`, when configured)."""
 
-SOURCE_LABELS: Mapping[str, str] = {"redis": "Redis", "qdrant": "Qdrant", "config": "configuration"}
+SOURCE_LABELS: Mapping[str, str] = {source.name: source.title for source in all_sources()}
 
 
 def data_types_of(source: str, config: Config) -> list[str]:

@@ -26,8 +26,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from bdr.formats.redis_conf import Directive
 from bdr.lint.findings import human_duration
-from bdr.redis_conf import Directive
 
 REDIS_DEFAULT_SAVE: tuple[tuple[int, int], ...] = ((3600, 1), (300, 100), (60, 10000))
 """The rules Redis 7 uses when no ``save`` line is given."""

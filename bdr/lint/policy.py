@@ -28,8 +28,9 @@ from bdr.lint.windows import (
     suggest_schedule,
     total_loss_exposures,
 )
+from bdr.sources import source_names
 
-KNOWN_SOURCES = ("redis", "qdrant", "config", "grafana", "prometheus", "all")
+KNOWN_SOURCES = source_names(with_all=True)
 
 POLICY_UNREADABLE = rule(
     "BDR-P000", "policy-unreadable", Severity.ERROR, "bdr.yaml does not load.",

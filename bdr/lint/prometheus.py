@@ -18,9 +18,8 @@ from urllib.parse import urlparse
 from bdr.config import PrometheusInstance
 from bdr.errors import BdrError
 from bdr.lint.context import LintContext, check
-from bdr.lint.findings import Finding, Severity, human_duration, rule
-from bdr.lint.schedule import ScheduledBackup, schedule_cadence
-from bdr.lint.windows import suggest_schedule
+from bdr.lint.findings import Finding, Severity, rule
+from bdr.lint.source_schedule import ScheduleCheck, schedule_findings
 
 ADMIN_API_OFF = rule(
     "BDR-M001", "prometheus-admin-api-off", Severity.ERROR,
@@ -93,14 +92,8 @@ def check_admin_api(ctx: LintContext) -> Iterable[Finding]:
             )
 
 
-def _scheduled(ctx: LintContext) -> list[ScheduledBackup]:
-    entries = list(ctx.schedule_for("prometheus"))
-    if ctx.policy is not None and ctx.policy.path is not None:
-        for entry in ctx.policy.config.schedule:
-            if entry.takes_backup and entry.source == "all":
-                entries.append(ScheduledBackup("prometheus", entry.cron, ctx.policy.path,
-                                               ctx.policy.line("schedule", entry.key), f"schedule.{entry.key}"))
-    return entries
+SCHEDULE = ScheduleCheck("prometheus", "Prometheus", "metrics", 7 * 86400.0, METRICS_NOT_SCHEDULED, METRICS_RPO,
+                         "A total loss of the TSDB", "metrics")
 
 
 @check
@@ -111,29 +104,7 @@ def check_metrics_schedule(ctx: LintContext) -> Iterable[Finding]:
     backed = [i for i in ctx.config.prometheus.values() if i.backup]
     if not backed:
         return
-    rpo = ctx.config.targets.rpo.get("metrics", 7 * 86400.0)
-    entries = _scheduled(ctx)
-    if not entries:
-        names = ", ".join(f"prometheus.{i.name}" for i in backed)
-        yield METRICS_NOT_SCHEDULED.finding(
-            ctx.policy.path, ctx.policy.line("prometheus") or ctx.policy.line("schedule"),
-            f"nothing schedules bdr backup prometheus for {names}",
-            f"Losing the metrics volume loses all history since the last manual backup; the metrics RPO is "
-            f"{human_duration(rpo)}.",
-            f"Add `prometheus: \"{suggest_schedule(rpo / 2)}\"` under schedule: in bdr.yaml and install it "
-            "(bdr schedule --install --enable).",
-            facts={"source": "prometheus", "instances": [i.name for i in backed], "rpo_seconds": rpo},
-        )
-        return
-    cadence = schedule_cadence(entries)
-    if cadence is not None and cadence.worst_gap > rpo:
-        first = entries[0]
-        yield METRICS_RPO.finding(
-            first.path or ctx.policy.path, first.line,
-            f"{first.program} `{first.cron}` backs up Prometheus every {human_duration(cadence.worst_gap)} at worst, "
-            f"more than the metrics RPO of {human_duration(rpo)}",
-            f"A total loss of the TSDB can cost {human_duration(cadence.worst_gap)} of metrics.",
-            f"Back up Prometheus at least every {human_duration(rpo / 2)} (e.g. cron `{suggest_schedule(rpo / 2)}`), "
-            "or raise targets.rpo.metrics.",
-            facts={"source": "prometheus", "interval_seconds": cadence.worst_gap, "rpo_seconds": rpo},
-        )
+    names = ", ".join(f"prometheus.{i.name}" for i in backed)
+    yield from schedule_findings(ctx, SCHEDULE, [i.name for i in backed], (
+        f"nothing schedules bdr backup prometheus for {names}",
+        "Losing the metrics volume loses all history since the last manual backup;"))

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
+from bdr.formats.redis_conf import Directive, RedisConf, parse_memory
 from bdr.lint.context import LintContext, check, data_types_of
 from bdr.lint.findings import Finding, Severity, display_path, human_duration, rule
 from bdr.lint.persistence import PERSISTENCE_DIRECTIVES, Persistence, resolve
 from bdr.lint.windows import crash_exposures
-from bdr.redis_conf import Directive, RedisConf, parse_memory
 
 UNREADABLE = rule(
     "BDR-R000", "redis-conf-refused", Severity.ERROR, "redis-server would refuse a line of redis.conf.",

@@ -29,6 +29,8 @@ from pathlib import Path, PurePosixPath
 
 from croniter import CroniterError, croniter
 
+from bdr.sources import required_names, source_names
+
 HORIZON_START = date(2024, 1, 1)
 HORIZON_DAYS = 8 * 365 + 2
 MINUTES_PER_DAY = 1440
@@ -278,9 +280,9 @@ class _Call:
     offsite: bool = False
 
 
-_SOURCES = ("redis", "qdrant", "config", "grafana")
-_ALL = ("redis", "qdrant", "config")
-"""What ``bdr backup all`` always takes (a configured Grafana too: :mod:`bdr.lint.grafana` counts it)."""
+_SOURCES = source_names()
+_ALL = tuple(name for name in source_names() if name in required_names())
+"""What ``bdr backup all`` always takes (an optional source too: :mod:`bdr.lint.source_schedule` counts it)."""
 _ENV_LINE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\s*=")
 
 

@@ -22,7 +22,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bdr.durations import parse_duration
 from bdr.lint.schedule import (
     COMMAND_RECOGNISERS,
     CronError,
@@ -31,6 +30,7 @@ from bdr.lint.schedule import (
     ScheduledBackup,
     command_tokens,
 )
+from bdr.util.durations import parse_duration
 
 SHORTHANDS = {
     "minutely": "*-*-* *:*:00", "hourly": "*-*-* *:00:00", "daily": "*-*-* 00:00:00",

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from bdr.errors import DrillResultNotFound, InvalidDrillResult, ReportNotRecorded, StorageError, UsageError
-from bdr.manifest import to_iso
 from bdr.report.coverage import coverage_of
 from bdr.report.files import ensure_dir, write_atomic
 from bdr.report.history import (
@@ -45,6 +44,7 @@ from bdr.report.records import JSON_SCHEMA_VERSION, RunReport
 from bdr.report.remediation import DEFAULT_DUE_SECONDS, remediation_items
 from bdr.report.signing import SigningKey
 from bdr.report.view import Integrity
+from bdr.repository.manifest import to_iso
 
 __all__ = ["HISTORY_FILE", "ReportPaths", "load_run_report", "render_html", "render_json", "render_junit",
            "rerender", "sign_report", "write_reports"]

@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 
 from markupsafe import Markup, escape
 
-from bdr.durations import format_duration
 from bdr.report.history import TrendPoint
 from bdr.report.records import DrillResult
 from bdr.report.view import CLOCK_STARTS, VERIFIED_STEP, CheckView, ScenarioView
+from bdr.util.durations import format_duration
 
 MET = "#1a7f37"
 BREACHED = "#b42318"

@@ -1,4 +1,4 @@
-"""A run as :mod:`bdr.metrics` reads it: one entry per scenario case, only objectives with a target.
+"""A run as :mod:`bdr.monitoring.metrics` reads it: one entry per scenario case, only objectives with a target.
 
 The metrics (``drill_rto_seconds``, ``drill_target_met`` ...) describe objectives against
 targets; an objective the policy defines no target for has nothing to export, and the

@@ -18,11 +18,11 @@ from functools import cache
 import jinja2
 
 from bdr import __version__
-from bdr.manifest import from_iso
 from bdr.report import charts, view
 from bdr.report.history import History, ReviewEntry
 from bdr.report.records import RunReport
 from bdr.report.verdict import Verdict
+from bdr.repository.manifest import from_iso
 
 TEMPLATE = "report.html.j2"
 

@@ -15,10 +15,10 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from bdr.durations import format_duration
 from bdr.report.records import DrillResult, RunReport
 from bdr.report.verdict import Verdict, verdict_of
 from bdr.report.view import ScenarioView, elapsed
+from bdr.util.durations import format_duration
 
 SUITE = "bdr-drills"
 LIVE_SUITE = "bdr-live-drill"

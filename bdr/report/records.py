@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from bdr.engines.base import Step, StepStatus
+
 JSON_SCHEMA_VERSION = 2
 """2: scope, operator, verifications, cases, remediation and coverage (1: the first drill reports)."""
 
@@ -45,17 +47,31 @@ class ScopeKind(StrEnum):
 
 
 @dataclass(slots=True)
-class DrillStep:
-    """One step of a scenario: ``fault injected``, ``detected``, ``restore``, ``verified`` ..."""
+class DrillStep(Step):
+    """One step of a scenario (``fault injected``, ``detected``, ``restore``, ``verified`` ...): the engine's
+    :class:`~bdr.engines.base.Step` placed on the scenario's clock.
 
-    name: str
-    started_at: str
-    finished_at: str
-    seconds: float
-    offset: float
+    A scenario fills it in as it runs (``with drill.step("restore") as step: ... step.detail = ...``);
+    the report JSON has the step's fields, its ``offset`` and ``ok`` (not failed)."""
+
+    offset: float = 0.0
     """Seconds from the start of the scenario, for the timeline."""
-    detail: str = ""
-    ok: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not StepStatus.FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**Step.to_dict(self), "offset": self.offset, "ok": self.ok}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DrillStep:
+        """Back from :meth:`to_dict`, or from a report written before steps had a ``status`` (only ``ok``)."""
+        status = data.get("status") or (StepStatus.OK if data.get("ok", True) else StepStatus.FAILED)
+        return cls(name=str(data["name"]), started_at=str(data["started_at"]),
+                   finished_at=str(data.get("finished_at", "")), seconds=float(data.get("seconds", 0.0)),
+                   status=StepStatus(status), detail=str(data.get("detail", "")),
+                   offset=float(data.get("offset", 0.0)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +114,7 @@ class TargetCheck:
         return f"{self.kind} {self.name}"
 
     def describe(self) -> str:
-        from bdr.durations import format_duration
+        from bdr.util.durations import format_duration
 
         achieved = "not measured" if self.achieved_seconds is None else format_duration(self.achieved_seconds)
         if self.target_seconds is None:
@@ -220,6 +236,7 @@ class DrillResult:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["outcome"] = str(self.outcome)
+        data["steps"] = [s.to_dict() for s in self.steps]
         data["checks"] = [c.to_dict() for c in self.checks]
         data["verifications"] = [v.to_dict() for v in self.verifications]
         data["targets_met"] = self.targets_met
@@ -230,7 +247,7 @@ class DrillResult:
     def from_dict(cls, data: dict[str, Any]) -> DrillResult:
         values = {k: v for k, v in data.items() if k not in ("targets_met", "key")}
         values["outcome"] = Outcome(values.get("outcome", "passed"))
-        values["steps"] = [DrillStep(**s) for s in values.get("steps", [])]
+        values["steps"] = [DrillStep.from_dict(s) for s in values.get("steps", [])]
         values["checks"] = [TargetCheck.from_dict(c) for c in values.get("checks", [])]
         values["verifications"] = [Verification.from_dict(v) for v in values.get("verifications", [])]
         return cls(**values)

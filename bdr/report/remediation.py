@@ -21,10 +21,10 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from bdr.durations import format_duration
-from bdr.manifest import to_iso
 from bdr.report.records import DrillResult, ItemStatus, RemediationItem, RunReport
 from bdr.report.verdict import Verdict, verdict_of
+from bdr.repository.manifest import to_iso
+from bdr.util.durations import format_duration
 
 DEFAULT_DUE_SECONDS = 14 * 86400.0
 UNASSIGNED = "unassigned (set owners.{source} in bdr.yaml)"

@@ -6,7 +6,7 @@ split into detect, restore and verify), the verifications, the remediation items
 coverage matrix, the steps with their offsets, the evidence as a tree of printable nodes.
 
 One rounding rule: every duration in every table, chart and sentence goes through
-:func:`bdr.durations.format_duration` (``850ms``, ``12.3s``, ``4m05s``), every share of a
+:func:`bdr.util.durations.format_duration` (``850ms``, ``12.3s``, ``4m05s``), every share of a
 target through :func:`percent_text`, every time through :func:`utc_text`. The JSON keeps the
 raw numbers (seconds to the millisecond).
 """
@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from bdr.durations import format_duration
-from bdr.manifest import from_iso
 from bdr.report.history import History, ReviewEntry, TrendPoint, trend
 from bdr.report.records import (
     CoverageRow,
@@ -34,6 +32,8 @@ from bdr.report.records import (
 )
 from bdr.report.remediation import overdue
 from bdr.report.verdict import Verdict, verdict_of
+from bdr.repository.manifest import from_iso
+from bdr.util.durations import format_duration
 
 FAULT_STEP = "fault injected"
 START_STEP = "test start"

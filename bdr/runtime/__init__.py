@@ -1,7 +1,7 @@
 """How a service instance lives: started, stopped, killed, and where its data is.
 
 Engines never shell out to ``redis-server``, ``systemctl`` or ``docker`` themselves: they
-ask the instance's runtime, found by name in one registry (``redis/process``,
+ask the instance's runtime, found by name in one :class:`~bdr.registry.Registry` (``redis/process``,
 ``redis/systemd``, ``redis/command``, ``redis/docker``, ``qdrant/docker``, ``prometheus/process``
 ... ``prometheus/docker``: :mod:`bdr.runtime.prometheus`). Registering a
 name twice is refused at start-up; the list of names (for validation and help) is derived
@@ -16,15 +16,14 @@ killed), whatever bdr.yaml says about its config file.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 from bdr.errors import ConfigError
+from bdr.registry import Registry, UnknownEntry
 from bdr.runtime.base import Launch, Needs, RedisRuntime, Runtime
 
-_RUNTIMES: dict[str, Callable[..., Runtime]] = {}
-_BUILTIN: dict[str, str] = {
+RUNTIMES: Registry[Callable[..., Runtime]] = Registry("runtime", {
     "redis/process": "bdr.runtime.process",
     "redis/systemd": "bdr.runtime.systemd",
     "redis/command": "bdr.runtime.command",
@@ -37,8 +36,8 @@ _BUILTIN: dict[str, str] = {
     "prometheus/systemd": "bdr.runtime.prometheus",
     "prometheus/command": "bdr.runtime.prometheus",
     "prometheus/docker": "bdr.runtime.prometheus",
-}
-"""Built-in runtimes: registry name -> the module that registers it when imported."""
+})
+"""Runtimes by ``service/kind``; a built-in's module is imported (and registers it) on first lookup."""
 
 
 def register_runtime(name: str, factory: Callable[..., Runtime]) -> None:
@@ -46,28 +45,21 @@ def register_runtime(name: str, factory: Callable[..., Runtime]) -> None:
     ``factory(instance, launch=None, **options)``; a name registered twice is refused."""
     if "/" not in name:
         raise ValueError(f"runtime name {name!r} must be service/kind (redis/process)")
-    if name in _RUNTIMES:
-        raise ValueError(f"runtime {name!r} is registered twice ({_RUNTIMES[name]!r} and {factory!r})")
-    _RUNTIMES[name] = factory
+    RUNTIMES.register(name, factory)
 
 
 def runtime_names(service: str) -> list[str]:
     """The runtime kinds ``service`` can use (``process``, ``systemd`` ...), built-in or registered."""
-    names = {key.split("/", 1)[1] for key in (*_BUILTIN, *_RUNTIMES) if key.startswith(f"{service}/")}
-    return sorted(names)
+    return sorted({key.split("/", 1)[1] for key in RUNTIMES.names() if key.startswith(f"{service}/")})
 
 
 def _factory(service: str, kind: str, where: str) -> Callable[..., Runtime]:
-    key = f"{service}/{kind}"
-    if key not in _RUNTIMES and key in _BUILTIN:
-        try:
-            importlib.import_module(_BUILTIN[key])
-        except ImportError as exc:
-            raise ConfigError(path="bdr.yaml", detail=f"{where}.runtime: {kind} needs {exc.name} "
-                              f"(pip install 'bdr[{kind}]')") from exc
     try:
-        return _RUNTIMES[key]
-    except KeyError:
+        return RUNTIMES.get(f"{service}/{kind}")
+    except ImportError as exc:
+        raise ConfigError(path="bdr.yaml", detail=f"{where}.runtime: {kind} needs {exc.name} "
+                          f"(pip install 'bdr[{kind}]')") from exc
+    except UnknownEntry:
         raise ConfigError(
             path="bdr.yaml", detail=f"{where}.runtime: unknown runtime {kind!r} (known: "
             f"{', '.join(runtime_names(service))})"
@@ -82,7 +74,13 @@ def redis_runtime(instance: Any, launch: Launch | None = None, **options: Any) -
 
 
 def qdrant_runtime(instance: Any, launch: Launch | None = None, **options: Any) -> Runtime:
-    """The runtime of Qdrant ``instance`` (only ``docker`` manages a Qdrant process today)."""
+    """The runtime of Qdrant ``instance`` (only ``docker`` manages a Qdrant process today).
+
+    ``qdrant/docker`` stays registered: ``qdrant.<name>.runtime: docker`` (what ``bdr init`` writes from a
+    compose file) is validated against this registry, and this is the one way to build its container
+    handle. No restore path calls it yet: bdr never stops or starts a Qdrant server (the volume method
+    refuses while it answers), so there is nothing for the runtime to do there.
+    """
     kind = launch.runtime if launch is not None else instance.runtime
     return _factory("qdrant", kind, f"qdrant.{instance.name}")(instance, launch=launch, **options)
 
@@ -93,5 +91,5 @@ def prometheus_runtime(instance: Any, launch: Launch | None = None, **options: A
     return _factory("prometheus", kind, f"prometheus.{instance.name}")(instance, launch=launch, **options)
 
 
-__all__ = ["Launch", "Needs", "RedisRuntime", "Runtime", "prometheus_runtime", "qdrant_runtime", "redis_runtime",
-           "register_runtime", "runtime_names"]
+__all__ = ["RUNTIMES", "Launch", "Needs", "RedisRuntime", "Runtime", "prometheus_runtime", "qdrant_runtime",
+           "redis_runtime", "register_runtime", "runtime_names"]

@@ -101,7 +101,7 @@ class CommandRedis(RedisBase):
             raise ServiceUnavailable(service="Redis", address=self.instance.url, detail="no process of this host to "
                                      "kill")
         os.kill(pid, signal.SIGKILL)
-        from bdr.waiting import wait_for
+        from bdr.util.waiting import wait_for
 
         wait_for(lambda: not procfs.alive(pid), 10.0, interval=0.01)
 

@@ -85,8 +85,6 @@ from bdr.errors import (
     VolumeInUse,
     VolumeNotFound,
 )
-from bdr.host import free_port
-from bdr.images import REDIS_GID, REDIS_UID, resolve_qdrant_image, resolve_redis_image
 from bdr.runtime import preflight as checks
 from bdr.runtime import register_runtime
 from bdr.runtime.base import Launch, Needs
@@ -121,9 +119,11 @@ from bdr.runtime.docker_volumes import (
     volume_exists,
     volume_restore,
 )
+from bdr.runtime.images import REDIS_GID, REDIS_UID, resolve_qdrant_image, resolve_redis_image
 from bdr.runtime.redis_base import is_local
 from bdr.runtime.settings import LaunchConfig, read_launch_config, running_settings, split_command
-from bdr.waiting import wait_for
+from bdr.util.host import free_port
+from bdr.util.waiting import wait_for
 
 logger = logging.getLogger(__name__)
 

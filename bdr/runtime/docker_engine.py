@@ -33,7 +33,7 @@ import requests
 from docker.models.containers import Container
 
 from bdr.errors import ContainerNotFound, DockerUnavailable, ServiceError, ServiceTimeout, VolumeNotFound
-from bdr.host import pid_alive
+from bdr.util.host import pid_alive
 
 logger = logging.getLogger(__name__)
 

@@ -40,7 +40,6 @@ import docker.errors
 import zstandard
 from docker.models.containers import Container
 
-from bdr.archive import open_tar_stream
 from bdr.errors import (
     CorruptArchive,
     ImageNotFound,
@@ -50,7 +49,7 @@ from bdr.errors import (
     VolumeInUse,
     VolumeNotFound,
 )
-from bdr.images import resolve_redis_image
+from bdr.repository.archive import open_tar_stream
 from bdr.runtime.docker_engine import (
     HELPER_MOUNT,
     DataMount,
@@ -66,6 +65,7 @@ from bdr.runtime.docker_engine import (
     volume_mount,
     wait_exited,
 )
+from bdr.runtime.images import resolve_redis_image
 from bdr.storage.local import fsync_dir, translate_os_error
 
 logger = logging.getLogger(__name__)

@@ -110,7 +110,7 @@ class GrafanaService:
         return Path(self.instance.db_path).is_file()
 
     def _wait(self, done: Any, timeout: float, what: str) -> None:
-        from bdr.waiting import wait_for
+        from bdr.util.waiting import wait_for
 
         if not wait_for(done, timeout, interval=0.1):
             raise ServiceTimeout(service=f"Grafana {self.name}", what=what, seconds=timeout,

@@ -37,7 +37,7 @@ from bdr.runtime import procfs
 from bdr.runtime.base import Needs, command_line
 from bdr.runtime.server import identity, kill_group, popen_server, stdin_config, tail, version
 from bdr.runtime.settings import LaunchConfig, read_launch_config
-from bdr.units import format_bytes
+from bdr.util.units import format_bytes
 
 logger = logging.getLogger(__name__)
 

@@ -44,7 +44,6 @@ import redis
 from bdr.clients import redis_errors
 from bdr.config import RedisInstance
 from bdr.errors import NoLaunch, ServiceError, ServiceUnavailable, StartFailed, Supervised, UnsafeLaunch
-from bdr.host import free_port
 from bdr.runtime import preflight as checks
 from bdr.runtime import procfs, register_runtime
 from bdr.runtime.base import Launch, Needs, command_line
@@ -53,6 +52,7 @@ from bdr.runtime.redis_base import RedisBase
 from bdr.runtime.server import REDIS_SERVER, kill_group, popen_server, stdin_config, tail, version
 from bdr.runtime.settings import LaunchConfig, read_launch_config
 from bdr.runtime.supervision import supervisor_of
+from bdr.util.host import free_port
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +306,7 @@ class RedisProcess(RedisBase):
         os.kill(pid, signal.SIGKILL)
         if self._proc is not None and self._proc.pid == pid:
             self._proc.wait(timeout=10)
-        from bdr.waiting import wait_for
+        from bdr.util.waiting import wait_for
 
         wait_for(lambda: not procfs.alive(pid), 10.0, interval=0.01)
 

@@ -34,11 +34,11 @@ from urllib.parse import urlparse
 from bdr.config import PrometheusInstance
 from bdr.engines.prometheus.client import PrometheusClient
 from bdr.errors import BdrError, ConfigError, ServiceError, ServiceTimeout, StartFailed, StopFailed
-from bdr.host import pid_alive
 from bdr.runtime import procfs, register_runtime
 from bdr.runtime.base import CommandRun, Launch, Needs, command_line, run_command
 from bdr.runtime.server import identity, tail
-from bdr.waiting import wait_for
+from bdr.util.host import pid_alive
+from bdr.util.waiting import wait_for
 
 TSDB_FLAG = "--storage.tsdb.path"
 DEFAULT_TSDB = "data/"

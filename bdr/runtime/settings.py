@@ -6,7 +6,7 @@ argv and the directory it starts in. redis-server builds one config text from th
 file, then its stdin (``-``), then the ``--name value`` options of its command line, and
 applies it line by line:
 
-- files are read by :func:`bdr.redis_conf.read_directives`, the one redis.conf parser (lint's
+- files are read by :func:`bdr.formats.redis_conf.read_directives`, the one redis.conf parser (lint's
   too: Redis's ``sdssplitargs``, quotes and escapes), names are case-insensitive, the last
   directive wins, except ``save``, whose lines add up (the first one replaces the defaults, ``save ""`` clears);
 - ``dir`` *changes the working directory at once* (``chdir``), relative to the current one:
@@ -34,7 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bdr.redis_conf import ArgsError, ConfProblem, Directive, expand_include, parse_memory, read_directives, split_args
+from bdr.formats.redis_conf import (
+    ArgsError,
+    ConfProblem,
+    Directive,
+    expand_include,
+    parse_memory,
+    read_directives,
+    split_args,
+)
 
 DEFAULTS: dict[str, str] = {
     "port": "6379",

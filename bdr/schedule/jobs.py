@@ -34,9 +34,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bdr.config import SCHEDULE_SOURCES, Config, ScheduleEntry
+from bdr.config import Config, ScheduleEntry
 from bdr.errors import ConfigError
 from bdr.lint.schedule import CronError, cadence, parse_cron
+from bdr.sources import ALL, CATALOGUE, instanced_names, source_names
 
 MAX_WAIT_LOCK = 3600.0
 """The longest a scheduled job waits for the repository lock by default."""
@@ -79,34 +80,26 @@ def _safe(name: str) -> str:
 
 def instances_of(config: Config, source: str) -> list[str]:
     """The instances of ``source`` bdr backs up (``backup: false`` ones left out)."""
-    if source == "redis":
-        return [name for name, inst in config.redis.items() if inst.backup]
-    if source == "qdrant":
-        return [name for name, inst in config.qdrant.items() if inst.backup]
-    if source == "config":
-        return [config.files.name]
-    if source == "grafana":
-        return [name for name, inst in config.grafana.items() if inst.backup]
-    if source == "prometheus":
-        return [name for name, inst in config.prometheus.items() if inst.backup]
-    if source == "all":
+    if source == ALL:
         return [SYSTEM_INSTANCE]
-    return []
+    found = CATALOGUE.find(source)
+    return found.backed_up(config) if found is not None else []
+
+
+def _and(names: tuple[str, ...]) -> str:
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 def _known(config: Config, source: str) -> list[str]:
-    if source == "grafana":
-        return list(config.grafana)
-    if source == "prometheus":
-        return list(config.prometheus)
-    return list(config.redis) if source == "redis" else list(config.qdrant) if source == "qdrant" else []
+    found = CATALOGUE.find(source)
+    return found.instances(config) if found is not None and found.instanced else []
 
 
 def _check_instance(config: Config, entry: ScheduleEntry, source: str, instance: str) -> None:
     where = f"schedule.{entry.key}"
-    if source not in ("redis", "qdrant", "grafana", "prometheus"):
-        raise ConfigError(path=config.source_label, detail=f"{where}: only redis, qdrant, grafana and "
-                          f"prometheus have named instances (write schedule.{source})")
+    if source not in instanced_names():
+        raise ConfigError(path=config.source_label, detail=f"{where}: only {_and(instanced_names())} have named "
+                          f"instances (write schedule.{source})")
     known = _known(config, source)
     if instance not in known:
         raise ConfigError(path=config.source_label, detail=f"{where}: no {source} instance {instance!r} "
@@ -135,9 +128,9 @@ def _check_cron(config: Config, entry: ScheduleEntry) -> None:
 
 def _backups(config: Config, entry: ScheduleEntry, own: set[tuple[str, str]]) -> list[Job]:
     source = entry.source
-    if source not in SCHEDULE_SOURCES:
+    if source not in source_names(with_all=True):
         raise ConfigError(path=config.source_label, detail=f"schedule.{entry.key}: bdr does not know this job; "
-                          "known: redis, qdrant, config, grafana, prometheus, all (backups), redis/NAME, qdrant/NAME, "
+                          f"known: {', '.join(source_names(with_all=True))} (backups), redis/NAME, qdrant/NAME, "
                           "offsite, offsite/SOURCE, prune, verify, drill")
     if entry.instance is not None:
         _check_instance(config, entry, source, entry.instance)
@@ -154,14 +147,14 @@ def _backups(config: Config, entry: ScheduleEntry, own: set[tuple[str, str]]) ->
     for name in names:
         copy = offsite and (source, name) in local
         args = ["copy", "latest", "--source", source] if copy else ["backup", source]
-        if source in ("redis", "qdrant", "grafana", "prometheus"):
+        if source in instanced_names():
             args += ["--instance", name]
         if entry.compress and not copy:
             args.append("--compress")
         if offsite:
             assert remote is not None
             args += ["--remote", remote] if copy else ["--also-remote", remote]
-        label = source if source in ("config", "all") else f"{source}-{name}"
+        label = source if source not in instanced_names() else f"{source}-{name}"
         what = {"all": "the whole system (Redis, Qdrant, configuration)", "config": "the configuration files"}.get(
             source, f"{source} {name}")
         jobs.append(Job(
@@ -178,7 +171,7 @@ def _local_backups(config: Config) -> set[tuple[str, str]]:
     """The (source, instance) pairs the schedule's local backup entries cover: what an off-site job can copy."""
     groups: set[tuple[str, str]] = set()
     for entry in config.schedule:
-        if entry.kind == "backup" and entry.source in SCHEDULE_SOURCES:
+        if entry.kind == "backup" and entry.source in source_names(with_all=True):
             names = [entry.instance] if entry.instance is not None else instances_of(config, entry.source)
             groups |= {(entry.source, name) for name in names}
     return groups
@@ -223,11 +216,11 @@ def jobs_for(config: Config, *, live_drill: bool = True, strict: bool = True) ->
     for entry in verifies:
         for source, instance in groups:
             args = ["verify", "latest", "--source", source]
-            if source in ("redis", "qdrant", "grafana", "prometheus"):
+            if source in instanced_names():
                 args += ["--instance", instance]
             if entry.restore_test:
                 args.append("--restore-test")
-            label = source if source in ("config", "all") else f"{source}-{instance}"
+            label = source if source not in instanced_names() else f"{source}-{instance}"
             jobs.append(Job(f"verify-{_safe(label)}", entry.key, "verify", entry.cron, tuple(args),
                             f"bdr: verify the newest backup of {source} {instance}", source=source,
                             instance=instance))

@@ -18,18 +18,18 @@ from typing import Any
 
 from bdr.storage.base import ObjectSink, Storage, WrittenObject
 from bdr.storage.local import LocalStorage
-from bdr.storage.schemes import factory_for, register_scheme
+from bdr.storage.schemes import factory_for, register_scheme, scheme_examples
 
 
 def open_storage(location: str | Path, **options: Any) -> Storage:
-    """The storage for a local path or a url whose scheme is registered (``s3://``)."""
+    """The storage for a local path or a url whose scheme is registered (:mod:`bdr.storage.schemes`)."""
     text = str(location)
     if "://" in text:
         factory = factory_for(text.split("://", 1)[0])
         if factory is None:
             from bdr.errors import UsageError
 
-            raise UsageError(detail=f"unsupported repository url {text!r}: use a path or s3://bucket/prefix")
+            raise UsageError(detail=f"unsupported repository url {text!r}: use a path or {scheme_examples()}")
         storage: Storage = factory(text, **options)
         return storage
     return LocalStorage(Path(text))

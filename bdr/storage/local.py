@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from bdr.errors import BackupNotFound, NoSpace, NotWritable, StorageError
-from bdr.host import pid_alive
 from bdr.storage.base import WrittenObject, failed_again, write_all
+from bdr.util.host import pid_alive
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ its sha256 (``x-amz-checksum-sha256``, which S3 checks on receipt); the writer w
 that many are on their way, so an upload holds at most ``concurrency`` parts in memory, the
 one being filled included (:mod:`bdr.storage.parallel`). Nothing is visible until :meth:`S3Sink.commit` completes the
 upload with the parts in order; an abort or any error aborts it, so no orphaned parts are
-left behind (and the bucket lifecycle's abort rule, see :mod:`bdr.s3_lifecycle`, discards
+left behind (and the bucket lifecycle's abort rule, see :mod:`bdr.storage.lifecycle`, discards
 those of a killed process). An object smaller than one part is sent with a single PutObject.
 Reads fetch ``concurrency`` ranges of a part's size at once and hand them out in order.
 
@@ -94,8 +94,8 @@ from bdr.errors import (
     StorageError,
     UsageError,
 )
-from bdr.s3_lifecycle import ARCHIVE_CLASSES, TIER_TAG, Tier, object_tier, set_of
 from bdr.storage.base import WrittenObject, failed_again, write_all
+from bdr.storage.lifecycle import ARCHIVE_CLASSES, TIER_TAG, Tier, object_tier, set_of
 from bdr.storage.parallel import PartPipeline, RangeWindow, Stopped
 from bdr.storage.retry import (
     ABORT_PAUSES,

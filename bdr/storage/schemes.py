@@ -7,28 +7,35 @@ backend on first use, so a local repository never loads boto3.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from bdr.registry import DuplicateEntry, Registry
 
 if TYPE_CHECKING:
     from bdr.storage.base import Storage
 
-BACKENDS: dict[str, str] = {"s3": "bdr.storage.s3"}
-"""The module that registers each built-in scheme."""
-
-_FACTORIES: dict[str, Callable[..., Storage]] = {}
+SCHEMES: Registry[Callable[..., Storage]] = Registry("repository url scheme", {"s3": "bdr.storage.s3"})
+"""Storage factories by url scheme; a built-in's module registers it when first looked up."""
 
 
 def register_scheme(scheme: str, factory: Callable[..., Storage]) -> None:
-    """Make ``scheme://...`` locations open with ``factory(location, **options)``."""
-    if _FACTORIES.get(scheme, factory) is not factory:
-        raise RuntimeError(f"two storage backends for {scheme}://")
-    _FACTORIES[scheme] = factory
+    """Make ``scheme://...`` locations open with ``factory(location, **options)`` (the same one again is a
+    no-op, a re-import; a different one is refused)."""
+    old = SCHEMES.loaded(scheme)
+    if old is factory:
+        return
+    try:
+        SCHEMES.register(scheme, factory)
+    except DuplicateEntry:
+        raise DuplicateEntry(f"two storage backends for {scheme}://") from None
 
 
 def factory_for(scheme: str) -> Callable[..., Any] | None:
     """The factory of ``scheme`` (its built-in backend imported first); None when no backend has it."""
-    if scheme not in _FACTORIES and scheme in BACKENDS:
-        importlib.import_module(BACKENDS[scheme])
-    return _FACTORIES.get(scheme)
+    return SCHEMES.find(scheme)
+
+
+def scheme_examples() -> str:
+    """``s3://bucket/prefix``-style examples of every known scheme, for error messages."""
+    return " or ".join(f"{name}://bucket/prefix" for name in SCHEMES.names())

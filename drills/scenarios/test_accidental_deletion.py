@@ -30,7 +30,7 @@ ACME = {"must": [{"key": "tenant", "match": {"value": "acme"}}]}
 def test_deleted_redis_keys(stack: Stack, drill: Drill) -> None:
     with drill.step("scheduled backup") as step:
         outcome = api.backup(stack.config, "redis")
-        step["detail"] = outcome.manifest.id
+        step.detail = outcome.manifest.id
     client = stack.redis.client()
     users = stack.redis_dump("user:*")
     others = stack.redis_dump(exclude="user:*")
@@ -39,14 +39,14 @@ def test_deleted_redis_keys(stack: Stack, drill: Drill) -> None:
     deleted = client.delete(*users)
     with drill.step("detected") as step:
         assert not list(client.scan_iter(match="user:*", count=1000))
-        step["detail"] = f"{deleted} keys gone"
+        step.detail = f"{deleted} keys gone"
     with drill.step("restore", "bdr restore redis latest --keys 'user:*' --conflict skip") as step:
-        result = api.restore(stack.config, "redis", "latest", selection={"keys": "user:*"}, conflict="skip")
-        step["detail"] = ", ".join(f"{k}: {v}" for k, v in result.counts.items())
+        result = api.restore(stack.config, "redis", "latest", keys="user:*", conflict="skip")
+        step.detail = ", ".join(f"{k}: {v}" for k, v in result.counts.items())
     with drill.step("verify") as step:
         assert stack.redis_dump("user:*") == users
         assert stack.redis_dump(exclude="user:*") == others
-        step["detail"] = f"{len(users)} user keys back; {len(others)} other keys unchanged byte for byte"
+        step.detail = f"{len(users)} user keys back; {len(others)} other keys unchanged byte for byte"
     drill.verified()
 
     drill.rto("redis_local_restore", note="selective restore")
@@ -61,7 +61,7 @@ def test_deleted_redis_keys(stack: Stack, drill: Drill) -> None:
 def test_dropped_qdrant_collection(stack: Stack, drill: Drill) -> None:
     with drill.step("scheduled backup") as step:
         outcome = api.backup(stack.config, "qdrant")
-        step["detail"] = outcome.manifest.id
+        step.detail = outcome.manifest.id
     memories = stack.qdrant_points("memories")
     documents = stack.qdrant_points("documents")
 
@@ -70,14 +70,14 @@ def test_dropped_qdrant_collection(stack: Stack, drill: Drill) -> None:
         client.delete_collection("memories")
     with drill.step("detected") as step:
         assert stack.qdrant_points("memories") == {}
-        step["detail"] = "collection missing"
+        step.detail = "collection missing"
     with drill.step("restore", "bdr restore qdrant latest --collection memories") as step:
-        result = api.restore(stack.config, "qdrant", "latest", selection={"collection": "memories"})
-        step["detail"] = ", ".join(f"{k}: {v}" for k, v in result.counts.items())
+        result = api.restore(stack.config, "qdrant", "latest", collection="memories")
+        step.detail = ", ".join(f"{k}: {v}" for k, v in result.counts.items())
     with drill.step("verify") as step:
         assert stack.qdrant_points("memories") == memories
         assert stack.qdrant_points("documents") == documents
-        step["detail"] = f"{len(memories)} points back; 'documents' ({len(documents)} points) unchanged"
+        step.detail = f"{len(memories)} points back; 'documents' ({len(documents)} points) unchanged"
     drill.verified()
 
     drill.rto("qdrant_restore", note="selective restore of one collection's points")
@@ -93,7 +93,7 @@ def test_deleted_points_matching_a_filter(stack: Stack, drill: Drill) -> None:
 
     with drill.step("scheduled backup") as step:
         outcome = api.backup(stack.config, "qdrant")
-        step["detail"] = outcome.manifest.id
+        step.detail = outcome.manifest.id
     before = stack.qdrant_points("documents")
     acme = {k: v for k, v in before.items() if v[0]["tenant"] == "acme"}  # type: ignore[index]
 
@@ -103,14 +103,14 @@ def test_deleted_points_matching_a_filter(stack: Stack, drill: Drill) -> None:
         client.delete("documents", points_selector=selector, wait=True)
     with drill.step("detected") as step:
         assert len(stack.qdrant_points("documents")) == len(before) - len(acme)
-        step["detail"] = f"{len(acme)} points gone"
+        step.detail = f"{len(acme)} points gone"
     with drill.step("restore", "bdr restore qdrant latest --collection documents --filter ... --conflict skip") as step:
         result = api.restore(stack.config, "qdrant", "latest",
-                             selection={"collection": "documents", "filter": ACME}, conflict="skip")
-        step["detail"] = ", ".join(f"{k}: {v}" for k, v in result.counts.items())
+                             collection="documents", filter=ACME, conflict="skip")
+        step.detail = ", ".join(f"{k}: {v}" for k, v in result.counts.items())
     with drill.step("verify") as step:
         assert stack.qdrant_points("documents") == before
-        step["detail"] = f"{len(acme)} points back; the other {len(before) - len(acme)} unchanged"
+        step.detail = f"{len(acme)} points back; the other {len(before) - len(acme)} unchanged"
     drill.verified()
 
     drill.rto("qdrant_restore", note="selective restore of one collection's points")

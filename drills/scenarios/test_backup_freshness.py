@@ -14,9 +14,9 @@ from __future__ import annotations
 import pytest
 
 from bdr import api
-from bdr.durations import format_duration
 from bdr.lint.context import data_types_of
 from bdr.lint.schedule import cadence, parse_cron
+from bdr.util.durations import format_duration
 from drills.recorder import Drill
 from drills.stack import Stack
 
@@ -38,7 +38,7 @@ def test_backup_freshness(stack: Stack, drill: Drill) -> None:
         with drill.step(f"measure backup {source}") as step:
             outcome = api.backup(stack.config, source)
             durations[source] = (outcome.manifest.finished - outcome.manifest.started).total_seconds()
-            step["detail"] = f"{outcome.manifest.id} took {format_duration(durations[source])}"
+            step.detail = f"{outcome.manifest.id} took {format_duration(durations[source])}"
     schedule = {entry.source: entry.cron for entry in stack.config.schedule}
     windows: dict[str, dict[str, object]] = {}
     described: list[str] = []
@@ -54,14 +54,14 @@ def test_backup_freshness(stack: Stack, drill: Drill) -> None:
                 drill.check("rpo", data_type, stack.config.targets.rpo[data_type], worst,
                             note=f"schedule {cron!r} + {format_duration(duration)} backup" if cron
                             else f"no schedule for {source} in bdr.yaml")
-        step["detail"] = ", ".join(described)
+        step.detail = ", ".join(described)
     with drill.step("the check has teeth") as step:
         daily = window("0 2 * * *", durations["redis"])
         half_hourly = window("*/30 * * * *", durations["redis"])
         sessions_rpo = stack.config.targets.rpo["sessions"]
         assert daily > sessions_rpo, "a daily Redis schedule must breach the 1-hour session RPO"
         assert half_hourly <= sessions_rpo
-        step["detail"] = (f"daily: {format_duration(daily)} > {format_duration(sessions_rpo)} (breach, as it must); "
+        step.detail = (f"daily: {format_duration(daily)} > {format_duration(sessions_rpo)} (breach, as it must); "
                           f"every 30 min: {format_duration(half_hourly)} (met)")
     drill.verified("schedule evaluated")
     drill.evidence.update(schedule=schedule, backup_seconds=durations, windows=windows,

@@ -35,7 +35,7 @@ def test_cluster_accidental_deletion(cluster_stack: ClusterStack, drill: Drill) 
     cluster = cluster_stack.cluster
     with drill.step("scheduled backup", "bdr backup redis") as step:
         outcome = api.backup(cluster_stack.config, "redis")
-        step["detail"] = outcome.manifest.id
+        step.detail = outcome.manifest.id
     users = dump(cluster_stack, "user:*")
     others = {k: v for k, v in dump(cluster_stack, "*").items() if not k.startswith(b"user:")}
     shards = [p for p in cluster.master_ports() if any(client_at(p).scan_iter(match="user:*", count=100))]
@@ -46,16 +46,16 @@ def test_cluster_accidental_deletion(cluster_stack: ClusterStack, drill: Drill) 
     client.close()
     with drill.step("detected") as step:
         assert dump(cluster_stack, "user:*") == {}
-        step["detail"] = f"{deleted} keys gone from {len(shards)} shards"
+        step.detail = f"{deleted} keys gone from {len(shards)} shards"
     with drill.step("dry run", "bdr restore redis latest --keys 'user:*' --conflict skip --dry-run") as step:
-        dry = api.restore(cluster_stack.config, "redis", "latest", selection={"keys": "user:*"}, conflict="skip",
+        dry = api.restore(cluster_stack.config, "redis", "latest", keys="user:*", conflict="skip",
                           dry_run=True)
         assert dry.counts["copied"] == len(users)
-        step["detail"] = ", ".join(f"{k}: {v}" for k, v in dry.counts.items())
+        step.detail = ", ".join(f"{k}: {v}" for k, v in dry.counts.items())
     with drill.step("restore", "bdr restore redis latest --keys 'user:*' --conflict skip") as step:
-        result = api.restore(cluster_stack.config, "redis", "latest", selection={"keys": "user:*"},
+        result = api.restore(cluster_stack.config, "redis", "latest", keys="user:*",
                              conflict="skip")
-        step["detail"] = ", ".join(f"{k}: {v}" for k, v in result.counts.items())
+        step.detail = ", ".join(f"{k}: {v}" for k, v in result.counts.items())
     with drill.step("verify") as step:
         assert result.ok, [c for c in result.checks if not c.ok]
         back = dump(cluster_stack, "user:*") == users
@@ -64,7 +64,7 @@ def test_cluster_accidental_deletion(cluster_stack: ClusterStack, drill: Drill) 
                            "byte for byte" if back else "the restored keys differ from before the deletion")
         drill.verification("content", "other keys", untouched, f"{len(others)} other keys unchanged byte for byte"
                            if untouched else "other keys changed")
-        step["detail"] = f"{len(users)} user keys back on {len(shards)} shards; {len(others)} other keys unchanged"
+        step.detail = f"{len(users)} user keys back on {len(shards)} shards; {len(others)} other keys unchanged"
     drill.verified()
 
     drill.rto("redis_local_restore", note="selective restore across the shards of a cluster")

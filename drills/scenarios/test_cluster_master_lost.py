@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 
 from bdr import api
-from bdr.waiting import wait_for
+from bdr.util.waiting import wait_for
 from drills.cluster import ClusterStack, cluster_ok
 from drills.recorder import Drill
 from drills.stack import wipe
@@ -33,7 +33,7 @@ def test_cluster_master_lost(cluster_stack: ClusterStack, drill: Drill) -> None:
     writer = cluster_stack.start_writer()
     with drill.step("scheduled backup", "bdr backup redis") as step:
         outcome = api.backup(cluster_stack.config, "redis")
-        step["detail"] = outcome.manifest.id
+        step.detail = outcome.manifest.id
     writer.wait_for_acks(count=len(writer.acknowledged("sessions", 1e12)) + 5)
     seed = int(cluster_stack.config.redis["production"].url.rsplit(":", 1)[1].split("/")[0])
     lost = next(p for p in cluster.master_ports() if p != seed)  # bdr.yaml names another node
@@ -45,16 +45,16 @@ def test_cluster_master_lost(cluster_stack: ClusterStack, drill: Drill) -> None:
     wipe(cluster.data_dir(lost))
     with drill.step("detected") as step:
         assert not cluster.answers(lost)
-        step["detail"] = f"127.0.0.1:{lost} does not answer"
+        step.detail = f"127.0.0.1:{lost} does not answer"
     with drill.step("failover", "Redis Cluster promotes the replica") as step:
         assert wait_for(lambda: cluster_ok(seed) and cluster.role(replica) == "master", FAILOVER_WAIT, 0.05)
-        step["detail"] = f"replica 127.0.0.1:{replica} serves the shard's slots; cluster_state:ok"
+        step.detail = f"replica 127.0.0.1:{replica} serves the shard's slots; cluster_state:ok"
     with drill.step("node replaced", "the lost node's service started again, empty, on its address") as step:
         cluster.spawn(lost, wipe=True)
-        step["detail"] = f"127.0.0.1:{lost} up, empty, knows no cluster"
+        step.detail = f"127.0.0.1:{lost} up, empty, knows no cluster"
     with drill.step("restore", f"bdr restore redis latest --node 127.0.0.1:{lost}") as step:
-        result = api.restore(cluster_stack.config, "redis", "latest", selection={"node": f"127.0.0.1:{lost}"})
-        step["detail"] = "; ".join(f"{s.name}: {s.detail}" for s in result.steps if s.detail)[:500]
+        result = api.restore(cluster_stack.config, "redis", "latest", node=f"127.0.0.1:{lost}")
+        step.detail = "; ".join(f"{s.name}: {s.detail}" for s in result.steps if s.detail)[:500]
     writer.stop()
     with drill.step("verify") as step:
         assert result.ok, [c for c in result.checks if not c.ok]
@@ -63,7 +63,7 @@ def test_cluster_master_lost(cluster_stack: ClusterStack, drill: Drill) -> None:
         assert cluster.role(lost) == "slave" and cluster.replica_of(replica) == [lost]
         keys_after = cluster.keys_total()
         assert keys_after >= keys_before
-        step["detail"] = (f"127.0.0.1:{lost} is the replica of 127.0.0.1:{replica} and holds its {keys_after} "
+        step.detail = (f"127.0.0.1:{lost} is the replica of 127.0.0.1:{replica} and holds its {keys_after} "
                           "keys; every shard has a replica again")
     drill.verified()
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from bdr import api
-from bdr.durations import format_duration
+from bdr.util.durations import format_duration
 from drills.cluster import ClusterStack
 from drills.recorder import Drill
 from drills.stack import wipe
@@ -30,7 +30,7 @@ def test_cluster_total_loss(cluster_stack: ClusterStack, drill: Drill) -> None:
     with drill.step("scheduled backup", "bdr backup redis") as step, writer.paused():
         outcome = api.backup(cluster_stack.config, "redis")
         before = cluster_stack.fingerprint()
-        step["detail"] = f"{outcome.manifest.id}: {outcome.manifest.facts['summary']}; skew " \
+        step.detail = f"{outcome.manifest.id}: {outcome.manifest.facts['summary']}; skew " \
                          f"{outcome.manifest.facts['skew_seconds']:.3f}s"
     writer.wait_for_acks(count=len(writer.acknowledged("sessions", 1e12)) + 5)
 
@@ -41,21 +41,21 @@ def test_cluster_total_loss(cluster_stack: ClusterStack, drill: Drill) -> None:
         wipe(cluster.data_dir(port))
     with drill.step("detected") as step:
         assert not any(cluster.answers(p) for p in cluster.ports)
-        step["detail"] = "no node answers; every data directory empty"
+        step.detail = "no node answers; every data directory empty"
     with drill.step("cluster recreated", "start the nodes; redis-cli --cluster create ... --cluster-replicas 1") \
             as step:
         for port in cluster.ports:
             cluster.spawn(port)
         cluster.create()
-        step["detail"] = f"{len(cluster.master_ports())} empty masters with the same slot ranges, 3 replicas"
+        step.detail = f"{len(cluster.master_ports())} empty masters with the same slot ranges, 3 replicas"
     with drill.step("restore", "bdr restore redis latest") as step:
         result = api.restore(cluster_stack.config, "redis", "latest")
-        step["detail"] = ", ".join(f"{s.name} {format_duration(s.seconds)}" for s in result.steps)
+        step.detail = ", ".join(f"{s.name} {format_duration(s.seconds)}" for s in result.steps)
     with drill.step("verify") as step:
         assert result.ok, [c for c in result.checks if not c.ok]
         for check in result.checks:
             drill.verification("restore", check.name, check.ok, check.detail, check.skipped)
-        step["detail"] = drill.fingerprints(before, cluster_stack.fingerprint())
+        step.detail = drill.fingerprints(before, cluster_stack.fingerprint())
     drill.verified()
 
     drill.rto("redis_local_restore", note="a whole cluster: file restore of every shard")

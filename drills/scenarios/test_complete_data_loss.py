@@ -33,7 +33,7 @@ def test_complete_data_loss(stack: Stack, drill: Drill) -> None:
     writer = stack.start_writer(stack.all_channels())
     with drill.step("scheduled system backup", "bdr backup all") as step, writer.paused():
         outcome = api.backup(stack.config, "all")
-        step["detail"] = f"{outcome.manifest.id} (skew {outcome.manifest.facts['skew_seconds']}s)"
+        step.detail = f"{outcome.manifest.id} (skew {outcome.manifest.facts['skew_seconds']}s)"
         expected_digest = api.redis_fingerprint(stack.redis.client()).digest
         expected_documents = stack.qdrant_points("documents")
         expected_memories = stack.qdrant_points("memories")
@@ -49,12 +49,12 @@ def test_complete_data_loss(stack: Stack, drill: Drill) -> None:
         wipe(path)
     with drill.step("detected") as step:
         assert not stack.redis.running() and not any(stack.config_dir.iterdir())
-        step["detail"] = f"Redis down ({lost}), Qdrant storage and config directory empty"
+        step.detail = f"Redis down ({lost}), Qdrant storage and config directory empty"
     with drill.step("services recreated", "docker compose up -d, on a rebuilt host") as step:
-        step["detail"] = stack.recreate_redis()
+        step.detail = stack.recreate_redis()
     with drill.step("restore", "bdr restore all latest") as step:
         result = api.restore(stack.config, "all", "latest")
-        step["detail"] = "; ".join(s.detail for s in result.steps)
+        step.detail = "; ".join(s.detail for s in result.steps)
     with drill.step("service answering"):
         assert stack.redis.client().ping()
     with drill.step("verify") as step:
@@ -65,7 +65,7 @@ def test_complete_data_loss(stack: Stack, drill: Drill) -> None:
         assert stack.qdrant_points("memories") == expected_memories
         assert config_fingerprint(stack) == expected_config
         assert (stack.config_dir / ".env").stat().st_mode & 0o777 == 0o600
-        step["detail"] = drill.fingerprints(before, stack.fingerprint("redis", "qdrant", "config")) + \
+        step.detail = drill.fingerprints(before, stack.fingerprint("redis", "qdrant", "config")) + \
             "; .env back at 0600"
     drill.verified()
 

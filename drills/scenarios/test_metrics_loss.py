@@ -18,7 +18,7 @@ import pytest
 
 from bdr import api
 from bdr.config import Config
-from bdr.durations import format_duration
+from bdr.util.durations import format_duration
 from drills.policy import Policy
 from drills.prometheus import MISSING, PROMETHEUS, PrometheusServer, running_prometheus
 from drills.recorder import Drill
@@ -47,7 +47,7 @@ def test_metrics_loss(metrics: PrometheusServer, drill: Drill, dr_policy: Policy
     with drill.step("scheduled backup", "bdr backup prometheus") as step:
         outcome = api.backup(config, "prometheus", compress=True)
         facts = outcome.manifest.facts
-        step["detail"] = (f"{outcome.manifest.id}: {facts['block_count']} block(s), {facts['samples']} samples, "
+        step.detail = (f"{outcome.manifest.id}: {facts['block_count']} block(s), {facts['samples']} samples, "
                           f"{facts['series']} series")
 
     drill.fault("Prometheus killed and its TSDB directory deleted (the metrics volume lost)")
@@ -55,15 +55,15 @@ def test_metrics_loss(metrics: PrometheusServer, drill: Drill, dr_policy: Policy
     shutil.rmtree(metrics.data_dir)
     with drill.step("detected") as step:
         assert not metrics.ready()
-        step["detail"] = "/-/ready does not answer; the data directory is gone"
+        step.detail = "/-/ready does not answer; the data directory is gone"
     with drill.step("restore", "bdr restore prometheus latest") as step:
         result = api.restore(config, "prometheus", "latest")
-        step["detail"] = ", ".join(f"{s.name} {format_duration(s.seconds)}" for s in result.steps)
+        step.detail = ", ".join(f"{s.name} {format_duration(s.seconds)}" for s in result.steps)
     with drill.step("service answering"):
         assert metrics.ready()
     with drill.step("verify") as step:
         assert result.ok, result.checks
-        step["detail"] = "; ".join(f"{c.name}: {c.detail}" for c in result.checks)
+        step.detail = "; ".join(f"{c.name}: {c.detail}" for c in result.checks)
     drill.verified()
 
     drill.rto("metrics_restore")

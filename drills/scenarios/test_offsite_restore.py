@@ -32,7 +32,7 @@ def test_offsite_restore(stack: Stack, drill: Drill) -> None:
         writer = stack.start_writer(stack.all_channels())
         with drill.step("off-site backup", f"bdr backup all --remote {url}") as step, writer.paused():
             outcome = api.backup(config, "all", remote=url)
-            step["detail"] = f"{outcome.manifest.id} to {where}, encrypted"
+            step.detail = f"{outcome.manifest.id} to {where}, encrypted"
             expected_digest = api.redis_fingerprint(stack.redis.client()).digest
             expected_memories = stack.qdrant_points("memories")
             before = stack.fingerprint("redis", "qdrant", "config")
@@ -48,22 +48,22 @@ def test_offsite_restore(stack: Stack, drill: Drill) -> None:
         shutil.rmtree(config.repository_path(), ignore_errors=True)
         with drill.step("detected") as step:
             assert not stack.redis.running() and not config.repository_path().exists()
-            step["detail"] = f"services down ({lost}), no local backup"
+            step.detail = f"services down ({lost}), no local backup"
         with drill.step("services recreated", "docker compose up -d, on a new host") as step:
-            step["detail"] = stack.recreate_redis()
+            step.detail = stack.recreate_redis()
         with drill.step("list off-site", f"bdr list --remote {url}") as step:
             sets = api.list_sets(config, "all", remote=url)
             assert sets and sets[0].id == outcome.manifest.id
-            step["detail"] = f"{len(sets)} system set(s); newest {sets[0].id}"
+            step.detail = f"{len(sets)} system set(s); newest {sets[0].id}"
         with drill.step("restore", f"bdr restore all latest --remote {url}") as step:
             result = api.restore(config, "all", "latest", remote=url)
-            step["detail"] = "; ".join(s.detail for s in result.steps)
+            step.detail = "; ".join(s.detail for s in result.steps)
         with drill.step("verify") as step:
             assert result.ok, [c for c in result.checks if not c.ok]
             assert api.redis_fingerprint(stack.redis.client()).digest == expected_digest
             assert stack.qdrant_points("memories") == expected_memories
             assert hashlib.sha256((stack.config_dir / ".env").read_bytes()).hexdigest() == env_sha
-            step["detail"] = drill.fingerprints(before, stack.fingerprint("redis", "qdrant", "config"))
+            step.detail = drill.fingerprints(before, stack.fingerprint("redis", "qdrant", "config"))
         drill.verified()
 
         drill.rto("offsite_restore")

@@ -15,8 +15,8 @@ import time
 import pytest
 
 from bdr import api
-from bdr.durations import format_duration
 from bdr.lint.windows import ArchiveWindow
+from bdr.util.durations import format_duration
 from drills.archiver import ArchiverProcess
 from drills.recorder import Drill
 from drills.stack import Stack
@@ -43,13 +43,13 @@ def test_an_archived_redis_is_held_to_its_archive_lag(stack: Stack, drill: Drill
                 lags.append(lag)
             median = sorted(lags)[len(lags) // 2]
             every = format_duration(settings.segment_seconds)
-            step["detail"] = (f"{len(lags)} samples while writing: median {format_duration(median)}, worst "
+            step.detail = (f"{len(lags)} samples while writing: median {format_duration(median)}, worst "
                               f"{format_duration(max(lags))} (segments every {every}, max_lag "
                               f"{format_duration(settings.max_lag)})")
         with drill.step("the policy's bound", "bdr lint") as step:
             window = ArchiveWindow("redis", "production", settings.max_lag, settings.segment_seconds)
             assert max(lags) <= window.seconds, "the measured lag exceeds what bdr lint and the alert assume"
-            step["detail"] = window.basis
+            step.detail = window.basis
         drill.verified("archive lag measured")
         for data_type in ("sessions", "rbac"):
             drill.check("rpo", data_type, drill.policy.rpo(data_type), max(lags),

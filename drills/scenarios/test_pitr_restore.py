@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bdr import api
-from bdr.durations import format_duration
+from bdr.util.durations import format_duration
 from drills.archiver import ArchiverProcess, midpoint_between_acks
 from drills.recorder import Drill
 from drills.stack import Stack
@@ -79,18 +79,18 @@ def test_accidental_deletion_is_undone_to_the_second_before_it(stack: Stack, dri
         assert not list(stack.redis.client().scan_iter(match="user:*", count=1000))
         writer.stop()
         moment = midpoint_between_acks(all_acks(writer), fault - 1.0)
-        step["detail"] = f"user:* gone; restore point {iso(moment)}, the second before the DEL at {iso(fault)}"
+        step.detail = f"user:* gone; restore point {iso(moment)}, the second before the DEL at {iso(fault)}"
     with drill.step("archived", "bdr archive list") as step:
         archiver.wait_archived(time.time())
         status = api.archive_status(config, "production")
-        step["detail"] = f"window {status.windows[-1].describe()}, lag {format_duration(status.lag_seconds or 0)}"
+        step.detail = f"window {status.windows[-1].describe()}, lag {format_duration(status.lag_seconds or 0)}"
     with drill.step("dry run", f"bdr restore redis --to-time {iso(moment)} --dry-run") as step:
         dry = api.restore(config, "redis", None, to_time=iso(moment), dry_run=True)
-        step["detail"] = dry.facts["would"][0][:400]
+        step.detail = dry.facts["would"][0][:400]
     with drill.step("restore", f"bdr restore redis --to-time {iso(moment)}") as step:
         result = api.restore(config, "redis", None, to_time=iso(moment))
         facts = result.facts["point_in_time"]
-        step["detail"] = (f"base {facts['base']} + {len(facts['segments'])} segment(s) up to the command received at "
+        step.detail = (f"base {facts['base']} + {len(facts['segments'])} segment(s) up to the command received at "
                           f"{facts['last_command_at']} (precision {facts['precision_seconds']}s); safety backup "
                           f"{result.safety_id}")
     with drill.step("verify") as step:
@@ -102,7 +102,7 @@ def test_accidental_deletion_is_undone_to_the_second_before_it(stack: Stack, dri
             assert not missing, f"{len(missing)} {data_type} write(s) acknowledged before {iso(moment)} are missing"
             assert not resurrected, f"{len(resurrected)} {data_type} write(s) made after {iso(moment)} came back"
             lost[data_type] = len([a for a in writer.channels[data_type].acks if a[1] > moment])
-        step["detail"] = (f"{len(users)} user keys back; every write acknowledged before {iso(moment)} is there, "
+        step.detail = (f"{len(users)} user keys back; every write acknowledged before {iso(moment)} is there, "
                           f"none after ({lost['sessions']} sessions, {lost['rbac']} grants and the DEL undone)")
     drill.verified()
     drill.rto("redis_local_restore", note="point-in-time restore, the archiver's replay included")
@@ -130,23 +130,23 @@ def test_total_loss_restores_to_the_latest_archived_second(stack: Stack, drill: 
     lost = stack.lose_redis()
     with drill.step("detected") as step:
         assert not stack.redis.running()
-        step["detail"] = f"Redis down ({lost})"
+        step.detail = f"Redis down ({lost})"
     with drill.step("archive sealed", "bdr archive list") as step:
         status = archiver.wait(lambda s: not s.get("connected") and not s.get("segments_pending"),
                                "seal what it had")
-        step["detail"] = f"the archiver sealed and delivered up to {status.get('covered_until')}"
+        step.detail = f"the archiver sealed and delivered up to {status.get('covered_until')}"
     with drill.step("services recreated", "docker compose up -d, on a rebuilt host") as step:
-        step["detail"] = stack.recreate_redis()
+        step.detail = stack.recreate_redis()
     with drill.step("restore", "bdr restore redis --to-time latest") as step:
         result = api.restore(config, "redis", None, to_time="latest")
         facts = result.facts["point_in_time"]
-        step["detail"] = f"base {facts['base']} + {len(facts['segments'])} segment(s) up to {facts['last_command_at']}"
+        step.detail = f"base {facts['base']} + {len(facts['segments'])} segment(s) up to {facts['last_command_at']}"
     with drill.step("verify") as step:
         assert result.ok, [c for c in result.checks if not c.ok]
         assert stack.redis.client().ping()
         survived = {t: writer.newest_surviving(t, fault) for t in ("sessions", "rbac")}
         assert all(v is not None for v in survived.values())
-        step["detail"] = ", ".join(f"{t}: newest write back from {format_duration(fault - v)} before the loss"
+        step.detail = ", ".join(f"{t}: newest write back from {format_duration(fault - v)} before the loss"
                                    for t, v in survived.items() if v is not None)
     drill.verified()
     drill.rto("redis_local_restore", note="point-in-time restore to the latest archived moment")
@@ -171,7 +171,7 @@ def test_an_archiver_killed_mid_stream_resumes_without_a_gap(stack: Stack, drill
         archiver.start()
         status = archiver.wait_streaming()
         resumed = "a new base" if status.get("new_bases") else "PSYNC (the master's backlog held the offset)"
-        step["detail"] = f"resumed by {resumed}" + (f": {status['last_new_base']['reason']}"
+        step.detail = f"resumed by {resumed}" + (f": {status['last_new_base']['reason']}"
                                                     if status.get("last_new_base") else "")
     time.sleep(1.0)
     writer.stop()
@@ -187,12 +187,12 @@ def test_an_archiver_killed_mid_stream_resumes_without_a_gap(stack: Stack, drill
             assert kinds == ["base", "blind span"], f"PSYNC: one stream, one blind span while it was away: {kinds}"
         blind = (report.windows[-1].from_us - report.windows[-2].to_us) / 1e6
         assert report.windows[-2].to_us / 1e6 <= fault + 0.5 and blind < 30, "the blind span is not the downtime"
-        step["detail"] = "; ".join(f"{w.describe()} ({w.opened_by})" for w in report.windows) + \
+        step.detail = "; ".join(f"{w.describe()} ({w.opened_by})" for w in report.windows) + \
             f"; away {format_duration(blind)} (writes were made meanwhile: those moments are a blind span)"
     with drill.step("restore", f"bdr restore redis --to-time {iso(after)} --target test") as step:
         early = api.restore(config, "redis", None, to_time=iso(before), target="test", dry_run=True)
         result = api.restore(config, "redis", None, to_time=iso(after), target="test")
-        step["detail"] = result.facts["point_in_time"]["last_command_at"]
+        step.detail = result.facts["point_in_time"]["last_command_at"]
     with drill.step("verify") as step:
         assert early.ok and result.ok, [c for c in result.checks if not c.ok]
         test = stack.redis_test.client()
@@ -203,7 +203,7 @@ def test_an_archiver_killed_mid_stream_resumes_without_a_gap(stack: Stack, drill
             for seq in wanted:
                 present.exists(f"{prefix}{seq:09d}")
             assert all(present.execute()), f"{data_type}: a write before {iso(after)} is missing in test"
-        step["detail"] = f"every write acknowledged before {iso(after)} is in test, before and after the kill"
+        step.detail = f"every write acknowledged before {iso(after)} is in test, before and after the kill"
     drill.verified()
     lag = float(archiver.status().get("lag_seconds") or 0.0)
     for data_type in ("sessions", "rbac"):

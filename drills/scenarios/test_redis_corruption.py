@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 
 from bdr import api
-from bdr.durations import format_duration
 from bdr.errors import BdrError
+from bdr.util.durations import format_duration
 from drills.recorder import Drill
 from drills.stack import Stack
 
@@ -30,7 +30,7 @@ def _refuses_to_start(stack: Stack, drill: Drill) -> str:
     with drill.step("Redis refuses to start", "proof that the fault is real") as step:
         with pytest.raises(BdrError) as refused:
             stack.redis.start(timeout=20)
-        step["detail"] = refused.value.message[-200:]
+        step.detail = refused.value.message[-200:]
     return refused.value.message
 
 
@@ -48,18 +48,18 @@ def test_torn_aof_tail_is_repaired(stack: Stack, drill: Drill) -> None:
 
     with drill.step("bdr repair redis", "redis-check-aof on a copy") as step:
         report = api.repair(stack.config, "redis")
-        step["detail"] = report.advice()
+        step.detail = report.advice()
         assert report.verdict is api.RepairVerdict.FIXABLE, report.advice()
     with drill.step("bdr repair redis --yes") as step:
         applied = api.repair(stack.config, "redis", apply=True)
-        step["detail"] = applied.advice()
+        step.detail = applied.advice()
         assert applied.applied
     with drill.step("service answering"):
         if not stack.redis.running():
             stack.redis.start()
         assert stack.redis.client().ping()
     with drill.step("verify") as step:
-        step["detail"] = f"{stack.redis.client().dbsize()} keys loaded"
+        step.detail = f"{stack.redis.client().dbsize()} keys loaded"
     drill.verified()
 
     drill.rto("redis_local_restore", note="repair path")
@@ -77,7 +77,7 @@ def test_damage_beyond_repair_is_restored_from_the_latest_backup(stack: Stack, d
     with drill.step("scheduled backup") as step, writer.paused():
         outcome = api.backup(stack.config, "redis")
         before = stack.fingerprint("redis")
-        step["detail"] = outcome.manifest.id
+        step.detail = outcome.manifest.id
     fault = drill.fault("the AOF base file is overwritten with garbage in its middle")
     stack.redis.kill()
     writer.stop()
@@ -90,15 +90,15 @@ def test_damage_beyond_repair_is_restored_from_the_latest_backup(stack: Stack, d
 
     with drill.step("bdr repair redis", "redis-check-aof/-rdb on a copy") as step:
         report = api.repair(stack.config, "redis")
-        step["detail"] = report.advice()
+        step.detail = report.advice()
         assert report.verdict is api.RepairVerdict.IMPOSSIBLE, report.advice()
         assert "bdr restore redis latest" in report.advice()
     with drill.step("restore", "bdr restore redis latest") as step:
         result = api.restore(stack.config, "redis", "latest")
-        step["detail"] = ", ".join(f"{s.name} {format_duration(s.seconds)}" for s in result.steps)
+        step.detail = ", ".join(f"{s.name} {format_duration(s.seconds)}" for s in result.steps)
     with drill.step("verify") as step:
         assert result.ok, result.checks
-        step["detail"] = drill.fingerprints(before, stack.fingerprint("redis")) + "; " + "; ".join(
+        step.detail = drill.fingerprints(before, stack.fingerprint("redis")) + "; " + "; ".join(
             f"{c.name}: {c.detail}" for c in result.checks)
     drill.verified()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from bdr import api
-from bdr.durations import format_duration
+from bdr.util.durations import format_duration
 from drills.recorder import Drill
 from drills.stack import Stack, wipe
 
@@ -24,7 +24,7 @@ def test_redis_local_restore(stack: Stack, drill: Drill) -> None:
     with drill.step("scheduled backup") as step, writer.paused():
         outcome = api.backup(stack.config, "redis")
         before = stack.fingerprint("redis")
-        step["detail"] = outcome.manifest.id
+        step.detail = outcome.manifest.id
     writer.wait_for_acks(count=len(writer.acknowledged("sessions", 1e12)) + 5)
 
     fault = drill.fault("redis-server killed and its data directory deleted")
@@ -33,15 +33,15 @@ def test_redis_local_restore(stack: Stack, drill: Drill) -> None:
     wipe(stack.redis.data_path())
     with drill.step("detected") as step:
         assert not stack.redis.running()
-        step["detail"] = "PING fails; data directory empty"
+        step.detail = "PING fails; data directory empty"
     with drill.step("restore", "bdr restore redis latest") as step:
         result = api.restore(stack.config, "redis", "latest")
-        step["detail"] = ", ".join(f"{s.name} {format_duration(s.seconds)}" for s in result.steps)
+        step.detail = ", ".join(f"{s.name} {format_duration(s.seconds)}" for s in result.steps)
     with drill.step("service answering"):
         assert stack.redis.client().ping()
     with drill.step("verify") as step:
         assert result.ok, result.checks
-        step["detail"] = drill.fingerprints(before, stack.fingerprint("redis")) + "; " + "; ".join(
+        step.detail = drill.fingerprints(before, stack.fingerprint("redis")) + "; " + "; ".join(
             f"{c.name}: {c.detail}" for c in result.checks)
     drill.verified()
 

@@ -29,15 +29,15 @@ def test_redis_restart(stack: Stack, drill: Drill) -> None:
     writer.stop()
     with drill.step("detected") as step:
         assert not stack.redis.running()
-        step["detail"] = "PING fails"
+        step.detail = "PING fails"
     with drill.step("restart", "redis-server started with its own configuration"):
         stack.redis.start()
     with drill.step("service answering") as step:
         assert stack.redis.client().ping()
-        step["detail"] = "PING answered, loading finished"
+        step.detail = "PING answered, loading finished"
     with drill.step("verify") as step:
         keys_after = stack.redis.client().dbsize()
-        step["detail"] = f"{keys_after} keys after, {keys_before} before the writer's last writes"
+        step.detail = f"{keys_after} keys after, {keys_before} before the writer's last writes"
         assert keys_after >= keys_before
     drill.verified()
 

@@ -1,7 +1,7 @@
 """What every fault test needs: bdr as the operator runs it (a CLI subprocess), a config that
 names only what an operator would write, and a writer whose acknowledged writes are counted.
 
-A fault is injected with a failpoint (``BDR_FAILPOINTS``, see :mod:`bdr.failpoints`): the bdr
+A fault is injected with a failpoint (``BDR_FAILPOINTS``, see :mod:`bdr.safety.failpoints`): the bdr
 process kills itself, or meets ENOSPC, at exactly the named step. The test then checks what
 the operator would see (exit code, one-line message, ``bdr status``), runs the documented
 recovery, and proves that no acknowledged write was lost.
@@ -24,7 +24,7 @@ from typing import Any
 import redis
 import yaml
 
-from bdr.failpoints import ENV, KNOWN
+from bdr.safety.failpoints import ENV, KNOWN
 from tests.operators import OperatorRedis
 
 BDR = [sys.executable, "-m", "bdr.cli.main"]
@@ -126,8 +126,8 @@ class AckWriter:
 
 def step_started(repository: Path, step: str) -> float:
     """When ``step`` of the newest restore began (Unix time), from the journal's history."""
-    from bdr.journal import Journal
-    from bdr.manifest import from_iso
+    from bdr.repository.manifest import from_iso
+    from bdr.safety.journal import Journal
 
     (newest, *_) = Journal.at(repository).history()
     started = next(s["started_at"] for s in newest.steps if s["name"] == step)

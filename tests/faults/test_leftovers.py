@@ -25,8 +25,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from bdr.host import process_start_time
 from bdr.runtime import procfs
+from bdr.util.host import process_start_time
 from tests.faults.harness import (
     BDR,
     KILLED,

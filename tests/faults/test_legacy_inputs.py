@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bdr.journal import Journal, JournalEntry
 from bdr.runtime.process import spawn_redis
+from bdr.safety.journal import Journal, JournalEntry
 from tests.faults.harness import bdr, journal_files, resp, work_dirs, write_config
 from tests.operators import OperatorRedis, Operators
 

@@ -23,9 +23,9 @@ from click.testing import CliRunner
 from bdr.cli.main import cli
 from bdr.config import Config, parse_config
 from bdr.errors import ServiceUnavailable
-from bdr.manifest import to_iso
-from bdr.metrics import DrillMetrics, Objective, ObjectiveResult, exposition, record_drill, record_failure
+from bdr.monitoring.metrics import DrillMetrics, Objective, ObjectiveResult, exposition, record_drill, record_failure
 from bdr.repository import Repository, Verification
+from bdr.repository.manifest import to_iso
 from tests.backup_sets import make_manifest, store_set
 
 PROMTOOL = shutil.which("promtool")

@@ -24,9 +24,9 @@ from qdrant_client import QdrantClient, models
 
 from bdr.api.inputs import resolve_input
 from bdr.config import load_config
-from bdr.manifest import to_iso
-from bdr.metrics import read_state
+from bdr.monitoring.metrics import read_state
 from bdr.repository import LOCK_KEY, Repository, Verification
+from bdr.repository.manifest import to_iso
 from bdr.runtime.process import RedisProcess
 from tests.backup_sets import make_manifest, store_set
 from tests.s3_fixtures import S3Bucket

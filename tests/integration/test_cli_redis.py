@@ -83,6 +83,10 @@ def test_keep_prunes_older_sets(redis_rdb: RedisProcess, tmp_path: Path) -> None
         (("backup", "redis", "--keep", "0"), 2, "--keep"),
         (("backup", "mongo"), 2, "Invalid value"),
         (("restore", "redis", "latest", "--db", "3"), 2, "--db only applies with --keys"),
+        (("restore", "qdrant", "latest", "--keys", "user:*"), 2,
+         "bdr: error: bdr restore qdrant selects with --collection, --as, --filter, not --keys\n"),
+        (("restore", "redis", "latest", "--as", "copy"), 2,
+         "bdr: error: bdr restore redis selects with --keys, --db, --node, not --as\n"),
     ],
 )
 def test_bad_input_gets_one_line_and_an_exit_code(redis_rdb: RedisProcess, tmp_path: Path, args: tuple[str, ...],

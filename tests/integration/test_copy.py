@@ -25,8 +25,8 @@ from qdrant_client import QdrantClient, models
 from bdr.cli.main import cli
 from bdr.config import load_config
 from bdr.crypto import generate_key_file
-from bdr.manifest import MANIFEST_NAME
 from bdr.repository import COPY_NAME, Repository
+from bdr.repository.manifest import MANIFEST_NAME
 from bdr.runtime.process import RedisProcess
 from bdr.schedule.jobs import jobs_for
 from tests.backup_sets import edit_manifest_by_hand

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from bdr.failpoints import KNOWN
-from bdr.manifest import MANIFEST_NAME
 from bdr.repository import WRITING_MARKER
+from bdr.repository.manifest import MANIFEST_NAME
 from bdr.runtime.process import RedisProcess
+from bdr.safety.failpoints import KNOWN
 from tests.integration.test_copy import write_config
 from tests.s3_fixtures import S3Bucket
 

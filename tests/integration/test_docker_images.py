@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from bdr.cli.main import cli
-from bdr.images import LABEL_BUILT_BY, build_redis_image, host_redis_version, list_images
 from bdr.runtime.docker_engine import Role, labels_for
+from bdr.runtime.images import LABEL_BUILT_BY, build_redis_image, host_redis_version, list_images
 from tests.docker_fixtures import DockerScope
 
 pytestmark = pytest.mark.docker

@@ -13,7 +13,7 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from bdr.runtime.docker import QdrantContainer, remove_volume, spawn_qdrant_container, volume_backup, volume_restore
-from bdr.waiting import wait_for
+from bdr.util.waiting import wait_for
 from tests.docker_fixtures import DockerScope
 
 pytestmark = pytest.mark.docker

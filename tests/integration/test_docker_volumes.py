@@ -21,7 +21,7 @@ from bdr.runtime.docker import (
     volume_restore,
 )
 from bdr.runtime.docker_volumes import create_volume, volume_exists
-from bdr.waiting import wait_for
+from bdr.util.waiting import wait_for
 from tests.docker_fixtures import DockerScope
 
 pytestmark = pytest.mark.docker

@@ -22,9 +22,9 @@ import pytest
 import yaml
 
 from bdr.errors import BdrError
-from bdr.host import free_port
 from bdr.repository import Repository
 from bdr.runtime.process import RedisProcess, spawn_redis
+from bdr.util.host import free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 TRIGGERED: dict[int, str] = {}

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from bdr.config import load_config
-from bdr.exporter import ExporterServer, make_server
-from bdr.host import free_port
+from bdr.monitoring.exporter import ExporterServer, make_server
 from bdr.repository import Repository
+from bdr.util.host import free_port
 from tests.backup_sets import make_manifest, store_set
 
 PROMETHEUS = shutil.which("prometheus")

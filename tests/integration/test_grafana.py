@@ -22,8 +22,8 @@ from bdr.config import Config
 from bdr.crypto import generate_key_file, load_cipher
 from bdr.engines.grafana.restore import OLD_SUFFIX
 from bdr.errors import GrafanaDbCorrupt, GrafanaSetMismatch, RestoreRolledBack, UsageError
-from bdr.manifest import MANIFEST_NAME, Manifest
 from bdr.repository import Repository, extract_set
+from bdr.repository.manifest import MANIFEST_NAME, Manifest
 from bdr.runtime.process import RedisProcess
 from tests.grafana_fixtures import (
     DASHBOARDS,
@@ -211,11 +211,11 @@ def test_a_failed_verify_rolls_back_to_the_old_database_and_grafana_runs(config:
 def test_dashboard_restore_needs_the_api_and_names_the_setting(config: Config) -> None:
     api.backup(config, "grafana")
     with pytest.raises(UsageError, match=r"grafana\.production\.url"):
-        api.restore(config, "grafana", "latest", selection={"dashboard": "home"})
+        api.restore(config, "grafana", "latest", dashboard="home")
     with_url = dataclasses.replace(config, grafana={"production": dataclasses.replace(
         config.grafana_instance(), url="http://127.0.0.1:9")})
     with pytest.raises(UsageError, match="holds no dashboard export"):
-        api.restore(with_url, "grafana", "latest", selection={"dashboard": "home"})
+        api.restore(with_url, "grafana", "latest", dashboard="home")
 
 
 def test_verify_passes_and_catches_a_tampered_set(tmp_path: Path, config: Config) -> None:
@@ -265,7 +265,7 @@ def test_http_export_and_single_dashboard_restore(tmp_path: Path, key: Path) -> 
     outcome = api.backup(config, "grafana")
     assert uid in outcome.manifest.facts["exports"]
     client.delete_dashboard(uid)
-    result = api.restore(config, "grafana", outcome.manifest.id, selection={"dashboard": uid})
+    result = api.restore(config, "grafana", outcome.manifest.id, dashboard=uid)
     assert result.ok and client.dashboard(uid) is not None
 
 

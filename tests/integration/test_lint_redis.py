@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from bdr.host import free_port
+from bdr.formats.redis_conf import parse_redis_args, parse_redis_conf
 from bdr.lint.persistence import resolve
-from bdr.redis_conf import parse_redis_args, parse_redis_conf
 from bdr.runtime.process import redis_binary
+from bdr.util.host import free_port
 
 DATA = Path(__file__).parent.parent / "data" / "lint"
 

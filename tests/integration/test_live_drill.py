@@ -25,9 +25,9 @@ from click.testing import CliRunner
 from bdr import api
 from bdr.cli.main import cli
 from bdr.config import load_config
+from bdr.drill.workload import load_qdrant_workload, load_redis_workload
 from bdr.engines.qdrant.client import connect, target_of
 from bdr.repository import Repository
-from bdr.workload import load_qdrant_workload, load_redis_workload
 from tests.operators import OperatorRedis, Operators
 from tests.s3_fixtures import S3Bucket
 

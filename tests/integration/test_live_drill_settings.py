@@ -118,8 +118,7 @@ def test_production_untouched_means_the_same_process_and_counts_only_grown() -> 
 def test_evidence_has_its_own_retention_and_never_counts_as_a_set(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from bdr import evidence
-    from bdr.repository import Repository
+    from bdr.repository import Repository, evidence
 
     repo = Repository.open(tmp_path / "backups")
     now = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)

@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
-from bdr.archive import ArchiveMember
 from bdr.crypto import Cipher
 from bdr.errors import ChecksumMismatch, DamagedBackup
-from bdr.manifest import MANIFEST_NAME, digest_of
 from bdr.repository import Repository, extract_set
+from bdr.repository.archive import ArchiveMember
+from bdr.repository.manifest import MANIFEST_NAME, digest_of
 from bdr.runtime.process import RedisProcess
 from tests.backup_sets import edit_manifest_by_hand, rewrite_manifest
 from tests.s3_fixtures import S3Bucket

@@ -30,10 +30,10 @@ from prometheus_client.registry import Collector
 
 from bdr.cli.main import cli
 from bdr.config import load_config
-from bdr.exporter import CachedCollector, ExporterServer, make_app, make_server
-from bdr.manifest import to_iso
+from bdr.monitoring.exporter import CachedCollector, ExporterServer, make_app, make_server
 from bdr.repository import Repository, Verification
-from bdr.retention import keep_last
+from bdr.repository.manifest import to_iso
+from bdr.repository.retention import keep_last
 from tests.backup_sets import make_manifest, rewrite_manifest, store_set
 from tests.s3_fixtures import S3Bucket
 

@@ -248,14 +248,15 @@ def test_selective_restore_from_a_snapshot_set_into_the_embedded_engine(snapshot
     import dataclasses
 
     from bdr.engines.base import RestoreRequest
+    from bdr.engines.selection import QdrantSelection
     from tests.qdrant_data import embedded_config, open_embedded
 
     config = dataclasses.replace(embedded_config(tmp_path), repository=str(tmp_path / "repo"))
     backup = snapshot_set(tmp_path / "repo", snapshots["collection"], tmp_path / "work")
     result = engine_for("qdrant").restore(RestoreRequest(
         config=config, repository=Repository.open(tmp_path / "repo"), backup=backup,
-        selection={"collection": "docs", "as": "tenant_a",
-                   "filter": {"must": [{"key": "tenant", "match": {"value": "a"}}]}}))
+        selection=QdrantSelection(collection="docs", rename_as="tenant_a",
+                                  filter={"must": [{"key": "tenant", "match": {"value": "a"}}]})))
     assert result.ok, result.checks
     client = open_embedded(config)
     try:

@@ -20,8 +20,8 @@ from bdr.errors import (
     RestoreRolledBack,
     ServiceBusy,
 )
-from bdr.manifest import Manifest
 from bdr.repository import BackupSet, Repository, extract_set
+from bdr.repository.manifest import Manifest
 from tests.backup_sets import rewrite_manifest
 from tests.qdrant_data import assert_same, dump_embedded, embedded_config, load_every_kind, open_embedded
 

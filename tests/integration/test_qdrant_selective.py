@@ -11,7 +11,8 @@ from qdrant_client import models
 from bdr.config import Config
 from bdr.engines import engine_for
 from bdr.engines.base import BackupRequest, Engine, RestoreRequest, RestoreResult, write_backup
-from bdr.errors import SelectionConflict, UsageError
+from bdr.engines.selection import Conflict, QdrantSelection, RedisSelection, Selection
+from bdr.errors import SelectionConflict, UsageError, WrongSelection
 from bdr.repository import BackupSet, Repository
 from tests.qdrant_data import (
     assert_same,
@@ -47,10 +48,11 @@ def taken(engine: Engine, config: Config) -> BackupSet:
     return repo.get(write_backup(engine, BackupRequest(config=config, repository=repo), "production", "x").id)
 
 
-def restore(engine: Engine, config: Config, backup: BackupSet, selection: dict[str, Any],
+def restore(engine: Engine, config: Config, backup: BackupSet, selection: Selection,
             conflict: str = "fail", dry_run: bool = False) -> RestoreResult:
     return engine.restore(RestoreRequest(config=config, repository=Repository.open(config.repository_path()),
-                                         backup=backup, selection=selection, conflict=conflict, dry_run=dry_run))
+                                         backup=backup, selection=selection, conflict=Conflict(conflict),
+                                         dry_run=dry_run))
 
 
 def points(config: Config, collection: str) -> dict[Any, Any]:
@@ -73,7 +75,7 @@ def test_one_collection_restored_under_another_name_leaves_the_rest_alone(engine
     client.close()
     moved_on = dump_embedded(config)
 
-    result = restore(engine, config, taken, {"collection": "docs", "as": "docs_restored"})
+    result = restore(engine, config, taken, QdrantSelection(collection="docs", rename_as="docs_restored"))
 
     assert result.ok, result.checks
     assert [s.name for s in result.steps] == ["fetch", "check", "safety backup", "replace", "verify", "finish"]
@@ -95,7 +97,7 @@ def test_filter_restore_with_conflicts_fail_skip_replace_and_dry_run(engine: Eng
     client.set_payload("docs", payload={"edited": "live"}, points=kept)
     client.close()
     edited = points(config, "docs")
-    selection = {"collection": "docs", "filter": ACME}
+    selection = QdrantSelection(collection="docs", filter=ACME)
 
     # fail (the default): nothing changes, the error names the conflicts
     with pytest.raises(SelectionConflict, match=f"{len(kept)} points already exist") as caught:
@@ -130,7 +132,7 @@ def test_filter_restore_into_a_new_collection(engine: Engine, config: Config, ta
     wanted = acme_ids(config)
     nested = {"must": [{"key": "tenant", "match": {"value": "acme"}},
                        {"key": "meta.nested.deep", "range": {"gte": 2}}]}
-    result = restore(engine, config, taken, {"collection": "docs", "as": "acme_deep", "filter": nested})
+    result = restore(engine, config, taken, QdrantSelection(collection="docs", rename_as="acme_deep", filter=nested))
     assert result.ok
     restored = points(config, "acme_deep")
     assert set(restored) < wanted and restored
@@ -139,12 +141,12 @@ def test_filter_restore_into_a_new_collection(engine: Engine, config: Config, ta
 
 def test_bad_selections_are_usage_errors(engine: Engine, config: Config, taken: BackupSet) -> None:
     with pytest.raises(UsageError, match="choose one with --collection"):
-        restore(engine, config, taken, {"filter": ACME})
+        restore(engine, config, taken, QdrantSelection(filter=ACME))
     with pytest.raises(UsageError, match="has no collection 'nope'; it has: docs, plain, sparse_only"):
-        restore(engine, config, taken, {"collection": "nope"})
+        restore(engine, config, taken, QdrantSelection(collection="nope"))
     with pytest.raises(UsageError, match="not a valid Qdrant filter"):
-        restore(engine, config, taken, {"collection": "docs", "filter": {"must": [{"key": "t", "match": 5}]}})
+        restore(engine, config, taken, QdrantSelection(collection="docs", filter={"must": [{"key": "t", "match": 5}]}))
     with pytest.raises(UsageError, match="other vectors"):
-        restore(engine, config, taken, {"collection": "docs", "as": "plain"})
-    with pytest.raises(UsageError, match="not keys"):
-        restore(engine, config, taken, {"keys": "user:*"})
+        restore(engine, config, taken, QdrantSelection(collection="docs", rename_as="plain"))
+    with pytest.raises(WrongSelection, match="selects with --collection, --as, --filter, not --keys"):
+        restore(engine, config, taken, RedisSelection(keys="user:*"))

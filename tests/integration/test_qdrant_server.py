@@ -24,6 +24,7 @@ from qdrant_client import QdrantClient
 from bdr.config import Config, QdrantInstance
 from bdr.engines import engine_for
 from bdr.engines.base import BackupRequest, RestoreRequest, write_backup
+from bdr.engines.selection import QdrantSelection
 from bdr.errors import IncompatibleVersion
 from bdr.repository import BackupSet, Repository, extract_set
 from tests.backup_sets import rewrite_manifest
@@ -141,7 +142,8 @@ def test_a_snapshot_from_an_incompatible_version_is_refused_before_any_change(cl
 def test_selective_filter_restore_on_a_server(client: QdrantClient, prefix: str, tmp_path: Path) -> None:
     config = server_config(tmp_path, prefix)
     backup = take(config)
-    result = restore(config, backup, selection={"collection": f"{prefix}docs", "as": f"{prefix}acme",
-                                                "filter": {"must": [{"key": "tenant", "match": {"value": "acme"}}]}})
+    result = restore(config, backup, selection=QdrantSelection(
+        collection=f"{prefix}docs", rename_as=f"{prefix}acme",
+        filter={"must": [{"key": "tenant", "match": {"value": "acme"}}]}))
     assert result.ok and result.counts["copied"] == 20
     assert client.count(f"{prefix}acme").count == 20

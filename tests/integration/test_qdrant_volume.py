@@ -11,6 +11,7 @@ from qdrant_client import models
 from bdr.config import Config
 from bdr.engines import engine_for
 from bdr.engines.base import BackupRequest, RestoreRequest, write_backup
+from bdr.engines.selection import QdrantSelection
 from bdr.errors import ServiceBusy, UsageError
 from bdr.repository import Repository, extract_set
 from tests.qdrant_data import assert_same, dump_embedded, embedded_config, load_every_kind, open_embedded
@@ -81,7 +82,7 @@ def test_a_volume_restore_onto_an_empty_machine_and_a_selective_restore_from_it(
     assert_same(dump_embedded(config), before)
 
     copy = engine.restore(RestoreRequest(config=config, repository=repo, backup=repo.get(manifest.id),
-                                         selection={"collection": "plain", "as": "plain_copy"}))
+                                         selection=QdrantSelection(collection="plain", rename_as="plain_copy")))
     assert copy.ok and copy.counts["copied"] == 40
     assert_same(dump_embedded(config)["plain_copy"], before["plain"])
 

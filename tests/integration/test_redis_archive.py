@@ -27,7 +27,7 @@ from bdr.engines.redis.archive.report import archive_status
 from bdr.errors import BdrError, PointInTimeUnreachable, SegmentCorrupt
 from bdr.repository import Repository
 from bdr.runtime.process import RedisProcess
-from bdr.waiting import wait_for
+from bdr.util.waiting import wait_for
 from tests.fixtures import config_for
 
 WAIT = 30.0
@@ -156,7 +156,7 @@ def test_a_selective_restore_to_a_moment_copies_only_the_matching_keys_as_they_w
         client.set("user:new", "created after")
         client.set("session:0", "changed after")
         wait_archived(archiver)
-        result = api.restore(config, "redis", None, to_time=moment, selection={"keys": "user:*"}, conflict="skip")
+        result = api.restore(config, "redis", None, to_time=moment, keys="user:*", conflict="skip")
     assert result.ok and result.counts["copied"] == 50 and result.counts["skipped"] == 50
     assert [client.get(f"user:{i}") for i in range(100)] == [f"old{i}".encode() for i in range(100)]
     assert client.get("user:new") == b"created after"  # a live key the restore does not touch
@@ -296,7 +296,7 @@ def test_an_encrypted_archive_goes_to_s3_and_restores_from_there(tmp_path: Path,
 
 
 def test_status_and_metrics_show_the_window_and_the_lag(tmp_path: Path, redis_rdb: RedisProcess) -> None:
-    from bdr.metrics import exposition
+    from bdr.monitoring.metrics import exposition
 
     config = dataclasses.replace(archived_config(tmp_path, redis_rdb, max_lag=60.0),
                                  metrics_textfile=str(tmp_path / "metrics" / "bdr.prom"))

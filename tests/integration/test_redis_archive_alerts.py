@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from bdr.cli.main import cli
 from bdr.config import ArchiveSettings, Config
-from bdr.host import process_start_time
-from bdr.metrics import exposition
+from bdr.monitoring.metrics import exposition
+from bdr.util.host import process_start_time
 
 PROMTOOL = shutil.which("promtool")
 pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool not found: apt-get install prometheus")

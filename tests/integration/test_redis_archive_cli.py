@@ -20,7 +20,7 @@ import yaml
 
 from bdr.engines.redis.archive.spool import read_status
 from bdr.runtime.process import RedisProcess
-from bdr.waiting import wait_for
+from bdr.util.waiting import wait_for
 from tests.faults.harness import KILLED, bdr
 
 WAIT = 60.0

@@ -17,8 +17,8 @@ from bdr.errors import (
     RestoreRolledBack,
     ServiceUnavailable,
 )
-from bdr.manifest import MANIFEST_NAME, Manifest
 from bdr.repository import Repository
+from bdr.repository.manifest import MANIFEST_NAME, Manifest
 from bdr.runtime.process import RedisProcess, spawn_redis
 from tests.backup_sets import leave_crashed_set, rewrite_manifest
 from tests.redis_data import dump_everything, load_every_type

@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bdr import api, failpoints
+from bdr import api
 from bdr.config import Targets
 from bdr.engines.redis.cluster.slots import key_slot
 from bdr.engines.redis.cluster.topology import discover, nodes_topology, shards_topology
 from bdr.errors import ServiceError, SkewTooLarge
 from bdr.repository import Repository
+from bdr.safety import failpoints
 from drills.cluster import LoopbackCluster, client_at
 from tests.cluster import cluster_config, load_cluster
 from tests.faults.harness import bdr
@@ -147,7 +148,7 @@ def test_verify_restore_test_of_a_cluster_set_loads_every_shard(loopback_cluster
 def test_verify_finds_a_key_outside_its_shards_slots(loopback_cluster: LoopbackCluster, tmp_path: Path) -> None:
     """A member set whose RDB holds a key of another shard's slots (a file restore could not serve it)."""
     from bdr.engines.redis.cluster.verify import member_checks
-    from bdr.manifest import Manifest
+    from bdr.repository.manifest import Manifest
     from bdr.runtime.process import spawn_redis
 
     server = spawn_redis(tmp_path / "plain" / "data")

@@ -16,9 +16,9 @@ import yaml
 
 from bdr import api
 from bdr.errors import SelectionConflict
-from bdr.journal import Journal
 from bdr.repository import Repository
 from bdr.runtime.process import RedisProcess, spawn_redis
+from bdr.safety.journal import Journal
 from drills.cluster import LoopbackCluster, client_at
 from tests.cluster import cluster_config, dump_cluster, dump_node, load_cluster
 from tests.faults.harness import KILLED, bdr
@@ -215,10 +215,10 @@ def test_selective_restore_across_every_shard(loopback_cluster: LoopbackCluster,
     client.set("user:0", "written since")  # a live key wins with --conflict skip
     assert deleted == 300
 
-    dry = api.restore(config, "redis", "latest", selection={"keys": "user:*"}, conflict="skip", dry_run=True)
+    dry = api.restore(config, "redis", "latest", keys="user:*", conflict="skip", dry_run=True)
     assert dry.counts["copied"] == 299 and dry.counts["skipped"] == 1
     assert client.exists("user:1") == 0
-    result = api.restore(config, "redis", "latest", selection={"keys": "user:*"}, conflict="skip")
+    result = api.restore(config, "redis", "latest", keys="user:*", conflict="skip")
 
     assert result.ok and result.counts["copied"] == 299 and result.counts["skipped"] == 1, result.counts
     assert client.get("user:0") == b"written since"
@@ -229,7 +229,7 @@ def test_selective_restore_across_every_shard(loopback_cluster: LoopbackCluster,
     per_master = [p for p in loopback_cluster.master_ports() if any(client_at(p).scan_iter(match="user:*"))]
     assert len(per_master) == 3
 
-    replaced = api.restore(config, "redis", "latest", selection={"keys": "user:0"}, conflict="replace")
+    replaced = api.restore(config, "redis", "latest", keys="user:0", conflict="replace")
     assert replaced.safety_id is not None and client.get("user:0") == b"name-0"
     safety = Repository.open(config.repository_path()).get(replaced.safety_id).manifest
     assert len(safety.children) == 3  # the target's safety set is a cluster set too

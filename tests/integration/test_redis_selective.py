@@ -24,12 +24,13 @@ from bdr import api
 from bdr.config import Config, RedisInstance
 from bdr.engines.base import RestoreRequest, RestoreResult, Step, StepStatus
 from bdr.engines.redis import ENGINE
-from bdr.engines.redis.selective import Conflict, CopyCounts, KeyCopier, KeySelection, find_keys
+from bdr.engines.redis.selective import CopyCounts, KeyCopier, KeySelection, find_keys
 from bdr.engines.redis.temporary import temporary_instance
+from bdr.engines.selection import Conflict, RedisSelection
 from bdr.errors import BackupDoesNotLoad, NothingToRestore, RestoreRolledBack, SelectionConflict
 from bdr.repository import Repository
 from bdr.runtime.process import RedisProcess, spawn_redis
-from bdr.waiting import wait_for
+from bdr.util.waiting import wait_for
 from tests.redis_data import HOUR_MS, Snapshot, assert_same_data, client_for_db, dump_everything, load_every_type
 
 STEPS = ["fetch", "check", "safety backup", "replace", "verify", "finish"]
@@ -52,14 +53,14 @@ def backup_files(server: RedisProcess, dest: Path, aof: bool = True) -> Path:
     return dest
 
 
-def request_for(tmp_path: Path, keys: str = "user:*", db: int | None = None, conflict: str = "fail",
+def request_for(tmp_path: Path, keys: str = "user:*", db: int | None = None, conflict: str = Conflict.FAIL,
                 dry_run: bool = False, config: Config | None = None) -> RestoreRequest:
     repo = tmp_path / "repo"
     repo.mkdir(exist_ok=True)
     config = config or Config(repository=str(repo))
     return RestoreRequest(config=config, repository=Repository.open(config.repository_path()), backup=None,
-                          legacy_path=tmp_path / "backup", selection={"keys": keys, "db": db},
-                          conflict=conflict, dry_run=dry_run)
+                          legacy_path=tmp_path / "backup", selection=RedisSelection(keys, db),
+                          conflict=Conflict(conflict), dry_run=dry_run)
 
 
 def only(snapshot: Snapshot, prefix: bytes) -> Snapshot:
@@ -432,7 +433,7 @@ def test_api_restore_with_keys_uses_a_backup_set(production: tuple[RedisProcess,
     api.backup(config, "redis")
     delete_matching(server.client(), "user:*")
 
-    result: RestoreResult = api.restore(config, "redis", "latest", selection={"keys": "user:*", "db": None},
+    result: RestoreResult = api.restore(config, "redis", "latest", keys="user:*", db=None,
                                         conflict="skip")
 
     assert result.ok, result.checks

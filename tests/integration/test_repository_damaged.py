@@ -25,9 +25,9 @@ from bdr.api.inputs import resolve_input
 from bdr.cli.main import cli
 from bdr.config import load_config
 from bdr.errors import BackupNotFound, DamagedBackup
-from bdr.manifest import MANIFEST_NAME
 from bdr.repository import Repository
-from bdr.retention import keep_last
+from bdr.repository.manifest import MANIFEST_NAME
+from bdr.repository.retention import keep_last
 from tests.backup_sets import edit_manifest_by_hand, make_manifest, store_set
 from tests.s3_fixtures import S3Bucket
 
@@ -225,7 +225,7 @@ def test_prune_never_deletes_a_damaged_set_and_warns(truncated: tuple[Where, lis
 def test_backup_keep_n_prunes_around_a_damaged_set(truncated: tuple[Where, list[str]],
                                                    caplog: pytest.LogCaptureFixture) -> None:
     where, (newest, _, oldest) = truncated
-    with caplog.at_level(logging.WARNING, logger="bdr.retention"):
+    with caplog.at_level(logging.WARNING, logger="bdr.repository.retention"):
         deleted = keep_last(where.repo, "redis", "production", 1)
     assert deleted == [oldest]
     assert f"not pruning damaged backup set {newest} ({TRUNCATED}" in caplog.text
@@ -245,7 +245,7 @@ def test_status_works_and_names_the_damaged_set(truncated: tuple[Where, list[str
     text = subprocess.run([sys.executable, "-m", "bdr.cli.main", "--config", str(where.config), "status", "redis"],
                           capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL)
     assert text.returncode == 0, text.stderr
-    assert f"WARNING bdr.status: damaged backup set {newest} in {where.repo.url}: {TRUNCATED}" in text.stderr
+    assert f"WARNING bdr.monitoring.status: damaged backup set {newest} in {where.repo.url}: {TRUNCATED}" in text.stderr
 
 
 def test_verify_of_a_damaged_set_reports_why(truncated: tuple[Where, list[str]]) -> None:

@@ -26,11 +26,11 @@ import redis
 import yaml
 
 from bdr.config import RemoteSettings
-from bdr.host import process_start_time
-from bdr.manifest import MANIFEST_NAME, utcnow
 from bdr.repository import REMOTE_WRITER_TIMEOUT, WRITING_MARKER, LockInfo, Repository, WriterMarker
+from bdr.repository.manifest import MANIFEST_NAME, utcnow
 from bdr.runtime.process import RedisProcess
 from bdr.storage.s3 import MIB
+from bdr.util.host import process_start_time
 from tests.backup_sets import leave_crashed_set, leave_read_marker, make_manifest, store_set
 from tests.s3_fixtures import S3Bucket
 

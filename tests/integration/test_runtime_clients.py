@@ -9,8 +9,8 @@ import pytest
 from bdr.clients import redis_client, redis_errors
 from bdr.config import RedisInstance
 from bdr.errors import ServiceError, ServiceUnavailable
-from bdr.host import free_port
 from bdr.runtime.process import spawn_redis
+from bdr.util.host import free_port
 
 
 def test_a_refused_connection_names_the_address_once() -> None:

@@ -37,7 +37,7 @@ from bdr.config import RedisInstance
 from bdr.errors import StartFailed, Supervised
 from bdr.runtime import Launch, Needs, RedisRuntime, procfs, redis_runtime
 from bdr.runtime.process import spawn_redis
-from bdr.waiting import wait_for
+from bdr.util.waiting import wait_for
 from tests.operators import Operators, operators, start_systemd_redis
 from tests.operators import SystemdRedis as SystemdOperator
 

@@ -20,9 +20,9 @@ import pytest
 
 from bdr.config import RedisInstance
 from bdr.errors import NoLaunch, ServiceTimeout, StartFailed, UnsafeLaunch
-from bdr.host import free_port
 from bdr.runtime import Launch, Needs, procfs, redis_runtime
 from bdr.runtime.process import RedisProcess
+from bdr.util.host import free_port
 from tests.operators import Operators, operators
 
 __all__ = ["operators"]

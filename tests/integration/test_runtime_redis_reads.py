@@ -18,11 +18,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from bdr.host import free_port
 from bdr.runtime.process import redis_binary
 from bdr.runtime.server import kill_group, popen_server, stdin_config
 from bdr.runtime.settings import read_launch_config, running_settings
-from bdr.waiting import wait_for
+from bdr.util.host import free_port
+from bdr.util.waiting import wait_for
 
 NAMES = ("port", "bind", "dir", "dbfilename", "appendonly", "appenddirname", "appendfilename", "appendfsync", "save",
          "databases", "protected-mode", "unixsocket", "unixsocketperm", "logfile", "pidfile", "requirepass",

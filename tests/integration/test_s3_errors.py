@@ -25,8 +25,8 @@ from bdr.errors import (
     RemoteBucketNotFound,
     ServiceUnavailable,
 )
-from bdr.manifest import MANIFEST_NAME
 from bdr.repository import Repository, extract_set
+from bdr.repository.manifest import MANIFEST_NAME
 from tests.s3_fixtures import REGION, TEST_SECRET_KEY, MotoServer, S3Bucket
 
 pytestmark = pytest.mark.s3

@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 from bdr.errors import ServiceUnavailable
-from bdr.manifest import MANIFEST_NAME
 from bdr.repository import Repository, extract_set
+from bdr.repository.manifest import MANIFEST_NAME
 from bdr.runtime.process import RedisProcess
 from bdr.storage.s3 import MIB, S3Storage
 from tests.s3_fixtures import FlakyProxy, S3Bucket

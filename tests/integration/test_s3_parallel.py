@@ -14,11 +14,8 @@ real TCP connections. Needs ``tests.s3_fixtures`` as a pytest plugin.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +29,7 @@ from bdr.config import RemoteSettings
 from bdr.errors import ConfigError, RemoteAccessDenied, ServiceUnavailable
 from bdr.repository import Repository, extract_set
 from bdr.storage.s3 import MIB, S3Sink, S3Storage
-from tests.s3_fixtures import FlakyProxy, S3Bucket
+from tests.s3_fixtures import FlakyProxy, S3Bucket, transfer_memory
 
 pytestmark = pytest.mark.s3
 
@@ -340,39 +337,10 @@ def test_abort_while_parts_are_in_flight_leaves_no_part(s3_bucket: S3Bucket) -> 
 
 # --- memory -----------------------------------------------------------------------------------------------------
 
-MEMORY_SCRIPT = """
-import hashlib, json, os, sys, tracemalloc
-from bdr.config import RemoteSettings
-from bdr.storage.s3 import open_s3
-url, endpoint, size, concurrency = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-storage = open_s3(url, RemoteSettings(endpoint_url=endpoint, part_size_mib=5, concurrency=concurrency))
-block = os.urandom(1024 * 1024)
-tracemalloc.start()
-sink = storage.open_write("redis/big/object")
-for _ in range(size // len(block)):
-    sink.write(block)
-written = sink.commit()
-up = tracemalloc.get_traced_memory()[1]
-tracemalloc.reset_peak()
-digest = hashlib.sha256()
-with storage.open_read("redis/big/object") as stream:
-    while chunk := stream.read(1024 * 1024):
-        digest.update(chunk)
-    window = stream.window.peak
-down = tracemalloc.get_traced_memory()[1]
-print(json.dumps({"up": up, "down": down, "parts": len(written.parts), "pipeline": sink.pipeline.peak,
-                  "window": window, "same": digest.hexdigest() == written.sha256}))
-"""
-
-
 def test_memory_stays_at_concurrency_parts_for_a_200_mib_object(s3_bucket: S3Bucket) -> None:
     """200 MiB up and down in 5 MiB parts, 4 at a time, in a process of its own (moto's server here holds
     the object): Python's peak stays at 4 parts (plus a chunk of slack), far under the object's size."""
-    size = 200 * MIB
-    done = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, s3_bucket.url(), s3_bucket.server.endpoint,
-                           str(size), str(CONCURRENCY)], capture_output=True, text=True, timeout=280, check=False)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = transfer_memory(s3_bucket, 200 * MIB, CONCURRENCY, download=True, timeout=280)
     assert result["parts"] == 40 and result["same"]
     assert result["pipeline"] == CONCURRENCY and result["window"] == CONCURRENCY  # the bound, reached, not passed
     bound = CONCURRENCY * PART + 2 * MIB

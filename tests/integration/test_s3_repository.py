@@ -17,13 +17,13 @@ from typing import BinaryIO
 
 import pytest
 
-from bdr.archive import ArchiveMember
 from bdr.errors import ChecksumMismatch, RepositoryLocked
-from bdr.manifest import MANIFEST_NAME
 from bdr.repository import Repository, extract_set
+from bdr.repository.archive import ArchiveMember
+from bdr.repository.manifest import MANIFEST_NAME
 from bdr.storage.base import ObjectSink, WrittenObject
 from bdr.storage.s3 import MIB, S3Storage
-from tests.s3_fixtures import S3Bucket
+from tests.s3_fixtures import S3Bucket, transfer_memory
 
 pytestmark = pytest.mark.s3
 
@@ -256,33 +256,15 @@ def test_repositories_under_different_prefixes_are_separate(s3_bucket: S3Bucket,
     assert len(one.sets()) == 1
 
 
-UPLOAD_SCRIPT = """
-import os, sys, tracemalloc
-from bdr.config import RemoteSettings
-from bdr.storage.s3 import open_s3
-url, endpoint, size, concurrency = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-storage = open_s3(url, RemoteSettings(endpoint_url=endpoint, part_size_mib=5, concurrency=concurrency))
-block = os.urandom(1024 * 1024)
-tracemalloc.start()
-sink = storage.open_write("redis/big/object")
-for _ in range(size // len(block)):
-    sink.write(block)
-written = sink.commit()
-print(tracemalloc.get_traced_memory()[1], len(written.parts))
-"""
-
-
 @pytest.mark.parametrize("concurrency", [1, 4])
 def test_large_object_is_never_held_in_memory_whole(s3_bucket: S3Bucket, concurrency: int) -> None:
     """The upload runs in its own process: here moto's server would count the bytes it stores.
 
     At most ``concurrency`` parts are held, the one being filled included (one part: a serial upload)."""
     size = 8 * PART
-    done = subprocess.run([sys.executable, "-c", UPLOAD_SCRIPT, s3_bucket.url(), s3_bucket.server.endpoint,
-                           str(size), str(concurrency)], capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    peak, parts = (int(v) for v in done.stdout.split())
-    assert parts == 8
+    result = transfer_memory(s3_bucket, size, concurrency)
+    peak = int(result["up"])
+    assert result["parts"] == 8
     assert peak < (concurrency + 1) * PART, \
         f"peak {peak / MIB:.1f} MiB of Python memory while uploading {size / MIB:.0f} MiB"
     assert s3_repo(s3_bucket).storage.size("redis/big/object") == size

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from bdr.lint.schedule import parse_cron
-from bdr.metrics import read_state
+from bdr.monitoring.metrics import read_state
 from bdr.repository import Repository
 from bdr.runtime.process import RedisProcess
 

@@ -22,12 +22,12 @@ import pytest
 import yaml
 
 from bdr import api
-from bdr.archive import ArchiveMember, copy_to_file, extract_archive, write_archive
 from bdr.config import Config, EncryptionSettings, FilesSource
 from bdr.crypto.stream import Cipher
 from bdr.engines.redis.info import digest
 from bdr.errors import BdrError, NoSpace, NotWritable, StorageError
 from bdr.repository import Repository, extract_set
+from bdr.repository.archive import ArchiveMember, copy_to_file, extract_archive, write_archive
 from bdr.runtime.process import RedisProcess
 from bdr.storage.base import ObjectSink
 from bdr.storage.local import LocalStorage, temp_writer, translate_os_error

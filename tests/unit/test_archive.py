@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from bdr.archive import ArchiveMember, extract_archive, write_archive
 from bdr.errors import CorruptArchive, UnsafeArchive
+from bdr.repository.archive import ArchiveMember, extract_archive, write_archive
 from bdr.storage.local import LocalStorage
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bdr.compose import instances_from_compose, project_name, read_compose
 from bdr.config import parse_config
 from bdr.errors import ConfigError
+from bdr.formats.compose import instances_from_compose, project_name, read_compose
 
 PRODUCTION = """
 services:

@@ -8,8 +8,8 @@ import pytest
 
 from bdr.cli.init_cmd import example_config
 from bdr.config import Config, load_config, parse_config
-from bdr.durations import format_duration, parse_duration
 from bdr.errors import ConfigError, UnknownTarget
+from bdr.util.durations import format_duration, parse_duration
 
 
 def test_embedded_defaults_match_the_runbook() -> None:

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bdr.archive import ArchiveMember
 from bdr.crypto import CHUNK_SIZE, HEADER, LENGTH, Cipher
 from bdr.crypto.stream import MemorySink, key_id_of
 from bdr.errors import TamperedData, WrongKey
 from bdr.repository import Repository, extract_set
+from bdr.repository.archive import ArchiveMember
 
 KEY = bytes(range(32))
 CIPHER = Cipher.from_key(KEY)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bdr.errors import ImageBuildFailed
-from bdr.images import (
+from bdr.runtime.images import (
     REDIS_UID,
     EntryKind,
     host_redis_version,

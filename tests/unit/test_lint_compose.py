@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bdr.compose import MountKind, data_image, parse_compose
+from bdr.formats.compose import MountKind, data_image, parse_compose
 from bdr.lint.runner import LintOptions, LintReport, run_lint
 
 DATA = Path(__file__).parent.parent / "data" / "lint"

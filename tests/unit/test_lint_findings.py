@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import bdr.lint.runner  # noqa: F401  (registers every rule)
-from bdr.durations import parse_duration
 from bdr.lint.findings import RULES, Severity, config_duration, human_duration, rule
+from bdr.util.durations import parse_duration
 
 
 def test_every_rule_has_an_id_a_name_and_an_explanation() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from bdr.formats.redis_conf import parse_redis_args, parse_redis_text
 from bdr.lint.persistence import REDIS_DEFAULT_SAVE, crash_window, resolve
-from bdr.redis_conf import parse_redis_args, parse_redis_text
 
 DATA = Path(__file__).parent.parent / "data" / "lint"
 

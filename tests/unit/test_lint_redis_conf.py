@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bdr.redis_conf import ArgsError, parse_memory, parse_redis_args, parse_redis_conf, split_args
+from bdr.formats.redis_conf import ArgsError, parse_memory, parse_redis_args, parse_redis_conf, split_args
 
 DATA = Path(__file__).parent.parent / "data" / "lint"
 

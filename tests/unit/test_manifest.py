@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bdr.crypto import Cipher
-from bdr.manifest import (
+from bdr.repository.manifest import (
     DIGEST_MISMATCH,
     DIGEST_MISSING,
     FORMAT_VERSION,

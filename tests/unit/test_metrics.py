@@ -13,8 +13,7 @@ import pytest
 
 from bdr.config import Config
 from bdr.errors import ServiceUnavailable
-from bdr.manifest import to_iso
-from bdr.metrics import (
+from bdr.monitoring.metrics import (
     DrillMetrics,
     MetricFamily,
     MetricsState,
@@ -31,8 +30,9 @@ from bdr.metrics import (
     render,
     state_path,
 )
+from bdr.monitoring.status import RepositoryView
 from bdr.repository import Repository, Verification
-from bdr.status import RepositoryView
+from bdr.repository.manifest import to_iso
 from drills.evidence import DrillResult, Outcome, RunReport, TargetCheck
 from tests.backup_sets import make_manifest, make_set, store_set
 

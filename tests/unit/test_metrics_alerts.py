@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from importlib import resources
 
-from bdr.alerts import alert_rules, render_rules
 from bdr.config import Config, parse_config
+from bdr.monitoring.alerts import alert_rules, render_rules
 
 
 def rules_of(config: Config) -> list[dict[str, object]]:

@@ -11,8 +11,8 @@ from bdr.api.system import members_of
 from bdr.config import Config, load_config, parse_config
 from bdr.errors import ConfigError
 from bdr.lint.runner import LintOptions, run_lint
+from bdr.monitoring.status import expected_groups
 from bdr.schedule.jobs import jobs_for
-from bdr.status import expected_groups
 
 PROMETHEUS = {"production": {"url": "http://127.0.0.1:1", "data_dir": "/var/lib/prometheus/metrics2"}}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bdr.compose import _conf_has_password
-from bdr.redis_conf import Directive, parse_redis_conf, read_directives
+from bdr.formats.compose import _conf_has_password
+from bdr.formats.redis_conf import Directive, parse_redis_conf, read_directives
 from bdr.runtime.settings import read_launch_config
 
 QUOTED = [

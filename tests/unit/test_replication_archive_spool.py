@@ -104,7 +104,7 @@ def test_the_status_of_an_archiver_that_is_gone_says_it_is_not_running(tmp_path:
     spool.write_status({"pid": os.getpid(), "process_start": None, "state": "streaming"})
     status = read_status(tmp_path)
     assert status is not None and status["running"] is False  # another process start: not this archiver
-    from bdr.host import process_start_time
+    from bdr.util.host import process_start_time
 
     spool.write_status({"pid": os.getpid(), "process_start": process_start_time(os.getpid()), "state": "streaming"})
     assert read_status(tmp_path)["running"] is True  # type: ignore[index]

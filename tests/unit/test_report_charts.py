@@ -5,6 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 
+from bdr.engines.base import StepStatus
 from bdr.report.charts import nice_ticks, sparkline, targets_chart, time_ticks, timeline_chart
 from bdr.report.history import History, entry_of, trend
 from bdr.report.records import TargetCheck
@@ -66,7 +67,7 @@ def test_timeline_draws_every_step_and_the_rto_window() -> None:
 
 def test_a_failed_step_is_hatched_and_marked() -> None:
     result = sample_results()[0]
-    result.steps[2].ok = False
+    result.steps[2].status = StepStatus.FAILED
     root = _svg(timeline_chart(result))
     assert any(r.get("fill") == "url(#bdr-hatch)" for r in root.iter(f"{SVG}rect"))
     assert any(t.startswith("✘ restart") for t in _texts(root))

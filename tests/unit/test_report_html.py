@@ -8,10 +8,10 @@ from html.parser import HTMLParser
 
 import pytest
 
-from bdr.durations import format_duration
 from bdr.report import render_html
 from bdr.report.history import History, entry_of
 from bdr.report.records import DrillResult, Outcome, RunReport
+from bdr.util.durations import format_duration
 from tests.report_samples import sample_history, sample_report, sample_results
 
 

@@ -15,7 +15,7 @@ import pytest
 from bdr.config import DEFAULT_RETENTION, RetentionRule, parse_config
 from bdr.errors import ConfigError
 from bdr.repository import BackupSet
-from bdr.retention import (
+from bdr.repository.retention import (
     Action,
     RetentionDecision,
     RetentionPolicy,

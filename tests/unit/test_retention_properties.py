@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from bdr.config import RETENTION_LOCATIONS, RetentionRule
 from bdr.repository import BackupSet
-from bdr.retention import RetentionPolicy, decide, is_good, is_safety
+from bdr.repository.retention import RetentionPolicy, decide, is_good, is_safety
 from tests.backup_sets import make_set
 
 NOW = datetime(2026, 1, 24, 2, 5, tzinfo=UTC)

@@ -17,7 +17,7 @@ import pytest
 from bdr.engines.base import Check, RestoreResult, StepLog
 from bdr.engines.runbook import ORDER, Runbook, StepOutcome
 from bdr.errors import NoSpace, RestoreRolledBack, RollbackFailed
-from bdr.journal import Journal, Status
+from bdr.safety.journal import Journal, Status
 
 
 @dataclass

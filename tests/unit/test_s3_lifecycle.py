@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from bdr.config import RemoteSettings
-from bdr.s3_lifecycle import (
+from bdr.storage.lifecycle import (
     ABORT_UPLOADS_AFTER_DAYS,
     LifecyclePolicy,
     RuleShape,

@@ -11,10 +11,10 @@ from bdr.config import parse_config
 from bdr.errors import ConfigError
 from bdr.lint.schedule import parse_cron
 from bdr.lint.systemd import parse_calendar
+from bdr.monitoring.status import expected_groups
 from bdr.schedule.calendar import on_calendar
 from bdr.schedule.jobs import backup_groups, jobs_for
 from bdr.schedule.systemd import Invocation, exec_line, lock_span, service_unit, timer_unit
-from bdr.status import expected_groups
 
 REDIS = {"production": {}, "cache": {"url": "redis://127.0.0.1:6390/0"},
          "test": {"url": "redis://127.0.0.1:6380/0", "backup": False}}

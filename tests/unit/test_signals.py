@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bdr.signals import Interrupted, signals_as_interrupts, signals_held
+from bdr.safety.signals import Interrupted, signals_as_interrupts, signals_held
 
 
 def blocked_signals(pid: int) -> int:

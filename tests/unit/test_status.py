@@ -8,8 +8,7 @@ import pytest
 
 from bdr.config import parse_config
 from bdr.errors import CheckFailed
-from bdr.repository import BackupSet
-from bdr.status import (
+from bdr.monitoring.status import (
     Expectation,
     Health,
     RepositoryView,
@@ -18,6 +17,7 @@ from bdr.status import (
     expected_groups,
     fingerprint,
 )
+from bdr.repository import BackupSet
 from tests.backup_sets import make_manifest, make_set
 
 NOW = datetime(2026, 1, 24, 12, 0, tzinfo=UTC)

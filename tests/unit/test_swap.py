@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from bdr.engines.redis.swap import DataSwap, exchange
-from bdr.failpoints import ENV
+from bdr.engines.swap import (
+    OWNER_FILE,
+    WORK_PREFIX,
+    DataSwap,
+    StopAndSwap,
+    exchange,
+    new_work_dir,
+    swap_fields,
+    sweep_work_dirs,
+)
+from bdr.runtime.base import Launch
+from bdr.safety.failpoints import ENV
 
 
 def tree(root: Path) -> dict[str, str]:
@@ -70,7 +83,7 @@ def test_a_crash_in_the_middle_of_the_swap_is_finished_or_undone_exactly(
         swap = prepared(data)
         state = swap.to_state()  # what the journal holds before the replace step runs
         monkeypatch.setenv(ENV, f"restore.swap:error@{crash_at}")
-        from bdr import failpoints
+        from bdr.safety import failpoints
 
         failpoints._hits.clear()
         with pytest.raises(OSError):
@@ -105,3 +118,32 @@ def test_discard_removes_only_the_work_directory(tmp_path: Path) -> None:
     swap.discard()
     assert not swap.work.exists() and tree(data) == NEW
     assert sorted(os.listdir(data)) == ["appendonlydir", "dump.rdb", "users.acl"]
+
+
+def test_the_journal_fields_bring_back_a_swap_half_done(tmp_path: Path) -> None:
+    """What a restorer journals of its work dir, launch and swap is enough for a resumed run to put the files back."""
+    data = data_dir(tmp_path)
+    before = tree(data)
+    fields = StopAndSwap(work=data / ".bdr-restore-test", launch=Launch("process", str(data), argv=("redis-server",)),
+                         was_running=True, swap=prepared(data))
+    assert fields.swap is not None
+    fields.swap.swap()
+    resumed = StopAndSwap(**swap_fields(json.loads(json.dumps(fields.swap_state()))))
+    assert (resumed.work, resumed.launch, resumed.was_running) == (fields.work, fields.launch, True)
+    assert resumed.swap is not None
+    resumed.swap.unswap()
+    assert tree(data) == before
+
+
+def test_only_work_dirs_of_dead_restores_are_swept(tmp_path: Path) -> None:
+    data = data_dir(tmp_path)
+    ours = new_work_dir(data, "set-1")
+    dead = new_work_dir(data, "set-0")
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                            check=True)
+    owner = json.loads((dead / OWNER_FILE).read_text())
+    (dead / OWNER_FILE).write_text(json.dumps({**owner, "pid": int(exited.stdout)}))
+    unproven = data / f"{WORK_PREFIX}unproven"
+    unproven.mkdir()
+    assert sweep_work_dirs(data) == [dead.name]
+    assert ours.is_dir() and unproven.is_dir() and not dead.exists()

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bdr.archive import ArchiveMember
 from bdr.config import Config
 from bdr.crypto import Cipher, load_cipher
 from bdr.engines.base import BackupRequest, Check, RestoreRequest, RestoreResult, safety_backup
@@ -22,10 +21,12 @@ from bdr.engines.files.place import Root
 from bdr.engines.files.plan import ChangeKind, Plan, plan_restore, target_mode
 from bdr.engines.files.selection import collect, is_secret, matches_any
 from bdr.engines.runbook import Restorer, StepOutcome, run_restore
+from bdr.engines.selection import FilesSelection
 from bdr.errors import MissingKey, NothingToBackUp, UsageError
-from bdr.journal import JournalEntry
-from bdr.manifest import Manifest
 from bdr.repository import ObjectCipher, SetWriter
+from bdr.repository.archive import ArchiveMember
+from bdr.repository.manifest import Manifest
+from bdr.safety.journal import JournalEntry
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class FilesEngine:
     """Backs up and restores the configuration directory named by ``files:`` in bdr.yaml."""
 
     source = "config"
+    selection_type = FilesSelection
 
     # --- backup -------------------------------------------------------------------------------
 
@@ -226,7 +228,8 @@ class FilesEngine:
 class FilesRestore:
     """A configuration restore through the runbook: nothing is stopped; files are written atomically.
 
-    ``request.selection``: ``paths`` (glob patterns: only these files), ``root`` (``--to DIR``).
+    ``request.selection`` (a :class:`~bdr.engines.selection.FilesSelection`): ``paths`` (glob patterns: only
+    these files), ``root`` (``--to DIR``).
     The plan says per file ``new``, ``changed`` (line counts), ``unchanged``; files the backup
     does not hold are left alone, never deleted. The safety backup holds exactly the files the
     restore overwrites; a rollback puts them back and removes the files the restore created.
@@ -251,14 +254,15 @@ class FilesRestore:
 
     @classmethod
     def new(cls, engine: FilesEngine, request: RestoreRequest) -> FilesRestore:
-        root_path = root_of(request.config, request.selection.get("root"))
+        selection = FilesSelection.expect(request.selection, engine.source)
+        root_path = root_of(request.config, selection.root)
         ref = request.backup.id if request.backup else str(request.legacy_path)
         result = RestoreResult(source="config", ref=ref, target=str(root_path), steps=request.log.steps,
                                dry_run=request.dry_run)
-        return cls(engine, request, result, root_path, list(request.selection.get("paths") or []))
+        return cls(engine, request, result, root_path, list(selection.paths))
 
     def state(self) -> dict[str, object]:
-        return {"root": str(self.root_path), "selection": dict(self.request.selection),
+        return {"root": str(self.root_path), "selection": self.request.selection.to_state(),
                 "work": str(self.work) if self.work else None}
 
     def _wanted(self, path: str) -> bool:

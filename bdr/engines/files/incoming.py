@@ -27,12 +27,12 @@ from typing import BinaryIO
 
 import zstandard
 
-from bdr.archive import check_member, copy_to_file, open_tar_stream
 from bdr.config import Config
 from bdr.crypto import Cipher, decrypt_openssl_legacy, is_openssl_file
 from bdr.errors import ChecksumMismatch, CorruptArchive, MissingKey, UsageError
-from bdr.manifest import CHUNK, sha256_file
 from bdr.repository import BackupSet, ObjectCipher, Repository
+from bdr.repository.archive import check_member, copy_to_file, open_tar_stream
+from bdr.repository.manifest import CHUNK, sha256_file
 
 logger = logging.getLogger(__name__)
 

@@ -32,20 +32,25 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bdr.config import Config, GrafanaInstance
 from bdr.engines.base import Check, RestoreRequest, RestoreResult, safety_backup
 from bdr.engines.grafana import database
 from bdr.engines.grafana.api import GrafanaApi
-from bdr.engines.grafana.engine import DB_NAME, EXPORT_PREFIX, GrafanaEngine, live_path
+from bdr.engines.grafana.layout import DB_NAME, EXPORT_PREFIX, live_path
 from bdr.engines.runbook import Restorer, StepOutcome
+from bdr.engines.selection import GrafanaSelection
+from bdr.engines.swap import StopAndSwap
 from bdr.errors import GrafanaDbCorrupt, GrafanaSetMismatch, NothingToBackUp, PreflightFailed, UsageError
-from bdr.journal import JournalEntry
 from bdr.repository import extract_set
 from bdr.runtime.base import Needs
 from bdr.runtime.grafana import GrafanaService, grafana_runtime
+from bdr.safety.journal import JournalEntry
 from bdr.storage.local import fsync_dir
+
+if TYPE_CHECKING:  # the engine hands itself in: no import back into it
+    from bdr.engines.grafana.engine import GrafanaEngine
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +61,9 @@ COMPANIONS = ("-wal", "-shm", "-journal")
 
 
 def restorer_for(engine: GrafanaEngine, request: RestoreRequest) -> Restorer:
-    if request.selection.get("dashboard"):
-        return DashboardRestore.new(engine, request)
-    unknown = sorted(set(request.selection) - {"dashboard"})
-    if unknown:
-        raise UsageError(detail=f"grafana restores take --dashboard UID or nothing, not {', '.join(unknown)}")
+    selection = GrafanaSelection.expect(request.selection, engine.source)
+    if selection.dashboard:
+        return DashboardRestore.new(engine, request, selection.dashboard)
     return DatabaseRestore.new(engine, request)
 
 
@@ -194,22 +197,22 @@ def inventory_checks(config: Config, instance: GrafanaInstance, facts: dict[str,
 
 
 @dataclass(slots=True)
-class DatabaseRestore:
-    """grafana.db (and the config files) swapped under a stopped Grafana (see the module docstring)."""
+class DatabaseRestore(StopAndSwap):
+    """grafana.db (and the config files) swapped under a stopped Grafana (see the module docstring).
+
+    Of :class:`~bdr.engines.swap.StopAndSwap` it keeps ``work`` and ``was_running`` (true until its stop
+    step finds Grafana down); its files are swapped one by one (:func:`swap_in`), not by a ``DataSwap``."""
 
     engine: GrafanaEngine
     request: RestoreRequest
     result: RestoreResult
     grafana: GrafanaInstance
     runtime: GrafanaService
-    work: Path | None = None
     files: dict[str, str] = field(default_factory=dict)
     """Set name -> live path of every file the restore writes."""
     kept: list[str] = field(default_factory=list)
     """Live paths whose old file is kept as ``.bdr-old`` (replace done)."""
-    was_running: bool = True
     source: str = "grafana"
-    stops_service: bool = True
 
     @property
     def instance(self) -> str:
@@ -220,11 +223,11 @@ class DatabaseRestore:
         grafana = request.config.grafana_instance(request.target)
         result = _result(request, grafana.name)
         here = dataclasses.replace(grafana, db_path=str(request.config.resolve(grafana.db_path)))
-        return cls(engine, request, result, grafana, grafana_runtime(here))
+        return cls(engine, request, result, grafana, grafana_runtime(here), was_running=True)
 
     def state(self) -> dict[str, Any]:
         return {"work": str(self.work) if self.work else None, "files": dict(self.files), "kept": list(self.kept),
-                "was_running": self.was_running, "selection": dict(self.request.selection)}
+                "was_running": self.was_running, "selection": self.request.selection.to_state()}
 
     def load(self, state: dict[str, Any]) -> None:
         self.files = {str(k): str(v) for k, v in (state.get("files") or {}).items()}
@@ -359,9 +362,9 @@ class DashboardRestore:
         return self.grafana.name
 
     @classmethod
-    def new(cls, engine: GrafanaEngine, request: RestoreRequest) -> DashboardRestore:
+    def new(cls, engine: GrafanaEngine, request: RestoreRequest, uid: str) -> DashboardRestore:
+        """The import of dashboard ``uid`` (``--dashboard UID``)."""
         grafana = request.config.grafana_instance(request.target)
-        uid = str(request.selection["dashboard"])
         if not grafana.url:
             raise UsageError(detail=f"--dashboard {uid} imports through Grafana's HTTP API: set grafana.{grafana.name}"
                              f".url (and token_file or token_env) in bdr.yaml; bdr does not write into the database "
@@ -372,7 +375,7 @@ class DashboardRestore:
         return GrafanaApi.of(self.grafana)
 
     def state(self) -> dict[str, Any]:
-        return {"selection": dict(self.request.selection), "previous": self.previous,
+        return {"selection": self.request.selection.to_state(), "previous": self.previous,
                 "folder_created": self.folder_created}
 
     def load(self, state: dict[str, Any]) -> None:

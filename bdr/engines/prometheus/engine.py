@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 
-from bdr.archive import ArchiveMember
-from bdr.config import Config, PrometheusInstance
+from bdr.config import Config
 from bdr.engines.base import BackupRequest, Check, RestoreRequest, RestoreResult
-from bdr.engines.prometheus.client import PrometheusClient
+from bdr.engines.prometheus.live import runtime_of, series_in
 from bdr.engines.prometheus.tsdb import (
     CHUNK_CHECK_BYTES,
     analyze,
@@ -21,43 +19,16 @@ from bdr.engines.prometheus.tsdb import (
     promtool,
 )
 from bdr.engines.runbook import Restorer, run_restore
-from bdr.errors import NothingToBackUp, ServiceError, StorageError
-from bdr.journal import JournalEntry
-from bdr.manifest import Manifest
+from bdr.engines.selection import Selection
+from bdr.errors import NothingToBackUp, ServiceError
 from bdr.repository import SetWriter
-from bdr.runtime.prometheus import PrometheusRuntime
+from bdr.repository.archive import ArchiveMember
+from bdr.repository.manifest import Manifest
+from bdr.safety.journal import JournalEntry
 
 logger = logging.getLogger(__name__)
 
 METHOD = "snapshot"
-ALL_SERIES = '{__name__=~".+"}'
-
-
-def runtime_of(instance: PrometheusInstance, launch: object = None) -> PrometheusRuntime:
-    """The runtime of ``instance`` (through the registry), as the concrete class the engine drives."""
-    from bdr.runtime import prometheus_runtime
-    from bdr.runtime.base import Launch
-
-    runtime = prometheus_runtime(instance, launch if isinstance(launch, Launch) else None)
-    assert isinstance(runtime, PrometheusRuntime)
-    return runtime
-
-
-def series_in(client: PrometheusClient, oldest_ms: int, newest_ms: int) -> int:
-    """Distinct series with a sample in ``[oldest_ms, newest_ms]``, as the server answers it.
-
-    Raises :class:`~bdr.errors.ServiceError` when the server refuses the query (a TSDB past
-    ``--query.max-samples``): the caller records the count as unknown."""
-    window = newest_ms - oldest_ms + 1
-    value = client.scalar(f"count(last_over_time({ALL_SERIES}[{window}ms]))", newest_ms)
-    return int(value) if value is not None else 0
-
-
-def newest_sample(client: PrometheusClient, newest_ms: int) -> int | None:
-    """The time (ms) of the newest sample at or before ``newest_ms`` (within the 5-minute lookback)."""
-    named = f'label_replace({ALL_SERIES}, "bdr_name", "$1", "__name__", "(.+)")'  # timestamp() drops the name
-    value = client.scalar(f"max(timestamp({named}))", newest_ms)
-    return round(value * 1000) if value is not None else None
 
 
 def snapshot_members(snapshot: Path) -> list[ArchiveMember]:
@@ -86,6 +57,8 @@ class PrometheusEngine:
     """Backs up and restores the TSDB of a Prometheus server named by ``prometheus:`` in bdr.yaml."""
 
     source = "prometheus"
+    selection_type = Selection
+    """It takes none: a Prometheus restore replaces the whole TSDB."""
 
     # --- backup -------------------------------------------------------------------------------
 
@@ -184,19 +157,3 @@ class PrometheusEngine:
 
             checks.append(trial(manifest, files))
         return checks
-
-
-def free_bytes(path: Path) -> int:
-    info = os.statvfs(path)
-    return info.f_bavail * info.f_frsize
-
-
-def need_room(path: Path, need: int, name: str) -> None:
-    """Raise when ``path``'s file system has less than ``need`` bytes free."""
-    from bdr.units import format_bytes
-
-    free = free_bytes(path)
-    if free < need:
-        raise StorageError(detail=f"{format_bytes(free)} free on {path}, restoring Prometheus {name} needs "
-                           f"{format_bytes(need)}: free space there and run again; nothing was changed")
-

@@ -10,7 +10,7 @@
    holds nothing: its files are then kept beside the data until the restore is verified);
 4. ``stop``: through the runtime; what the data directory holds now (blocks, ``wal``,
    ``chunks_head``) is what the swap will move aside;
-5. ``replace``: :class:`~bdr.engines.redis.swap.DataSwap`: each restored block renamed in,
+5. ``replace``: :class:`~bdr.engines.swap.DataSwap`: each restored block renamed in,
    every other TSDB entry moved to ``old/`` (``snapshots/`` is left alone);
 6. ``start``: the server as it was launched, until ``/-/ready``;
 7. ``verify``: ready, a range query over the restored blocks' time range answers with
@@ -21,23 +21,20 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import secrets
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bdr.config import Config, PrometheusInstance
 from bdr.engines.base import Check, RestoreRequest, RestoreResult, safety_backup
-from bdr.engines.prometheus.engine import ALL_SERIES, PrometheusEngine, need_room, newest_sample, runtime_of, series_in
+from bdr.engines.prometheus.live import ALL_SERIES, need_room, newest_sample, runtime_of, series_in
 from bdr.engines.prometheus.tsdb import blocks_of
-from bdr.engines.redis.restore import OWNER_FILE, WORK_PREFIX, sweep_work_dirs
-from bdr.engines.redis.swap import DataSwap
 from bdr.engines.runbook import StepOutcome
+from bdr.engines.selection import Selection
+from bdr.engines.swap import WORK_PREFIX, DataSwap, StopAndSwap, new_work_dir, swap_fields, sweep_work_dirs
 from bdr.errors import (
     BdrError,
     CheckFailed,
@@ -47,12 +44,14 @@ from bdr.errors import (
     ServiceError,
     UsageError,
 )
-from bdr.host import process_start_time
-from bdr.journal import JournalEntry
-from bdr.manifest import to_iso
 from bdr.repository import extract_set
+from bdr.repository.manifest import to_iso
 from bdr.runtime.base import Launch, Needs
 from bdr.runtime.prometheus import PrometheusRuntime
+from bdr.safety.journal import JournalEntry
+
+if TYPE_CHECKING:  # the engine hands itself in: no import back into it
+    from bdr.engines.prometheus.engine import PrometheusEngine
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ def _iso(ms: int | None) -> str:
 
 
 @dataclass(slots=True)
-class PrometheusRestore:
+class PrometheusRestore(StopAndSwap):
     """A restore of one Prometheus server's TSDB (see the module docstring)."""
 
     engine: PrometheusEngine
@@ -100,14 +99,9 @@ class PrometheusRestore:
     runtime: PrometheusRuntime
     result: RestoreResult
     data_dir: Path | None = None
-    work: Path | None = None
-    launch: Launch | None = None
-    was_running: bool = False
-    swap: DataSwap | None = None
     created: bool = False
     """The data directory was gone (a total loss): bdr made it again."""
     source: str = "prometheus"
-    stops_service: bool = True
 
     @property
     def instance(self) -> str:
@@ -121,8 +115,7 @@ class PrometheusRestore:
     def new(cls, engine: PrometheusEngine, request: RestoreRequest) -> PrometheusRestore:
         if request.backup is None:
             raise UsageError(detail="a Prometheus restore needs a backup set (there is no old script's format)")
-        if request.selection:
-            raise UsageError(detail="a Prometheus restore replaces the whole TSDB: it takes no selection")
+        Selection.expect(request.selection, engine.source)  # none: it replaces the whole TSDB
         instance = request.config.prometheus_instance(request.target)
         runtime = runtime_of(instance)
         result = RestoreResult(source="prometheus", ref=request.backup.id, target=instance.name,
@@ -134,19 +127,13 @@ class PrometheusRestore:
                 result: RestoreResult) -> PrometheusRestore:
         state = entry.state
         instance = _instance(request.config, state)
-        launch = Launch.from_dict(state["launch"]) if state.get("launch") else None
-        return cls(engine, request, instance, runtime_of(instance, launch), result,
-                   data_dir=Path(state["data_dir"]) if state.get("data_dir") else None,
-                   work=Path(state["work"]) if state.get("work") else None, launch=launch,
-                   was_running=bool(state.get("was_running")),
-                   swap=DataSwap.from_state(state["swap"]) if state.get("swap") else None)
+        fields = swap_fields(state)
+        return cls(engine, request, instance, runtime_of(instance, fields["launch"]), result,
+                   data_dir=Path(state["data_dir"]) if state.get("data_dir") else None, **fields)
 
     def state(self) -> dict[str, Any]:
         return {"instance": self.instance, "url": self.instance_config.url,
-                "data_dir": str(self.data_dir) if self.data_dir else None,
-                "work": str(self.work) if self.work else None,
-                "launch": self.launch.to_dict() if self.launch else None, "was_running": self.was_running,
-                "swap": self.swap.to_state() if self.swap else None}
+                "data_dir": str(self.data_dir) if self.data_dir else None, **self.swap_state()}
 
     # --- steps ---------------------------------------------------------------------------------
 
@@ -168,11 +155,7 @@ class PrometheusRestore:
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             removed = sweep_work_dirs(self.data_dir)
-            self.work = self.data_dir / f"{WORK_PREFIX}{secrets.token_hex(4)}"
-            self.work.mkdir(mode=0o700)
-            (self.work / OWNER_FILE).write_text(json.dumps({
-                "pid": os.getpid(), "host": socket.gethostname(), "process_start": process_start_time(os.getpid()),
-                "ref": self.result.ref}))
+            self.work = new_work_dir(self.data_dir, self.result.ref)
         except OSError as exc:
             raise NotWritable(path=str(exc.filename or self.data_dir), detail=(
                 f"{exc.strerror}: bdr restores into the data directory of Prometheus {self.instance} (its blocks "

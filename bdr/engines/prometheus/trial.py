@@ -21,9 +21,9 @@ from bdr.engines.base import Check
 from bdr.engines.prometheus.client import PrometheusClient
 from bdr.engines.prometheus.tsdb import is_block_dir
 from bdr.errors import ServiceError
-from bdr.host import free_port
-from bdr.manifest import Manifest
-from bdr.waiting import wait_for
+from bdr.repository.manifest import Manifest
+from bdr.util.host import free_port
+from bdr.util.waiting import wait_for
 
 READY_TIMEOUT = 120.0
 
@@ -34,7 +34,7 @@ def restore_test(manifest: Manifest, files: Path,
 
     ``inspect``: called with the temporary server's client once it is ready, before it goes
     (``bdr drill --live`` runs its application checks there)."""
-    from bdr.engines.prometheus.engine import newest_sample, series_in
+    from bdr.engines.prometheus.live import newest_sample, series_in
 
     binary = shutil.which("prometheus")
     if binary is None:

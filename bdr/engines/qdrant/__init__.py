@@ -22,9 +22,10 @@ from bdr.engines.base import BackupRequest, Check, RestoreRequest, RestoreResult
 from bdr.engines.qdrant.client import target_of
 from bdr.engines.qdrant.methods import known_methods, method_for, method_of
 from bdr.engines.runbook import Restorer, run_restore
-from bdr.journal import JournalEntry
-from bdr.manifest import Manifest
+from bdr.engines.selection import QdrantSelection
 from bdr.repository import SetWriter
+from bdr.repository.manifest import Manifest
+from bdr.safety.journal import JournalEntry
 
 GENERIC_METHODS = ("default", "safety")
 """Method names the service layer passes that mean "the instance's configured method"."""
@@ -34,6 +35,7 @@ class QdrantEngine:
     """Backs up and restores one Qdrant instance named in bdr.yaml."""
 
     source = "qdrant"
+    selection_type = QdrantSelection
 
     def backup(self, request: BackupRequest, writer: SetWriter) -> None:
         target = target_of(request.config, request.instance)
@@ -45,7 +47,7 @@ class QdrantEngine:
         return config.qdrant_instance(target).name
 
     def restorer(self, request: RestoreRequest) -> Restorer:
-        if request.selection and request.backup is not None:
+        if not QdrantSelection.expect(request.selection, self.source).empty and request.backup is not None:
             from bdr.engines.qdrant.selective import QdrantSelectiveRestore
 
             return QdrantSelectiveRestore.new(self, request)

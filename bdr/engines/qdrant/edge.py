@@ -36,9 +36,9 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from bdr.archive import check_member
 from bdr.engines.qdrant.pointfile import Batch, Layout, PointId, batch_from_records, canonical_id
 from bdr.errors import CorruptArchive, UnsafeArchive
+from bdr.repository.archive import check_member
 
 logger = logging.getLogger(__name__)
 

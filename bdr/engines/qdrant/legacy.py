@@ -26,7 +26,7 @@ from bdr.engines.qdrant.logical import METHOD, points_file
 from bdr.engines.qdrant.pointfile import HASH_NAME, PointFileWriter
 from bdr.engines.qdrant.schema import CollectionSchema
 from bdr.errors import UsageError
-from bdr.manifest import Manifest, to_iso, utcnow
+from bdr.repository.manifest import Manifest, to_iso, utcnow
 
 logger = logging.getLogger(__name__)
 

@@ -33,11 +33,10 @@ from typing import Any, BinaryIO
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from bdr import progress
 from bdr.engines.base import BackupRequest, Check, RestoreRequest
 from bdr.engines.qdrant import schema as _schema
 from bdr.engines.qdrant.client import Target, aliases, connect, list_collections, qdrant_errors, server_version
-from bdr.engines.qdrant.method import RestorePlan
+from bdr.engines.qdrant.method import PointOrigin, RestorePlan
 from bdr.engines.qdrant.pointfile import (
     HASH_NAME,
     Batch,
@@ -50,8 +49,9 @@ from bdr.engines.qdrant.pointfile import (
 )
 from bdr.engines.qdrant.schema import CollectionSchema
 from bdr.errors import BackupNotFound, CorruptArchive, UsageError
-from bdr.manifest import Manifest
 from bdr.repository import SetWriter
+from bdr.repository.manifest import Manifest
+from bdr.util import progress
 
 logger = logging.getLogger(__name__)
 
@@ -434,6 +434,9 @@ class LogicalMethod:
                 checks += verify_collection(client, target, name, facts[name], files / facts[name]["file"])
             checks.append(alias_check(client, target, dict(manifest.facts.get("aliases") or {})))
         return checks
+
+    def point_origin(self, manifest: Manifest, files: Path, facts: dict[str, Any], work: Path) -> PointOrigin:
+        return PointOrigin(file=files / facts["file"])
 
     def verify(self, manifest: Manifest, files: Path, restore_test: bool) -> list[Check]:
         checks = verify_files(manifest, files)

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from bdr.engines.base import BackupRequest, Check, RestoreRequest
 from bdr.engines.qdrant.client import Target
-from bdr.manifest import Manifest
 from bdr.repository import SetWriter
+from bdr.repository.manifest import Manifest
 
 
 @dataclass(slots=True)
@@ -42,6 +42,20 @@ class RestorePlan:
                  f"create {', '.join(new)}" if new else ""]
         text = "; ".join(p for p in parts if p) or "nothing to restore"
         return f"{text}{'; ' + '; '.join(self.notes) if self.notes else ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class PointOrigin:
+    """Where a selective restore reads one collection's points in a fetched set (one of the three is set)."""
+
+    file: Path | None = None
+    """A logical point file."""
+    target: Target | None = None
+    """An embedded Qdrant copy, opened with qdrant-client."""
+    snapshot: Path | None = None
+    """A decompressed server snapshot, read with qdrant-edge."""
+    in_full: bool = False
+    """``snapshot`` is a full-storage snapshot (the collection is one of several in it)."""
 
 
 class Method(Protocol):
@@ -66,4 +80,9 @@ class Method(Protocol):
 
     def verify(self, manifest: Manifest, files: Path, restore_test: bool) -> list[Check]:
         """Offline checks of a set's extracted files."""
+        ...
+
+    def point_origin(self, manifest: Manifest, files: Path, facts: dict[str, Any], work: Path) -> PointOrigin:
+        """Where a selective restore reads the points of the collection described by ``facts``;
+        :class:`~bdr.errors.UsageError` when this set cannot feed a selective restore."""
         ...

@@ -1,37 +1,28 @@
 """The Qdrant methods by name: ``logical``, ``snapshot``, ``volume`` (see :mod:`.method` for the interface).
 
-The registry is built once from the three modules; a second method under one name is
-refused at import, and an unknown name is a :class:`~bdr.errors.UsageError` that lists
-the known ones.
+The registry (:class:`bdr.registry.Registry`) is filled once from the three modules; a second
+method under one name is refused at import, and an unknown name is a
+:class:`~bdr.errors.UsageError` that lists the known ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from bdr.engines.qdrant import logical, snapshot, volume
 from bdr.engines.qdrant.method import Method
 from bdr.errors import UsageError
-from bdr.manifest import Manifest
+from bdr.registry import Registry, UnknownEntry
+from bdr.repository.manifest import Manifest
 
-
-def _registry(*methods: Method) -> dict[str, Method]:
-    found: dict[str, Method] = {}
-    for method in methods:
-        if method.name in found:
-            raise RuntimeError(f"two Qdrant methods are named {method.name!r}")
-        found[method.name] = method
-    return found
-
-
-METHODS: Mapping[str, Method] = _registry(logical.IMPLEMENTATION, snapshot.IMPLEMENTATION, volume.IMPLEMENTATION)
+METHODS: Registry[Method] = Registry("Qdrant method")
+for _method in (logical.IMPLEMENTATION, snapshot.IMPLEMENTATION, volume.IMPLEMENTATION):
+    METHODS.register(_method.name, _method)
 
 
 def method_for(name: str) -> Method:
     try:
-        return METHODS[name]
-    except KeyError:
-        raise UsageError(detail=f"unknown Qdrant method {name!r}; one of {', '.join(sorted(METHODS))}") from None
+        return METHODS.get(name)
+    except UnknownEntry as exc:
+        raise UsageError(detail=f"unknown Qdrant method {name!r}; one of {', '.join(sorted(exc.known))}") from None
 
 
 def method_of(manifest: Manifest) -> Method:
@@ -40,4 +31,4 @@ def method_of(manifest: Manifest) -> Method:
 
 
 def known_methods() -> list[str]:
-    return sorted(METHODS)
+    return sorted(METHODS.names())

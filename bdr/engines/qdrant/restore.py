@@ -34,10 +34,11 @@ from bdr.engines.qdrant.client import Target, connect, list_collections, qdrant_
 from bdr.engines.qdrant.method import Method, RestorePlan
 from bdr.engines.qdrant.methods import method_of
 from bdr.engines.runbook import StepOutcome
+from bdr.engines.selection import QdrantSelection
 from bdr.errors import RestoreError, UsageError
-from bdr.journal import JournalEntry
-from bdr.manifest import Manifest
 from bdr.repository import extract_set
+from bdr.repository.manifest import Manifest
+from bdr.safety.journal import JournalEntry
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def fetch(request: RestoreRequest, files: Path, work: Path) -> Manifest:
         raise UsageError(detail="nothing to restore: give a backup set")
     from bdr.engines.qdrant.legacy import convert
 
-    return convert(request.legacy_path, files, request.selection.get("collection"), work)
+    return convert(request.legacy_path, files, QdrantSelection.expect(request.selection, "qdrant").collection, work)
 
 
 MANIFEST_COPY = "manifest.json"

@@ -1,9 +1,10 @@
 """Selective restore: one collection of a set, optionally renamed, or only the points matching a filter.
 
-The selection (``RestoreRequest.selection``, from ``--collection/--as/--filter``):
+The selection (``RestoreRequest.selection``, a :class:`~bdr.engines.selection.QdrantSelection`, from
+``--collection/--as/--filter``):
 
 - ``collection``: the collection in the set (may be omitted when the set holds only one);
-- ``as``: the live collection to restore into (default: the same name); it is created with
+- ``rename_as`` (``--as``): the live collection to restore into (default: the same name); it is created with
   the backup's config and payload indexes when it does not exist, and must have the same
   vectors (names, kinds, sizes) when it does;
 - ``filter``: a Qdrant filter as JSON (``{"must": [{"key": "tenant", "match": {"value": "a"}}]}``),
@@ -37,7 +38,6 @@ import numpy as np
 import pydantic
 from qdrant_client import QdrantClient, models
 
-from bdr.config import QdrantInstance
 from bdr.engines.base import Check, Engine, RestoreRequest, RestoreResult, safety_backup
 from bdr.engines.qdrant import logical
 from bdr.engines.qdrant import schema as _schema
@@ -47,15 +47,13 @@ from bdr.engines.qdrant.pointfile import Batch, ContentHash, Layout, PointId
 from bdr.engines.qdrant.restore import roll_back, scratch_near
 from bdr.engines.qdrant.schema import CollectionSchema
 from bdr.engines.runbook import StepOutcome
+from bdr.engines.selection import Conflict, QdrantSelection
 from bdr.errors import SelectionConflict, UsageError
-from bdr.journal import JournalEntry
-from bdr.manifest import Manifest
 from bdr.repository import extract_set
+from bdr.repository.manifest import Manifest
+from bdr.safety.journal import JournalEntry
 
 logger = logging.getLogger(__name__)
-
-KEYS = ("collection", "as", "filter")
-CONFLICT_MODES = ("skip", "replace", "fail")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +66,9 @@ class Selection:
     filter_json: Mapping[str, Any] | None
 
     @classmethod
-    def parse(cls, selection: Mapping[str, Any], manifest: Manifest) -> Selection:
-        unknown = sorted(set(selection) - set(KEYS))
-        if unknown:
-            raise UsageError(detail=f"a Qdrant restore selects with --collection, --as and --filter, not "
-                             f"{', '.join(unknown)}")
+    def parse(cls, selection: QdrantSelection, manifest: Manifest) -> Selection:
         available = list(logical.collection_facts(manifest))
-        source = selection.get("collection")
+        source = selection.collection
         if not source:
             if len(available) != 1:
                 raise UsageError(detail=f"backup {manifest.id} holds {len(available)} collections "
@@ -83,12 +77,9 @@ class Selection:
         if source not in available:
             raise UsageError(detail=f"backup {manifest.id} has no collection {source!r}; it has: "
                              f"{', '.join(available) or 'none'}")
-        raw = selection.get("filter")
+        raw = selection.filter
         parsed = None
         if raw is not None:
-            if not isinstance(raw, Mapping):
-                raise UsageError(detail='--filter must be a JSON object such as {"must": [{"key": "tenant", '
-                                 '"match": {"value": "acme"}}]}')
             try:
                 parsed = models.Filter.model_validate(dict(raw))
             except pydantic.ValidationError as exc:
@@ -96,7 +87,7 @@ class Selection:
                 where = ".".join(str(p) for p in first["loc"])
                 raise UsageError(detail=f"--filter is not a valid Qdrant filter: {first['msg']} at {where or 'top'}"
                                  ) from exc
-        return cls(str(source), str(selection.get("as") or source), parsed, dict(raw) if raw is not None else None)
+        return cls(str(source), str(selection.rename_as or source), parsed, dict(raw) if raw is not None else None)
 
     def describe(self) -> str:
         text = self.source if self.dest == self.source else f"{self.source} as {self.dest}"
@@ -116,30 +107,12 @@ class PointSource:
         self.schema = CollectionSchema.from_facts(self.facts)
         self.layout = logical.layout_of(self.facts)
         self._work = work
-        self._file: Path | None = None
-        self._target: Target | None = None
-        self._snapshot: Path | None = None
-        self._in_full = False
         self._passes = 0
-        method = str(manifest.facts.get("method") or manifest.method)
-        if method == "logical":
-            self._file = files / self.facts["file"]
-        elif method == "volume" and manifest.facts.get("mode") == "embedded":
-            from bdr.engines.qdrant.volume import PREFIX
+        from bdr.engines.qdrant.methods import method_of
 
-            storage = files / PREFIX
-            self._target = Target(QdrantInstance(name="backup", path=str(storage)), str(storage))
-        elif method == "snapshot":
-            from bdr.engines.qdrant.snapshot import decompress_to
-
-            full = manifest.facts.get("full_snapshot")
-            work.mkdir(parents=True, exist_ok=True)
-            self._snapshot = work / "source.snapshot"
-            decompress_to(files / (full["file"] if full else self.facts["file"]), self._snapshot)
-            self._in_full = bool(full)
-        else:
-            raise UsageError(detail=f"backup {manifest.id} is a {method} backup of a Qdrant server's storage "
-                             "directory; selective restores need a logical, snapshot or embedded volume backup")
+        origin = method_of(manifest).point_origin(manifest, files, self.facts, work)
+        self._file, self._target, self._snapshot, self._in_full = (origin.file, origin.target, origin.snapshot,
+                                                                   origin.in_full)
 
     def batches(self) -> Iterator[Batch]:
         if self._file is not None:
@@ -272,14 +245,13 @@ class QdrantSelectiveRestore:
     def new(cls, engine: Engine, request: RestoreRequest) -> QdrantSelectiveRestore:
         if request.backup is None:
             raise UsageError(detail="a selective Qdrant restore needs a bdr backup set")
-        if request.conflict not in CONFLICT_MODES:
-            raise UsageError(detail=f"--conflict must be one of {', '.join(CONFLICT_MODES)}")
-        selection = Selection.parse(request.selection, request.backup.manifest)
+        conflict = Conflict.of(request.conflict)
+        selection = Selection.parse(QdrantSelection.expect(request.selection, "qdrant"), request.backup.manifest)
         target = target_of(request.config, request.target)
         result = RestoreResult(source="qdrant", ref=request.backup.id, target=target.name, steps=request.log.steps,
                                dry_run=request.dry_run)
         result.facts = {"collection": selection.source, "as": selection.dest, "filter": selection.filter_json,
-                        "conflict": request.conflict}
+                        "conflict": str(conflict)}
         return cls(engine, request, target, result, selection)
 
     @classmethod
@@ -295,7 +267,7 @@ class QdrantSelectiveRestore:
 
     def state(self) -> dict[str, Any]:
         return {"mode": "selective", "work": str(self.work) if self.work else None,
-                "selection": dict(self.request.selection), "conflict": self.request.conflict}
+                "selection": self.request.selection.to_state(), "conflict": str(self.request.conflict)}
 
     @property
     def _manifest(self) -> Manifest:
@@ -321,14 +293,14 @@ class QdrantSelectiveRestore:
         self._matched = ids_matching(source, selection.filter) if selection.filter is not None else None
         plan = self.plan = plan_selection(self.target, selection, source, self._matched)
         conflicts = len(plan.conflicts)
-        skip = self.request.conflict == "skip"
+        skip = self.request.conflict is Conflict.SKIP
         self.result.counts = {
             "selected": plan.selected,
             "copied": plan.selected - (conflicts if skip else 0),
             "skipped": conflicts if skip else 0,
             "conflicts": conflicts,
         }
-        if conflicts and self.request.conflict == "fail" and not self.request.dry_run:
+        if conflicts and self.request.conflict is Conflict.FAIL and not self.request.dry_run:
             raise self._conflict_error()
         return StepOutcome(f"{plan.selected} point(s) of {selection.describe()}; {conflicts} already in "
                            f"{selection.dest}")
@@ -342,10 +314,10 @@ class QdrantSelectiveRestore:
     def dry_run(self) -> list[Check]:
         assert self.plan is not None
         conflicts = len(self.plan.conflicts)
-        if conflicts and self.request.conflict == "fail":
+        if conflicts and self.request.conflict is Conflict.FAIL:
             self.result.counts["copied"] = 0
             return [Check("conflicts", False, f"would fail: {self._conflict_error().message}")]
-        skip = self.request.conflict == "skip"
+        skip = self.request.conflict is Conflict.SKIP
         return [Check("dry run", True, (
             f"would copy {self.result.counts['copied']} point(s) of {self.selection.describe()} into "
             f"{'existing' if self.plan.exists else 'new'} collection {self.selection.dest} of {self.target.label()}"
@@ -369,7 +341,7 @@ class QdrantSelectiveRestore:
         if self.plan is None:  # resumed after a crash: plan again (points written before are conflicts now)
             self.check()
         assert self.plan is not None
-        skip = set(self.plan.conflicts) if self.request.conflict == "skip" else None
+        skip = set(self.plan.conflicts) if self.request.conflict is Conflict.SKIP else None
         self._expected, self._written = _copy(self.target, self.selection, self._source(), self._matched, skip,
                                               self.plan.exists)
         return StepOutcome(f"{len(self._written)} point(s) written into {self.selection.dest}")
@@ -419,8 +391,8 @@ def _copy(target: Target, selection: Selection, source: PointSource, matched: se
 
 
 def _verify(target: Target, selection: Selection, source: PointSource, plan: SelectionPlan, expected: ContentHash,
-            written: list[PointId], conflict: str) -> list[Check]:
-    replaced = len(plan.conflicts) if conflict == "replace" else 0
+            written: list[PointId], conflict: Conflict) -> list[Check]:
+    replaced = len(plan.conflicts) if conflict is Conflict.REPLACE else 0
     want = plan.before + len(written) - replaced
     layout: Layout = source.layout
     checks: list[Check] = []
@@ -438,7 +410,7 @@ def _verify(target: Target, selection: Selection, source: PointSource, plan: Sel
             checks.append(Check(f"{selection.dest}: content", True,
                                 f"the {len(written)} copied point(s) read back with an equal content hash"))
             return checks
-        skip = set(plan.conflicts) if conflict == "skip" else None
+        skip = set(plan.conflicts) if conflict is Conflict.SKIP else None
         matched = None if selection.filter is None else set(written)
         for batch in source.batches():
             chosen = _chosen(batch, matched, skip)

@@ -46,12 +46,12 @@ from bdr.engines.base import BackupRequest, Check, RestoreRequest
 from bdr.engines.qdrant import edge, logical
 from bdr.engines.qdrant import schema as _schema
 from bdr.engines.qdrant.client import Target, aliases, connect, list_collections, qdrant_errors, server_version
-from bdr.engines.qdrant.method import RestorePlan
+from bdr.engines.qdrant.method import PointOrigin, RestorePlan
 from bdr.engines.qdrant.pointfile import CHUNK, Layout, canonical_id, compress
 from bdr.engines.qdrant.schema import CollectionSchema
 from bdr.errors import BdrError, ChecksumMismatch, CorruptArchive, IncompatibleVersion, ServiceError, UsageError
-from bdr.manifest import Manifest
 from bdr.repository import SetWriter
+from bdr.repository.manifest import Manifest
 
 logger = logging.getLogger(__name__)
 
@@ -351,6 +351,14 @@ class SnapshotMethod:
                 checks.append(sample_check(client, target, name, item))
             checks.append(logical.alias_check(client, target, dict(manifest.facts.get("aliases") or {})))
         return checks
+
+    def point_origin(self, manifest: Manifest, files: Path, facts: dict[str, Any], work: Path) -> PointOrigin:
+        """The set's snapshot (the collection's, or the full-storage one), decompressed into ``work``."""
+        full = manifest.facts.get("full_snapshot")
+        work.mkdir(parents=True, exist_ok=True)
+        snapshot = work / "source.snapshot"
+        decompress_to(files / (full["file"] if full else facts["file"]), snapshot)
+        return PointOrigin(snapshot=snapshot, in_full=bool(full))
 
     # --- verify ----------------------------------------------------------------------------------
 

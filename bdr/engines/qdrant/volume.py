@@ -27,7 +27,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from bdr.archive import ArchiveMember
 from bdr.engines.base import BackupRequest, Check, RestoreRequest
 from bdr.engines.qdrant import logical
 from bdr.engines.qdrant.client import (
@@ -40,11 +39,12 @@ from bdr.engines.qdrant.client import (
     list_collections,
     reachable,
 )
-from bdr.engines.qdrant.method import RestorePlan
+from bdr.engines.qdrant.method import PointOrigin, RestorePlan
 from bdr.engines.qdrant.pointfile import HASH_NAME
 from bdr.errors import ConfigError, CorruptArchive, ServiceBusy, ServiceError, UsageError
-from bdr.manifest import Manifest
 from bdr.repository import SetWriter
+from bdr.repository.archive import ArchiveMember
+from bdr.repository.manifest import Manifest
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +214,16 @@ class VolumeMethod:
                     checks += logical.verify_collection(client, target, name, facts, None)
             checks.append(logical.alias_check(client, target, dict(manifest.facts.get("aliases") or {})))
         return checks
+
+    def point_origin(self, manifest: Manifest, files: Path, facts: dict[str, Any], work: Path) -> PointOrigin:
+        """An embedded copy, opened where it was fetched; a server's storage directory cannot be read."""
+        if manifest.facts.get("mode") != "embedded":
+            raise UsageError(detail=f"backup {manifest.id} is a {METHOD} backup of a Qdrant server's storage "
+                             "directory; selective restores need a logical, snapshot or embedded volume backup")
+        from bdr.config import QdrantInstance
+
+        storage = files / PREFIX
+        return PointOrigin(target=Target(QdrantInstance(name="backup", path=str(storage)), str(storage)))
 
     # --- verify ----------------------------------------------------------------------------
 

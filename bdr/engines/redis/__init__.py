@@ -30,10 +30,11 @@ from bdr.engines.redis import backup as _backup
 from bdr.engines.redis import cluster
 from bdr.engines.redis import verify as _verify
 from bdr.engines.runbook import Restorer, run_restore
+from bdr.engines.selection import RedisSelection
 from bdr.errors import UsageError
-from bdr.journal import JournalEntry
-from bdr.manifest import Manifest
 from bdr.repository import SetWriter
+from bdr.repository.manifest import Manifest
+from bdr.safety.journal import JournalEntry
 
 METHODS = ("rdb", "replication")
 
@@ -42,6 +43,7 @@ class RedisEngine:
     """Backs up and restores one Redis instance named in bdr.yaml."""
 
     source = "redis"
+    selection_type = RedisSelection
 
     def backup(self, request: BackupRequest, writer: SetWriter) -> None:
         instance = request.config.redis_instance(request.instance)
@@ -74,15 +76,16 @@ class RedisEngine:
         return config.redis_instance(target).name
 
     def restorer(self, request: RestoreRequest) -> Restorer:
+        selection = RedisSelection.expect(request.selection, self.source)
         if cluster.restores(request):
             return cluster.restorer(self, request)
-        if request.selection.get("keys"):
+        if selection.keys:
             from bdr.engines.redis.selective import SelectiveRestore
 
             return SelectiveRestore.new(self, request)
-        if request.selection:
-            raise UsageError(detail="a Redis restore selects keys with --keys (and --db), not "
-                             f"{', '.join(request.selection)}")
+        if selection.node:
+            raise UsageError(detail=f"--node {selection.node} brings a lost node of a Redis cluster back: redis "
+                             f"{self.instance_name(request.config, request.target)} is not a cluster")
         from bdr.engines.redis.restore import FullRestore
 
         return FullRestore.new(self, request)

@@ -38,7 +38,6 @@ from typing import Any
 
 import redis
 
-from bdr.archive import ArchiveMember
 from bdr.clients import redis_address, redis_client, redis_errors
 from bdr.config import RedisInstance
 from bdr.engines.base import BackupRequest
@@ -64,11 +63,12 @@ from bdr.errors import (
     SnapshotFailed,
     SnapshotNoSpace,
 )
-from bdr.failpoints import failpoint
-from bdr.journal import Journal
 from bdr.repository import SetWriter
+from bdr.repository.archive import ArchiveMember
 from bdr.runtime.process import default_log_file
-from bdr.waiting import wait_for
+from bdr.safety.failpoints import failpoint
+from bdr.safety.journal import Journal
+from bdr.util.waiting import wait_for
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from bdr.redis_conf import ArgsError, split_args
+from bdr.formats.redis_conf import ArgsError, split_args
 
 DIGEST_UNAVAILABLE = "unavailable"
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bdr.archive import extract_archive
 from bdr.errors import BackupNotFound
+from bdr.repository.archive import extract_archive
 
 DATA_NAMES = ("dump.rdb", "appendonly.aof", "appendonlydir")
 

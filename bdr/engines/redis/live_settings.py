@@ -23,10 +23,10 @@ import redis
 
 from bdr.clients import redis_client
 from bdr.config import RedisInstance
-from bdr.failpoints import failpoint
-from bdr.host import pid_alive, process_start_time
-from bdr.journal import write_durably
-from bdr.manifest import to_iso, utcnow
+from bdr.repository.manifest import to_iso, utcnow
+from bdr.safety.failpoints import failpoint
+from bdr.safety.journal import write_durably
+from bdr.util.host import pid_alive, process_start_time
 
 logger = logging.getLogger(__name__)
 

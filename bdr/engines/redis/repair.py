@@ -67,7 +67,7 @@ from bdr.errors import (
     ServiceError,
     ServiceUnavailable,
 )
-from bdr.manifest import to_iso, utcnow
+from bdr.repository.manifest import to_iso, utcnow
 from bdr.runtime.base import Runtime
 
 logger = logging.getLogger(__name__)

@@ -30,12 +30,9 @@ the data at the stop) and starts it again if it was running. After a crash,
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import secrets
 import shutil
-import socket
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,22 +47,19 @@ from bdr.engines.redis.info import Keyspace, PersistenceLayout
 from bdr.engines.redis.live_settings import put_back_leftovers
 from bdr.engines.redis.pause import WritePause
 from bdr.engines.redis.prepare import choose_rdb, stage
-from bdr.engines.redis.swap import DataSwap
 from bdr.engines.redis.target import RedisTarget, open_target
 from bdr.engines.runbook import StepOutcome
+from bdr.engines.swap import DataSwap, StopAndSwap, new_work_dir, swap_fields, sweep_work_dirs
 from bdr.errors import BdrError, NoRoom, NothingToBackUp, PreflightFailed, ServiceError, WouldLoseWrites
-from bdr.host import pid_alive, process_start_time
-from bdr.journal import Journal, JournalEntry
-from bdr.manifest import Manifest
 from bdr.repository import extract_set
-from bdr.runtime.base import Launch, Needs
-from bdr.units import format_bytes
-from bdr.waiting import wait_for
+from bdr.repository.manifest import Manifest
+from bdr.runtime.base import Needs
+from bdr.safety.journal import Journal, JournalEntry
+from bdr.util.units import format_bytes
+from bdr.util.waiting import wait_for
 
 logger = logging.getLogger(__name__)
 
-WORK_PREFIX = ".bdr-restore-"
-OWNER_FILE = "owner.json"
 MARGIN_BYTES = 16 << 20
 """Room left beside the restored files for the server's own writes once it runs."""
 RETURN_WATCH = 0.05
@@ -85,30 +79,8 @@ def _instance_from_state(config: Config, state: dict[str, Any]) -> RedisInstance
     return RedisInstance(name=name, url=str(state.get("url") or "redis://127.0.0.1:6379/0"))
 
 
-def sweep_work_dirs(data_dir: Path, keep: Path | None = None) -> list[str]:
-    """Remove work directories of killed restores (their owner marker proves it); what was removed."""
-    removed: list[str] = []
-    if not data_dir.is_dir():
-        return removed
-    for path in sorted(data_dir.glob(f"{WORK_PREFIX}*")):
-        if path == keep or not path.is_dir():
-            continue
-        try:
-            owner = json.loads((path / OWNER_FILE).read_bytes())
-        except (OSError, ValueError):
-            continue  # not provably ours: left alone
-        same_host = owner.get("host") == socket.gethostname()
-        pid = owner.get("pid")
-        alive = pid_alive(pid) and process_start_time(pid) == owner.get("process_start")
-        if same_host and not alive:
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path.name)
-            logger.warning("removed %s, left by a killed restore (pid %s)", path, pid)
-    return removed
-
-
 @dataclass(slots=True)
-class FullRestore:
+class FullRestore(StopAndSwap):
     """A full restore of one Redis instance (see the module docstring)."""
 
     config: Config
@@ -116,15 +88,10 @@ class FullRestore:
     target: RedisTarget
     result: RestoreResult
     request: RestoreRequest | None = None
-    work: Path | None = None
-    launch: Launch | None = None
-    was_running: bool = False
-    swap: DataSwap | None = None
     expected: Expected = field(default_factory=Expected)
     pause: WritePause | None = None
     _preflight: Future[list[str]] | None = field(default=None, repr=False)
     source: str = "redis"
-    stops_service: bool = True
 
     @property
     def instance(self) -> str:
@@ -152,25 +119,19 @@ class FullRestore:
         config = request.config
         state = entry.state
         instance = _instance_from_state(config, state)
-        launch = Launch.from_dict(state["launch"]) if state.get("launch") else None
-        target = open_target(instance, launch)
+        fields = swap_fields(state)
+        target = open_target(instance, fields["launch"])
         if state.get("layout"):
             target.layout = PersistenceLayout.from_state(state["layout"])
         return cls(config, engine, target, result, request=request,
-                   work=Path(state["work"]) if state.get("work") else None,
-                   launch=launch, was_running=bool(state.get("was_running")),
-                   swap=DataSwap.from_state(state["swap"]) if state.get("swap") else None,
-                   expected=Expected.from_state(state.get("expected") or {}))
+                   expected=Expected.from_state(state.get("expected") or {}), **fields)
 
     def state(self) -> dict[str, Any]:
         return {
             "instance": self._instance.name,
             "url": self._instance.url,
-            "launch": self.launch.to_dict() if self.launch else None,
             "layout": self.target.layout.to_state(),
-            "work": str(self.work) if self.work else None,
-            "was_running": self.was_running,
-            "swap": self.swap.to_state() if self.swap else None,
+            **self.swap_state(),
             "expected": self.expected.to_state(),
         }
 
@@ -183,11 +144,7 @@ class FullRestore:
         if not layout.dir.is_dir():
             raise ServiceError(detail=f"the data directory of Redis {self.instance}, {layout.dir}, does not exist: "
                                "create it (owned by the user Redis runs as) and run again")
-        self.work = layout.dir / f"{WORK_PREFIX}{secrets.token_hex(4)}"
-        self.work.mkdir(mode=0o700)
-        (self.work / OWNER_FILE).write_text(json.dumps({
-            "pid": os.getpid(), "host": socket.gethostname(), "process_start": process_start_time(os.getpid()),
-            "ref": self.result.ref}))
+        self.work = new_work_dir(layout.dir, self.result.ref)
         # proving the instance can be started again does not need the set: it runs beside the fetch
         self._preflight = _BESIDE.submit(self.target.runtime.preflight, Needs(free_bytes=MARGIN_BYTES))
         what = fetch_into(self.request, self.work / "incoming")

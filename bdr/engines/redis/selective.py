@@ -41,7 +41,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, cast
 
@@ -53,10 +52,11 @@ from bdr.engines.base import Check, Engine, RestoreRequest, RestoreResult, safet
 from bdr.engines.redis.temporary import temporary_instance
 from bdr.engines.redis.wire import Wire, call_many, wire
 from bdr.engines.runbook import StepOutcome
+from bdr.engines.selection import Conflict, RedisSelection
 from bdr.errors import NothingToRestore, SelectionConflict, ServiceError, UsageError
-from bdr.journal import Journal, JournalEntry
 from bdr.repository import Repository, extract_set
 from bdr.runtime.process import RedisProcess
+from bdr.safety.journal import Journal, JournalEntry
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +82,6 @@ return out
 """
 
 
-class Conflict(StrEnum):
-    FAIL = "fail"
-    SKIP = "skip"
-    REPLACE = "replace"
-
-
 @dataclass(frozen=True, slots=True)
 class KeySelection:
     """Which keys to restore and what to do with those that exist in the target."""
@@ -99,18 +93,10 @@ class KeySelection:
 
     @classmethod
     def from_request(cls, request: RestoreRequest) -> KeySelection:
-        pattern = request.selection.get("keys")
-        if not isinstance(pattern, str) or not pattern:
+        selection = RedisSelection.expect(request.selection, "redis")
+        if not selection.keys:
             raise UsageError(detail="a selective Redis restore needs a key pattern: --keys 'user:*'")
-        db = request.selection.get("db")
-        if db is not None and (not isinstance(db, int) or db < 0):
-            raise UsageError(detail=f"--db must be a database number (0, 1, ...), got {db!r}")
-        try:
-            conflict = Conflict(request.conflict)
-        except ValueError:
-            raise UsageError(detail=f"--conflict must be one of {', '.join(Conflict)}, got {request.conflict!r}") \
-                from None
-        return cls(pattern, db, conflict, request.dry_run)
+        return cls(selection.keys, selection.db, Conflict.of(request.conflict), request.dry_run)
 
     def describe(self) -> str:
         where = f"db {self.db}" if self.db is not None else "all dbs"
@@ -397,6 +383,16 @@ def verify_copy(plans: list[DbPlan], target_for: ClientFor, counts: CopyCounts) 
                  f"only {present} of {expected} copied keys are in the target: something deleted them meanwhile{note}")
 
 
+def overwrite_safety_backup(engine: Engine, request: RestoreRequest | None, target: RedisInstance,
+                            conflict: Conflict, existing: int) -> tuple[str | None, StepOutcome]:
+    """The safety backup step of a key copy: a backup of ``target`` when ``existing`` keys are to be replaced."""
+    if conflict is not Conflict.REPLACE or not existing:
+        return None, StepOutcome("nothing is overwritten", skipped=True)
+    assert request is not None
+    safety = safety_backup(engine, request, target.name)
+    return safety.id, StepOutcome(safety.id)
+
+
 def _copy(plans: list[DbPlan], selection: KeySelection, counts: CopyCounts, source_for: ClientFor,
           target_for: ClientFor, target: RedisInstance, result: RestoreResult) -> str:
     begun = time.perf_counter()
@@ -467,7 +463,7 @@ class SelectiveRestore:
     def state(self) -> dict[str, Any]:
         return {"mode": "selective", "instance": self.target_instance.name, "url": self.target_instance.url,
                 "pattern": self.selection.pattern, "db": self.selection.db,
-                "selection": {"keys": self.selection.pattern, "db": self.selection.db},
+                "selection": RedisSelection(self.selection.pattern, self.selection.db).to_state(),
                 "conflict": str(self.selection.conflict), "work": str(self.work) if self.work else None}
 
     def _source_for(self, db: int) -> redis.Redis:
@@ -512,11 +508,8 @@ class SelectiveRestore:
                       f"{self.selection.describe()} into Redis {self.instance} (dry run, nothing changed)")]
 
     def safety_backup(self) -> tuple[str | None, StepOutcome]:
-        if self.selection.conflict is not Conflict.REPLACE or not any(p.existing for p in self.plans):
-            return None, StepOutcome("nothing is overwritten", skipped=True)
-        assert self.request is not None
-        safety = safety_backup(self.engine, self.request, self.target_instance.name)
-        return safety.id, StepOutcome(safety.id)
+        return overwrite_safety_backup(self.engine, self.request, self.target_instance, self.selection.conflict,
+                                       sum(p.existing for p in self.plans))
 
     def stop(self) -> StepOutcome:
         return StepOutcome(skipped=True)

@@ -40,7 +40,7 @@ import redis
 
 from bdr.errors import BackupDoesNotLoad, BdrError, ServiceError, ServiceTimeout
 from bdr.runtime.process import RedisProcess, spawn_redis
-from bdr.signals import signals_held
+from bdr.safety.signals import signals_held
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 from bdr.engines.base import Check
 from bdr.engines.redis.info import DIGEST_UNAVAILABLE, Keyspace, digest
 from bdr.errors import BdrError
-from bdr.manifest import Manifest
+from bdr.repository.manifest import Manifest
 
 TOOL_TIMEOUT = 600
 VERDICT = re.compile(r"looks OK|are valid|is valid|not valid|bad file format|corrupt|truncated|error", re.I)

@@ -60,9 +60,9 @@ from bdr.engines.redis.archive.workers import (
 )
 from bdr.engines.redis.info import rdb_aux
 from bdr.errors import BdrError, ReplicationRefused, ServiceError, StreamDesync
-from bdr.host import process_start_time
-from bdr.journal import Journal
-from bdr.manifest import to_iso, utcnow
+from bdr.repository.manifest import to_iso, utcnow
+from bdr.safety.journal import Journal
+from bdr.util.host import process_start_time
 
 logger = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from typing import Any
 
 from bdr.engines.redis.content import digest_facts, keyspace_of, record
 from bdr.engines.redis.info import DIGEST_UNAVAILABLE, rdb_version
-from bdr.manifest import Manifest
 from bdr.repository import BackupSet, ObjectCipher, Repository
-from bdr.retention import is_good, is_safety
+from bdr.repository.manifest import Manifest
+from bdr.repository.retention import is_good, is_safety
 
 logger = logging.getLogger(__name__)
 

@@ -15,47 +15,71 @@ backup_archive_new_bases_total         bases taken since the archiver started be
 
 The alert ``ArchiveLagging`` is ``time() - backup_archive_covered_timestamp > max_lag``: it fires
 too when the archiver died (the timestamp stops moving), whoever rewrites the textfile.
+
+This module describes the series and gathers the samples; :mod:`bdr.monitoring.metrics` makes them families
+and writes them (it imports this module, never the other way round).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 from bdr.config import Config
 from bdr.engines.redis.archive.report import archive_statuses
-from bdr.metrics import MetricFamily, MetricType
 
-FAMILIES: dict[str, tuple[str, MetricType]] = {
-    "backup_archive_up": ("1 while the archiver of the instance runs and is connected to it.", MetricType.GAUGE),
-    "backup_archive_covered_timestamp": ("Unix time of the newest moment a point-in-time restore reaches "
-                                         "(0: none yet).", MetricType.GAUGE),
-    "backup_archive_lag_seconds": ("Seconds between when the metrics were written and the newest moment a "
-                                   "point-in-time restore reaches.", MetricType.GAUGE),
-    "backup_archive_lag_bytes": ("Bytes of the replication stream the master has that the archive has not "
-                                 "delivered yet.", MetricType.GAUGE),
-    "backup_archive_window_start_timestamp": ("Unix time of the earliest moment a point-in-time restore reaches.",
-                                              MetricType.GAUGE),
-    "backup_archive_windows": ("Recoverable windows of the archive (more than one: it has gaps).", MetricType.GAUGE),
-    "backup_archive_new_bases_total": ("Bases the archiver took since it started because the stream could not be "
-                                       "continued.", MetricType.COUNTER),
+
+@dataclass(frozen=True, slots=True)
+class ArchiveFamily:
+    """How one archive series is described (its HELP text, and whether it is a counter rather than a gauge)."""
+
+    help: str
+    counter: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveSample:
+    """One sample of an archive series, labelled ``source="redis"`` and ``instance``."""
+
+    name: str
+    value: float
+    instance: str
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"source": "redis", "instance": self.instance}
+
+
+FAMILIES: dict[str, ArchiveFamily] = {
+    "backup_archive_up": ArchiveFamily("1 while the archiver of the instance runs and is connected to it."),
+    "backup_archive_covered_timestamp": ArchiveFamily("Unix time of the newest moment a point-in-time restore "
+                                                      "reaches (0: none yet)."),
+    "backup_archive_lag_seconds": ArchiveFamily("Seconds between when the metrics were written and the newest moment "
+                                                "a point-in-time restore reaches."),
+    "backup_archive_lag_bytes": ArchiveFamily("Bytes of the replication stream the master has that the archive has "
+                                              "not delivered yet."),
+    "backup_archive_window_start_timestamp": ArchiveFamily("Unix time of the earliest moment a point-in-time restore "
+                                                           "reaches."),
+    "backup_archive_windows": ArchiveFamily("Recoverable windows of the archive (more than one: it has gaps)."),
+    "backup_archive_new_bases_total": ArchiveFamily("Bases the archiver took since it started because the stream "
+                                                    "could not be continued.", counter=True),
 }
 
 
-def archive_families(config: Config, now: datetime | None = None) -> list[MetricFamily]:
-    """The archive's families (empty ones when nothing is archived: the names still have HELP and TYPE)."""
-    families = {name: MetricFamily(name, text, kind) for name, (text, kind) in FAMILIES.items()}
+def archive_samples(config: Config, now: datetime | None = None) -> Iterator[ArchiveSample]:
+    """The samples of every archived instance (none when nothing is archived: the families in
+    :data:`FAMILIES` still get their HELP and TYPE)."""
     for status in archive_statuses(config, now):
-        labels = {"source": "redis", "instance": status.instance}
+        name = status.instance
         archiver = status.archiver or {}
-        families["backup_archive_up"].add(1.0 if status.running and archiver.get("connected") else 0.0, **labels)
-        covered = status.covered_us
-        families["backup_archive_covered_timestamp"].add((covered or 0) / 1e6, **labels)
+        yield ArchiveSample("backup_archive_up", 1.0 if status.running and archiver.get("connected") else 0.0, name)
+        yield ArchiveSample("backup_archive_covered_timestamp", (status.covered_us or 0) / 1e6, name)
         if status.lag_seconds is not None:
-            families["backup_archive_lag_seconds"].add(round(status.lag_seconds, 3), **labels)
+            yield ArchiveSample("backup_archive_lag_seconds", round(status.lag_seconds, 3), name)
         if status.lag_bytes is not None:
-            families["backup_archive_lag_bytes"].add(float(status.lag_bytes), **labels)
+            yield ArchiveSample("backup_archive_lag_bytes", float(status.lag_bytes), name)
         if status.windows:
-            families["backup_archive_window_start_timestamp"].add(status.windows[0].from_us / 1e6, **labels)
-        families["backup_archive_windows"].add(float(len(status.windows)), **labels)
-        families["backup_archive_new_bases_total"].add(float(status.new_bases), **labels)
-    return list(families.values())
+            yield ArchiveSample("backup_archive_window_start_timestamp", status.windows[0].from_us / 1e6, name)
+        yield ArchiveSample("backup_archive_windows", float(len(status.windows)), name)
+        yield ArchiveSample("backup_archive_new_bases_total", float(status.new_bases), name)

@@ -16,15 +16,15 @@ from datetime import datetime
 from typing import Any
 
 from bdr.config import ArchiveSettings, Config
-from bdr.durations import format_duration
 from bdr.engines.redis.archive.bases import bases_of
 from bdr.engines.redis.archive.layout import list_segments
 from bdr.engines.redis.archive.spool import read_status
 from bdr.engines.redis.archive.window import Window, iso_us, us_of, windows
 from bdr.errors import BdrError
-from bdr.manifest import utcnow
 from bdr.repository import Repository
-from bdr.retention import policy_span
+from bdr.repository.manifest import utcnow
+from bdr.repository.retention import policy_span
+from bdr.util.durations import format_duration
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,18 +23,17 @@ was received.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bdr.config import Config
-from bdr.durations import format_duration
-from bdr.engines.base import Check, RestoreRequest, RestoreResult, Step, StepLog
+from bdr.engines.base import Check, RestoreRequest, RestoreResult
 from bdr.engines.redis.archive.bases import bases_of
 from bdr.engines.redis.archive.layout import list_segments
 from bdr.engines.redis.archive.replay import Replayed, assemble
@@ -42,15 +41,45 @@ from bdr.engines.redis.archive.window import Plan, iso_us, plan, reachable_text,
 from bdr.engines.redis.restore import FullRestore
 from bdr.engines.redis.selective import SelectiveRestore
 from bdr.engines.runbook import Restorer, StepOutcome, run_restore
+from bdr.engines.selection import RedisSelection, option
 from bdr.errors import PointInTimeUnreachable, UsageError
-from bdr.journal import JournalEntry
-from bdr.repository import ObjectCipher, Repository
+from bdr.repository import Repository
+from bdr.safety.journal import JournalEntry
+from bdr.util.durations import format_duration
 
 logger = logging.getLogger(__name__)
 
 MODES = ("point-in-time", "point-in-time-selective")
 """The journal modes of these restores (``--resume``/``--abort`` find their restorer by it)."""
 LATEST = "latest"
+
+
+def _plan_of(state: Any) -> Plan:
+    return Plan.from_state(dict(state))
+
+
+def _state_of(chosen: Plan) -> dict[str, Any]:
+    return chosen.to_state()
+
+
+@dataclass(frozen=True, slots=True)
+class PointInTimeSelection(RedisSelection):
+    """A Redis selection (``--keys``/``--db``, or everything) at a moment: ``to_time`` as asked, ``plan`` the base
+    and segments that reach it (made before the runbook starts, kept in the journal for ``--resume``)."""
+
+    to_time: str | None = option(None)
+    plan: Plan | None = option(None, parse=_plan_of, dump=_state_of)  # noqa: RUF009 (a field(), default None)
+
+    def check(self) -> None:
+        RedisSelection.check(self)
+        if self.node:
+            raise UsageError(detail="a point-in-time restore selects keys with --keys (and --db) only")
+
+    @property
+    def chosen(self) -> Plan:
+        if self.plan is None:
+            raise UsageError(detail="a point-in-time restore needs its plan (bdr.api.restore(..., to_time=...))")
+        return self.plan
 
 
 def parse_moment(value: str | datetime) -> int | None:
@@ -173,10 +202,7 @@ class PointInTimeRestore(FullRestore):
 
     def state(self) -> dict[str, Any]:
         assert self.plan is not None
-        request = self.request
-        selection = dict(request.selection) if request is not None else {}
-        selection["plan"] = self.plan.to_state()
-        return {**FullRestore.state(self), "mode": MODES[0], "selection": selection}
+        return {**FullRestore.state(self), "mode": MODES[0], "selection": _selection_state(self)}
 
 
 @dataclass(slots=True)
@@ -198,18 +224,22 @@ class PointInTimeSelectiveRestore(SelectiveRestore):
 
     def state(self) -> dict[str, Any]:
         assert self.plan is not None
-        state = SelectiveRestore.state(self)
-        selection = dict(state.get("selection") or {})
-        if self.request is not None:
-            selection.update({k: v for k, v in self.request.selection.items() if k not in ("keys", "db")})
-        selection["plan"] = self.plan.to_state()
-        return {**state, "mode": MODES[1], "selection": selection}
+        return {**SelectiveRestore.state(self), "mode": MODES[1], "selection": _selection_state(self)}
+
+
+def _selection_state(restorer: PointInTimeRestore | PointInTimeSelectiveRestore) -> dict[str, Any]:
+    """The journal's selection: the request's (keys, db, to_time) with the plan the restorer uses."""
+    assert restorer.plan is not None
+    asked = restorer.request.selection if restorer.request is not None else None
+    selection = asked if isinstance(asked, PointInTimeSelection) else PointInTimeSelection()
+    return dataclasses.replace(selection, plan=restorer.plan).to_state()
 
 
 class PointInTimeEngine:
     """The runbook's entry points for restores to a moment (a ``RestoringEngine``)."""
 
     source = "redis"
+    selection_type = PointInTimeSelection
 
     def instance_name(self, config: Config, target: str | None) -> str:
         return config.redis_instance(target).name
@@ -217,9 +247,10 @@ class PointInTimeEngine:
     def restorer(self, request: RestoreRequest) -> Restorer:
         from bdr.engines.redis import ENGINE
 
-        chosen = Plan.from_state(dict(request.selection["plan"]))
+        selection = PointInTimeSelection.expect(request.selection, self.source)
+        chosen = selection.chosen
         restorer: PointInTimeRestore | PointInTimeSelectiveRestore
-        if request.selection.get("keys"):
+        if selection.keys:
             restorer = PointInTimeSelectiveRestore.new(ENGINE, request)  # type: ignore[assignment]
         else:
             restorer = PointInTimeRestore.new(ENGINE, request)  # type: ignore[assignment]
@@ -230,7 +261,7 @@ class PointInTimeEngine:
     def resumed(self, request: RestoreRequest, entry: JournalEntry, result: RestoreResult) -> Restorer:
         from bdr.engines.redis import ENGINE
 
-        chosen = Plan.from_state(dict(entry.state["selection"]["plan"]))
+        chosen = PointInTimeSelection.expect(request.selection, self.source).chosen
         restorer: PointInTimeRestore | PointInTimeSelectiveRestore
         if entry.state.get("mode") == MODES[1]:
             restorer = PointInTimeSelectiveRestore.resumed(ENGINE, request, entry, result)  # type: ignore[assignment]
@@ -243,47 +274,21 @@ class PointInTimeEngine:
 POINT_IN_TIME = PointInTimeEngine()
 
 
-def restore_to_time(
-    config: Config,
-    source: str,
-    ref: str | None,
-    *,
-    to_time: str | datetime,
-    target: str | None = None,
-    destination: str | Path | None = None,
-    remote: str | None = None,
-    selection: Mapping[str, Any] | None = None,
-    conflict: str = "fail",
-    dry_run: bool = False,
-    key_file: str | None = None,
-    safety_backup: bool = True,
-    on_step: Callable[[Step], None] | None = None,
-) -> RestoreResult:
-    """Restore Redis ``target`` to ``to_time`` from the archive (``ref``: the base to use, None: the newest that
-    reaches it); ``selection`` ``{"keys": ..., "db": ...}`` for a selective restore."""
-    from bdr.api.inputs import open_repository
-    from bdr.api.keys import cipher_for_reading
+def restore_to_time(request: RestoreRequest, base: str | None, to_time: str | datetime) -> RestoreResult:
+    """Restore Redis ``request.target`` to ``to_time`` from the archive in ``request.repository`` (``base``: the
+    set to start from, None: the newest that reaches it), all of it or the keys of ``request.selection``.
 
-    if source != "redis":
-        raise UsageError(detail=f"--to-time is for redis (the archived source), not {source}")
-    chosen = dict(selection or {})
-    unknown = sorted(set(chosen) - {"keys", "db"})
-    if unknown:
-        raise UsageError(detail="a point-in-time restore selects keys with --keys (and --db) only")
+    ``request`` is made by :func:`bdr.api.restore` as for any restore (its ``backup`` is None): this adds
+    the plan and its base, then runs it through the runbook."""
+    asked = RedisSelection.expect(request.selection, "redis")
+    selection = PointInTimeSelection(keys=asked.keys, db=asked.db, node=asked.node)
+    selection.check()
     target_us = parse_moment(to_time)
-    cipher: ObjectCipher | None = cipher_for_reading(config, key_file)
-    repo = open_repository(config, destination, remote, cipher)
-    instance = archive_instance(config, repo, target, ref)
-    the_plan = make_plan(repo, instance, target_us, ref)
-    base = repo.get(the_plan.base_id, "redis")
-    request = RestoreRequest(
-        config=config, repository=repo, backup=base, target=target, cipher=cipher,
-        selection={**chosen, "to_time": iso_us(the_plan.target_us), "plan": the_plan.to_state()},
-        conflict=conflict, dry_run=dry_run, safety_backup=safety_backup,
-        safety_repository=open_repository(config, destination) if remote else None, log=StepLog(on_step=on_step),
-    )
-    with repo.reading(base.id):
-        result = run_restore(POINT_IN_TIME, request)
-    if dry_run:
-        result.facts["would"] = [c.detail for c in result.checks if c.name == "dry run"]
-    return result
+    repo = request.repository
+    instance = archive_instance(request.config, repo, request.target, base)
+    the_plan = make_plan(repo, instance, target_us, base)
+    found = repo.get(the_plan.base_id, "redis")
+    request = dataclasses.replace(request, backup=found, selection=dataclasses.replace(
+        selection, to_time=iso_us(the_plan.target_us), plan=the_plan))
+    with repo.reading(found.id):
+        return run_restore(POINT_IN_TIME, request)

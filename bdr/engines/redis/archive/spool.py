@@ -40,8 +40,8 @@ from bdr.engines.redis.archive.bases import JoinPoint, StagedBase
 from bdr.engines.redis.archive.scanner import CommandScanner
 from bdr.engines.redis.archive.segment import MARK, Header, Kind, Mark, SegmentName, encode, name_of, unpack_marks
 from bdr.errors import ArchiverRunning, BdrError
-from bdr.host import pid_alive, process_start_time
-from bdr.manifest import to_iso, utcnow
+from bdr.repository.manifest import to_iso, utcnow
+from bdr.util.host import pid_alive, process_start_time
 
 logger = logging.getLogger(__name__)
 

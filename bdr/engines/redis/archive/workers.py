@@ -235,8 +235,15 @@ class MetricsWriter(threading.Thread):
             self.write()
 
     def write(self) -> None:
-        from bdr.metrics import StaticCollector, collect, read_state, state_path, textfile_path, write_exposition
-        from bdr.status import views_for
+        from bdr.monitoring.metrics import (
+            StaticCollector,
+            collect,
+            read_state,
+            state_path,
+            textfile_path,
+            write_exposition,
+        )
+        from bdr.monitoring.status import views_for
 
         path = textfile_path(self.config)
         if path is None:

@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from bdr.config import RedisInstance
     from bdr.engines.base import BackupRequest, Check, Engine, RestoreRequest, RestoreResult
     from bdr.engines.runbook import Restorer
-    from bdr.journal import JournalEntry
-    from bdr.manifest import Manifest
     from bdr.repository import SetWriter
+    from bdr.repository.manifest import Manifest
+    from bdr.safety.journal import JournalEntry
 
 MODES = ("cluster", "cluster-copy", "cluster-node")
 """The ``mode`` of the journal state of a cluster restore (file restore, key-level copy, a lost node back)."""

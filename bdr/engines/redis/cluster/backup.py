@@ -44,8 +44,8 @@ from bdr.config import Config, RedisInstance
 from bdr.engines.base import BackupRequest
 from bdr.engines.redis.cluster.topology import Node, Shard, Topology, discover, format_slots, node_instance
 from bdr.errors import BdrError, ClusterNotHealthy, SkewTooLarge
-from bdr.manifest import Manifest, to_iso
 from bdr.repository import Repository, SetWriter
+from bdr.repository.manifest import Manifest, to_iso
 
 logger = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ import redis
 
 from bdr.clients import redis_client, redis_errors
 from bdr.config import Config, RedisInstance
-from bdr.engines.base import Check, Engine, RestoreRequest, RestoreResult, safety_backup
+from bdr.engines.base import Check, Engine, RestoreRequest, RestoreResult
 from bdr.engines.redis.cluster.restore import each
 from bdr.engines.redis.cluster.sample import copied_sample_check
 from bdr.engines.redis.cluster.slots import SlotMap, key_slot
@@ -51,22 +51,23 @@ from bdr.engines.redis.cluster.topology import SLOTS, cluster_enabled, discover,
 from bdr.engines.redis.info import Keyspace
 from bdr.engines.redis.selective import (
     EXISTS_BATCH,
-    Conflict,
     CopyCounts,
     DbPlan,
     KeyCopier,
     KeySelection,
     count_existing,
     list_keys,
+    overwrite_safety_backup,
     verify_copy,
 )
 from bdr.engines.redis.temporary import temporary_instance
 from bdr.engines.redis.wire import call_many
 from bdr.engines.runbook import StepOutcome
+from bdr.engines.selection import Conflict, RedisSelection
 from bdr.errors import NothingToRestore, SelectionConflict, ServiceError, UsageError
-from bdr.journal import Journal, JournalEntry
 from bdr.repository import BackupSet, Repository, extract_set
 from bdr.runtime.process import RedisProcess
+from bdr.safety.journal import Journal, JournalEntry
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +231,8 @@ class ClusterCopy:
     def state(self) -> dict[str, Any]:
         return {"mode": "cluster-copy", "instance": self.target_instance.name, "url": self.target_instance.url,
                 "pattern": self.selection.pattern, "db": self.selection.db, "whole": self.whole,
-                "selection": {"keys": self.selection.pattern, "db": self.selection.db} if not self.whole else {},
+                "selection": RedisSelection(self.selection.pattern, self.selection.db).to_state() if not self.whole
+                else {},
                 "conflict": str(self.selection.conflict), "work": str(self.work) if self.work else None,
                 "target_was_empty": self.target_was_empty, "sources": [s.backup.id for s in self.sources]}
 
@@ -328,12 +330,8 @@ class ClusterCopy:
                       f"{self.target.describe()} (dry run, nothing changed)")]
 
     def safety_backup(self) -> tuple[str | None, StepOutcome]:
-        existing = sum(p.existing for s in self.sources for _, p in s.plans)
-        if self.selection.conflict is not Conflict.REPLACE or not existing:
-            return None, StepOutcome("nothing is overwritten", skipped=True)
-        assert self.request is not None
-        safety = safety_backup(self.engine, self.request, self.target_instance.name)
-        return safety.id, StepOutcome(safety.id)
+        return overwrite_safety_backup(self.engine, self.request, self.target_instance, self.selection.conflict,
+                                       sum(p.existing for s in self.sources for _, p in s.plans))
 
     def stop(self) -> StepOutcome:
         return StepOutcome(skipped=True)

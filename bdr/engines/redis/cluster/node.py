@@ -41,9 +41,10 @@ from bdr.engines.redis.cluster.health import health_checks
 from bdr.engines.redis.cluster.replica import ReplicaResync
 from bdr.engines.redis.cluster.topology import SLOTS, Node, Topology, discover, node_instance, nodes_topology
 from bdr.engines.runbook import StepOutcome
+from bdr.engines.selection import RedisSelection
 from bdr.errors import ServiceError, UsageError
-from bdr.journal import JournalEntry
-from bdr.waiting import wait_for
+from bdr.safety.journal import JournalEntry
+from bdr.util.waiting import wait_for
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +94,9 @@ class NodeRejoin:
         return node_instance(self.seed, node)
 
     @classmethod
-    def new(cls, request: RestoreRequest) -> NodeRejoin:
+    def new(cls, request: RestoreRequest, address: str) -> NodeRejoin:
+        """The rejoin of the node at ``address`` (``--node HOST:PORT``)."""
         seed = request.config.redis_instance(request.target)
-        address = str(request.selection["node"])
         parse_address(address)
         ref = request.backup.id if request.backup else "-"
         result = RestoreResult(source="redis", ref=ref, target=seed.name, steps=request.log.steps,
@@ -113,7 +114,7 @@ class NodeRejoin:
 
     def state(self) -> dict[str, Any]:
         return {"mode": "cluster-node", "instance": self.seed.name, "url": self.seed.url, "address": self.address,
-                "selection": {"node": self.address}, "shard": self.shard, "master": self.master,
+                "selection": RedisSelection(node=self.address).to_state(), "shard": self.shard, "master": self.master,
                 "failed": self.failed, "node_id": self.node_id}
 
     # --- steps ---------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ import logging
 
 from bdr.engines.base import Engine, RestoreRequest
 from bdr.engines.redis.cluster.topology import cluster_enabled, discover, is_cluster_set
-from bdr.engines.redis.selective import Conflict, KeySelection
+from bdr.engines.redis.selective import KeySelection
 from bdr.engines.runbook import Restorer
+from bdr.engines.selection import Conflict, RedisSelection
 from bdr.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -28,25 +29,18 @@ def choose(engine: Engine, request: RestoreRequest) -> Restorer:
     from bdr.engines.redis.cluster.copy import ClusterCopy
     from bdr.engines.redis.cluster.restore import ClusterRestore
 
-    unknown = sorted(set(request.selection) - {"keys", "db", "node"})
-    if unknown:
-        raise UsageError(detail=f"a Redis restore selects keys with --keys (and --db), not {', '.join(unknown)}")
-    if request.selection.get("node"):
+    selection = RedisSelection.expect(request.selection, "redis")
+    if selection.node:
         from bdr.engines.redis.cluster.node import NodeRejoin
 
-        if request.selection.get("keys"):
-            raise UsageError(detail="--node brings a lost node back whole: it takes no --keys")
-        return NodeRejoin.new(request)
+        return NodeRejoin.new(request, selection.node)
     if request.backup is None:
         raise UsageError(detail="a Redis cluster restores from a backup set, not from an old script's backup: "
                          "restore that into a single instance, back it up with bdr, then restore the set")
-    if request.selection.get("keys"):
+    if selection.keys:
         return ClusterCopy.new(engine, request, KeySelection.from_request(request), whole=False)
     target = request.config.redis_instance(request.target)
-    try:
-        conflict = Conflict(request.conflict)
-    except ValueError:
-        raise UsageError(detail=f"--conflict must be one of {', '.join(Conflict)}, got {request.conflict!r}") from None
+    conflict = Conflict.of(request.conflict)
     manifest = request.backup.manifest
     if is_cluster_set(manifest) and cluster_enabled(target):
         topology = discover(target)

@@ -3,7 +3,7 @@
 A replica holds nothing of its own: it is a copy of its master. Restoring its files too
 would fetch every shard twice and give a replica data the master may not serve; instead
 its data files (``dump.rdb``, the AOF) are moved aside (kept for a rollback, by the same
-atomic :class:`~bdr.engines.redis.swap.DataSwap` the masters use) while it is stopped, and
+atomic :class:`~bdr.engines.swap.DataSwap` the masters use) while it is stopped, and
 it starts empty: its ``nodes.conf`` still makes it a replica of its master, which it then
 loads through a full sync from the restored master. Its check is Redis's own replication:
 link up, sync done, the same key counts as its master (whose writes are held back until
@@ -14,14 +14,10 @@ A rollback stops it, drops what the resync wrote, and puts its previous files ba
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import shutil
-import socket
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -30,28 +26,23 @@ from bdr.clients import redis_client
 from bdr.config import RedisInstance
 from bdr.engines.base import Check
 from bdr.engines.redis.info import Keyspace, PersistenceLayout
-from bdr.engines.redis.restore import MARGIN_BYTES, OWNER_FILE, WORK_PREFIX, sweep_work_dirs
-from bdr.engines.redis.swap import DataSwap
+from bdr.engines.redis.restore import MARGIN_BYTES
 from bdr.engines.redis.target import RedisTarget, open_target
 from bdr.engines.runbook import StepOutcome
+from bdr.engines.swap import DataSwap, StopAndSwap, new_work_dir, swap_fields, sweep_work_dirs
 from bdr.errors import PreflightFailed, ServiceError
-from bdr.host import process_start_time
-from bdr.runtime.base import Launch, Needs
-from bdr.waiting import wait_for
+from bdr.runtime.base import Needs
+from bdr.util.waiting import wait_for
 
 LEGACY_AOF = "appendonly.aof"
 
 
 @dataclass(slots=True)
-class ReplicaResync:
+class ReplicaResync(StopAndSwap):
     """One replica of a cluster restore (see the module docstring)."""
 
     target: RedisTarget
     master: RedisInstance
-    work: Path | None = None
-    launch: Launch | None = None
-    was_running: bool = False
-    swap: DataSwap | None = None
 
     @property
     def name(self) -> str:
@@ -64,29 +55,22 @@ class ReplicaResync:
 
     @classmethod
     def from_state(cls, instance: RedisInstance, master: RedisInstance, state: dict[str, Any]) -> ReplicaResync:
-        launch = Launch.from_dict(state["launch"]) if state.get("launch") else None
-        target = open_target(instance, launch)
+        fields = swap_fields(state)
+        target = open_target(instance, fields["launch"])
         if state.get("layout"):
             target.layout = PersistenceLayout.from_state(state["layout"])
-        return cls(target, master, Path(state["work"]) if state.get("work") else None, launch,
-                   bool(state.get("was_running")), DataSwap.from_state(state["swap"]) if state.get("swap") else None)
+        return cls(target, master, **fields)
 
     def state(self) -> dict[str, Any]:
         return {"instance": self.name, "url": self.target.instance.url, "master": self.master.url,
-                "launch": self.launch.to_dict() if self.launch else None, "layout": self.target.layout.to_state(),
-                "work": str(self.work) if self.work else None, "was_running": self.was_running,
-                "swap": self.swap.to_state() if self.swap else None}
+                "layout": self.target.layout.to_state(), **self.swap_state()}
 
     # --- steps ---------------------------------------------------------------------------------
 
     def fetch(self) -> StepOutcome:
         layout = self.target.layout
         sweep_work_dirs(layout.dir)
-        self.work = layout.dir / f"{WORK_PREFIX}{secrets.token_hex(4)}"
-        self.work.mkdir(mode=0o700)
-        (self.work / OWNER_FILE).write_text(json.dumps({
-            "pid": os.getpid(), "host": socket.gethostname(), "process_start": process_start_time(os.getpid()),
-            "ref": "resync"}))
+        self.work = new_work_dir(layout.dir, "resync")
         (self.work / "new").mkdir()
         return StepOutcome(f"replica {self.name}: resyncs from its master, nothing to fetch")
 

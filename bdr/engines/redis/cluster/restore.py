@@ -51,10 +51,11 @@ from bdr.engines.redis.cluster.topology import Node, Topology, node_instance
 from bdr.engines.redis.pause import WritePause
 from bdr.engines.redis.restore import FullRestore
 from bdr.engines.runbook import StepOutcome
+from bdr.engines.selection import EVERYTHING
 from bdr.errors import BackupNotFound, ServiceError
-from bdr.journal import JournalEntry
 from bdr.repository import BackupSet, Repository
 from bdr.repository import SetWriter as _SetWriter
+from bdr.safety.journal import JournalEntry
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ class ClusterRestore:
 
     def _child_request(self, part: Part, member: BackupSet | None) -> RestoreRequest:
         return dataclasses.replace(self.request, config=self.config, backup=member, target=part.instance.name,
-                                   log=StepLog(), selection={}, legacy_path=None)
+                                   log=StepLog(), selection=EVERYTHING, legacy_path=None)
 
     @classmethod
     def resumed(cls, engine: Engine, request: RestoreRequest, entry: JournalEntry, result: RestoreResult

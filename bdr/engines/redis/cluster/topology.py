@@ -33,7 +33,7 @@ import redis
 from bdr.clients import redis_client, redis_errors
 from bdr.config import RedisInstance
 from bdr.errors import NotACluster
-from bdr.manifest import Manifest
+from bdr.repository.manifest import Manifest
 
 logger = logging.getLogger(__name__)
 

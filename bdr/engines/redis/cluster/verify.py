@@ -21,7 +21,7 @@ from bdr.engines.base import Check
 from bdr.engines.redis.cluster.slots import SLOTS, key_slot
 from bdr.engines.redis.cluster.topology import format_slots
 from bdr.errors import BdrError
-from bdr.manifest import Manifest
+from bdr.repository.manifest import Manifest
 
 OUT_OF_SLOT_EXAMPLES = 3
 

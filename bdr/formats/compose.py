@@ -4,7 +4,7 @@
 environment, restart policy, ports, each with its line; declared volumes and secrets) for
 ``bdr lint`` (:mod:`bdr.lint.compose`) and for ``bdr init``; a ``command:`` string is split
 as compose splits it (shell words), and :func:`redis_argv` says when it is a redis-server
-command line, whose options :func:`bdr.redis_conf.parse_redis_args` reads.
+command line, whose options :func:`bdr.formats.redis_conf.parse_redis_args` reads.
 
 ``bdr init --from-compose docker-compose.yml`` starts the policy file from what compose
 already knows, the way production runs: the container names (``container_name:``, else
@@ -33,8 +33,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from bdr.errors import ConfigError
+from bdr.formats.redis_conf import parse_redis_args, parse_redis_conf
 from bdr.lint.yamlmarks import MarkedDict, MarkedList, YamlError, load_marked
-from bdr.redis_conf import parse_redis_args, parse_redis_conf
 
 logger = logging.getLogger(__name__)
 

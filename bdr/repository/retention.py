@@ -58,10 +58,10 @@ from enum import StrEnum
 from typing import Any
 
 from bdr.config import DEFAULT_RETENTION, RETENTION_KINDS, RETENTION_LOCATIONS, Config, RetentionRule
-from bdr.durations import format_duration
 from bdr.errors import UsageError
-from bdr.manifest import to_iso, utcnow
 from bdr.repository import BackupSet, Catalog, DamagedSet, Repository
+from bdr.repository.manifest import to_iso, utcnow
+from bdr.util.durations import format_duration
 
 logger = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ EVALUATORS: dict[str, Evaluator] = {
     "within": _within,
 }
 if set(EVALUATORS) | {"safety"} != set(RETENTION_KINDS):  # pragma: no cover - a programming error
-    raise RuntimeError("bdr.config.RETENTION_KINDS and bdr.retention.EVALUATORS disagree")
+    raise RuntimeError("bdr.config.RETENTION_KINDS and bdr.repository.retention.EVALUATORS disagree")
 
 
 # --- deciding --------------------------------------------------------------------------------

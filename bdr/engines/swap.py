@@ -1,8 +1,8 @@
-"""Swapping a Redis data directory's files atomically, entry by entry, resumably.
+"""Swapping a data directory's files atomically, entry by entry, resumably (Redis, Prometheus).
 
 A restore prepares the new data files in a work directory *inside* the data directory
 (``<dir>/.bdr-restore-<id>/new/``: the same file system, so every move is a rename), then
-swaps each entry (``dump.rdb``, ``appendonlydir`` ...) into place:
+swaps each entry (``dump.rdb``, ``appendonlydir``, a TSDB block ...) into place:
 
 - an entry that exists in the data directory is exchanged with its new version in one
   ``renameat2(RENAME_EXCHANGE)`` call, so the name never points at nothing, and the old
@@ -16,6 +16,9 @@ is decided by inode numbers recorded (in the restore journal) before the swap be
 :meth:`DataSwap.swap` and :meth:`DataSwap.unswap` can be run again after a crash at any
 point and do exactly what is left to do. ``old/`` keeps the previous files until the
 restore is verified: a rollback puts them back the same way, which loses nothing.
+
+The work directory carries an owner marker (:func:`new_work_dir`), so the next restore can
+tell one left by a killed bdr from one still in use (:func:`sweep_work_dirs`).
 """
 
 from __future__ import annotations
@@ -23,18 +26,28 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import json
 import logging
 import os
+import secrets
 import shutil
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bdr.failpoints import failpoint
+from bdr.runtime.base import Launch
+from bdr.safety.failpoints import failpoint
+from bdr.storage.local import fsync_dir
+from bdr.util.host import pid_alive, process_start_time
 
 logger = logging.getLogger(__name__)
 
+WORK_PREFIX = ".bdr-restore-"
+"""A restore's work directory inside the data directory: ``<data_dir>/.bdr-restore-<id>/``."""
+OWNER_FILE = "owner.json"
+"""Who made a work directory (pid, host, process start): proof that a killed bdr left it."""
 RENAME_EXCHANGE = 2
 AT_FDCWD = -100
 
@@ -47,14 +60,6 @@ def exchange(a: Path, b: Path) -> None:
     if result != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code), str(b))
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _inode(path: Path) -> int | None:
@@ -205,3 +210,65 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink()
+
+
+def new_work_dir(data_dir: Path, ref: str) -> Path:
+    """A fresh work directory in ``data_dir`` (mode 0700) with its owner marker; raises OSError as mkdir does."""
+    work = data_dir / f"{WORK_PREFIX}{secrets.token_hex(4)}"
+    work.mkdir(mode=0o700)
+    (work / OWNER_FILE).write_text(json.dumps({
+        "pid": os.getpid(), "host": socket.gethostname(), "process_start": process_start_time(os.getpid()),
+        "ref": ref}))
+    return work
+
+
+def sweep_work_dirs(data_dir: Path, keep: Path | None = None) -> list[str]:
+    """Remove work directories of killed restores (their owner marker proves it); what was removed."""
+    removed: list[str] = []
+    if not data_dir.is_dir():
+        return removed
+    for path in sorted(data_dir.glob(f"{WORK_PREFIX}*")):
+        if path == keep or not path.is_dir():
+            continue
+        try:
+            owner = json.loads((path / OWNER_FILE).read_bytes())
+        except (OSError, ValueError):
+            continue  # not provably ours: left alone
+        same_host = owner.get("host") == socket.gethostname()
+        pid = owner.get("pid")
+        alive = pid_alive(pid) and process_start_time(pid) == owner.get("process_start")
+        if same_host and not alive:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+            logger.warning("removed %s, left by a killed restore (pid %s)", path, pid)
+    return removed
+
+
+@dataclass(slots=True, kw_only=True)
+class StopAndSwap:
+    """What a restore that stops a service and swaps its files keeps in its journal (Redis, Prometheus, Grafana).
+
+    A base of the restorers' dataclasses, so each declares these once: ``work`` (its work
+    directory), ``launch`` (how the service is started again), ``was_running`` (whether it
+    must be), ``swap`` (the :class:`DataSwap` under way)."""
+
+    work: Path | None = None
+    launch: Launch | None = None
+    was_running: bool = False
+    swap: DataSwap | None = None
+    stops_service: bool = True
+    """For the runbook: it runs the stop and start steps."""
+
+    def swap_state(self) -> dict[str, Any]:
+        """These fields for the restore journal (read back by :func:`swap_fields`)."""
+        return {"work": str(self.work) if self.work else None,
+                "launch": self.launch.to_dict() if self.launch else None, "was_running": self.was_running,
+                "swap": self.swap.to_state() if self.swap else None}
+
+
+def swap_fields(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The :class:`StopAndSwap` keyword arguments recorded by :meth:`StopAndSwap.swap_state`."""
+    return {"work": Path(state["work"]) if state.get("work") else None,
+            "launch": Launch.from_dict(state["launch"]) if state.get("launch") else None,
+            "was_running": bool(state.get("was_running")),
+            "swap": DataSwap.from_state(state["swap"]) if state.get("swap") else None}

@@ -4,7 +4,7 @@ prometheus_client serves them: its WSGI metrics app (the exposition format the s
 for, gzip when accepted) on its threaded WSGI server, behind a small router that adds
 ``GET /healthz`` (``ok``), ``GET /`` (a pointer page) and a 404 for anything else. The
 :class:`CachedCollector` recomputes the metrics from the repositories and the state file
-(:class:`bdr.metrics.BackupCollector`) at most once per ``cache_seconds`` however often it is
+(:class:`bdr.monitoring.metrics.BackupCollector`) at most once per ``cache_seconds`` however often it is
 scraped, one computation at a time, so a busy Prometheus cannot turn into a storm of S3
 listings. A repository that cannot be listed is a metric (``backup_repository_up 0``); should
 the computation itself fail, the scrape gets a one-line 500 and the server lives on. Each
@@ -27,7 +27,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from bdr.config import Config
-from bdr.metrics import BackupCollector, registry_of
+from bdr.monitoring.metrics import BackupCollector, registry_of
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -10,7 +10,7 @@ backup_last_verify_timestamp           the newest successful ``bdr verify`` of a
 backup_last_verify_failure_timestamp   the newest failed ``bdr verify``
 backup_last_failure_timestamp          the newest failed ``bdr backup``
 backup_sets                            complete (non-safety) sets, per ``location``
-backup_321_ok                          1 when the 3-2-1 rule holds (see :mod:`bdr.status`)
+backup_321_ok                          1 when the 3-2-1 rule holds (see :mod:`bdr.monitoring.status`)
 backup_repository_up                   1 when a repository could be listed, per ``repository``
 drill_rto_seconds / drill_rpo_seconds  achieved by the last drill, per RTO ``target`` / RPO ``data_type``
 drill_target_seconds / drill_target_met  each objective of the last drill: its target and 1 when met
@@ -33,7 +33,7 @@ textfile collector, atomically (temporary file + rename in the same directory): 
 (each member of ``bdr backup all`` too), a backup to a remote or another directory (that
 repository is remembered in the state and listed from then on, for
 :data:`REMEMBER_REPOSITORIES`), a failed backup, ``bdr prune``, ``bdr verify`` and a drill.
-``bdr exporter`` serves the same text over HTTP (:mod:`bdr.exporter`).
+``bdr exporter`` serves the same text over HTTP (:mod:`bdr.monitoring.exporter`).
 
 prometheus_client writes the exposition (HELP and TYPE lines, escaping, Go-style values):
 :class:`BackupCollector` is its custom collector over the repositories, the textfile goes
@@ -63,10 +63,10 @@ from prometheus_client.registry import Collector
 
 from bdr.config import Config
 from bdr.errors import BdrError, NotWritable, StorageError
-from bdr.manifest import Manifest, from_iso, to_iso, utcnow
+from bdr.monitoring.status import RepositoryView, StatusReport, evaluate, expected_groups, views_for
 from bdr.repository import BackupSet
-from bdr.retention import is_safety
-from bdr.status import RepositoryView, StatusReport, evaluate, expected_groups, views_for
+from bdr.repository.manifest import Manifest, from_iso, to_iso, utcnow
+from bdr.repository.retention import is_safety
 
 logger = logging.getLogger(__name__)
 
@@ -410,9 +410,7 @@ def collect(
                                              location=view.location)
     _restore_metrics(families, config, report)
     if config.archive:  # continuous archiving: its lag, windows and new bases (bdr.engines.redis.archive.metrics)
-        from bdr.engines.redis.archive.metrics import archive_families
-
-        families.update({family.name: family for family in archive_families(config, now)})
+        families.update(_archive_families(config, now))
     for scenario, entry in sorted(state.drills.items()):
         try:
             drill = DrillMetrics.from_dict(entry)
@@ -423,9 +421,20 @@ def collect(
     return list(families.values())
 
 
+def _archive_families(config: Config, now: datetime) -> dict[str, MetricFamily]:
+    """The archive's families, described and sampled by :mod:`bdr.engines.redis.archive.metrics`."""
+    from bdr.engines.redis.archive.metrics import FAMILIES, archive_samples
+
+    families = {name: MetricFamily(name, family.help, MetricType.COUNTER if family.counter else MetricType.GAUGE)
+                for name, family in FAMILIES.items()}
+    for sample in archive_samples(config, now):
+        families[sample.name].add(sample.value, **sample.labels)
+    return families
+
+
 def _restore_metrics(families: dict[str, MetricFamily], config: Config, report: StatusReport) -> None:
     """1 for every interrupted restore, 0 for the other expected groups (so the alert has a series)."""
-    from bdr.journal import Journal
+    from bdr.safety.journal import Journal
 
     try:
         interrupted = {(e.source, e.instance) for e in Journal.at(config.repository_path()).interrupted()}

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bdr.config import RemoteSettings
-from bdr.manifest import MANIFEST_NAME
+from bdr.repository.manifest import MANIFEST_NAME
 
 if TYPE_CHECKING:
     from bdr.storage.s3 import S3Storage

@@ -68,11 +68,12 @@ from pathlib import Path
 from typing import Any
 
 from bdr.config import Config
-from bdr.durations import format_duration
 from bdr.errors import BdrError, CheckFailed
-from bdr.manifest import Manifest, from_iso, to_iso, utcnow
 from bdr.repository import BackupSet, DamagedSet, Repository
-from bdr.retention import is_good, is_safety, policy_span
+from bdr.repository.manifest import Manifest, from_iso, to_iso, utcnow
+from bdr.repository.retention import is_good, is_safety, policy_span
+from bdr.sources import ALL, default_instances, instanced_names
+from bdr.util.durations import format_duration
 
 logger = logging.getLogger(__name__)
 
@@ -288,7 +289,7 @@ class SourceStatus:
                     else f"last verified {format_duration(self.last_verified_seconds)} ago")
             return (f"{self.source}/{self.instance}: {when}, more than max_verify_age "
                     f"{policy_span(self.max_verify_age)}; run `bdr verify latest --source {self.source}"
-                    + (f" --instance {self.instance}`" if self.source in ("redis", "qdrant", "grafana", "prometheus")
+                    + (f" --instance {self.instance}`" if self.source in instanced_names()
                        else "`"))
         return None
 
@@ -389,8 +390,7 @@ def max_age_for(config: Config, source: str, instance: str) -> float:
 
 
 def default_instance(config: Config, source: str) -> str:
-    defaults = {"redis": config.redis_default, "qdrant": config.qdrant_default, "config": config.files.name,
-                "grafana": config.grafana_default, "prometheus": config.prometheus_default, "all": SYSTEM_INSTANCE}
+    defaults = {**default_instances(config), ALL: SYSTEM_INSTANCE}
     return defaults.get(source, source)
 
 
@@ -587,7 +587,7 @@ def _settings_line(record: Mapping[str, Any]) -> str:
 def restore_state(config: Config) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Interrupted restores and settings left changed by killed runs, from the local repository's journal."""
     from bdr.engines.redis.live_settings import leftovers
-    from bdr.journal import Journal
+    from bdr.safety.journal import Journal
 
     journal = Journal.at(config.repository_path())
     try:

@@ -31,8 +31,8 @@ from typing import Any
 
 from bdr import __version__
 from bdr.errors import BdrError, NotWritable, RestoreInProgress, RestoreInterrupted
-from bdr.host import pid_alive, process_start_time
-from bdr.manifest import to_iso, utcnow
+from bdr.repository.manifest import to_iso, utcnow
+from bdr.util.host import pid_alive, process_start_time
 
 logger = logging.getLogger(__name__)
 

@@ -42,8 +42,8 @@ from typing import Any
 import yaml
 
 from bdr.config import Config
-from bdr.metrics import atomic_write
-from bdr.retention import policy_span
+from bdr.monitoring.metrics import atomic_write
+from bdr.repository.retention import policy_span
 
 GROUP_NAME = "bdr-backups"
 HEADER = (
@@ -119,7 +119,7 @@ def prometheus_duration(seconds: float) -> str:
 
 def never_reported_rules(config: Config) -> list[dict[str, Any]]:
     """One ``absent()`` rule per expected group (every instance the schedule backs up)."""
-    from bdr.status import expected_groups
+    from bdr.monitoring.status import expected_groups
 
     rules = []
     for group in expected_groups(config):

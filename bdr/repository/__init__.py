@@ -64,8 +64,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from bdr import __version__, progress
-from bdr.archive import ArchiveMember, copy_to_file, write_archive
+from bdr import __version__
 from bdr.errors import (
     BackupNotFound,
     BdrError,
@@ -77,8 +76,8 @@ from bdr.errors import (
     RepositoryLocked,
     UsageError,
 )
-from bdr.host import pid_alive, process_start_time
-from bdr.manifest import (
+from bdr.repository.archive import ArchiveMember, copy_to_file, write_archive
+from bdr.repository.manifest import (
     CHUNK,
     MANIFEST_NAME,
     FileEntry,
@@ -91,13 +90,17 @@ from bdr.manifest import (
     to_iso,
     utcnow,
 )
+from bdr.sources import source_names
 from bdr.storage import Storage, open_storage
 from bdr.storage.base import ObjectCipher as ObjectCipher  # the cipher a repository takes; it lives with the sinks
 from bdr.storage.base import ObjectSink, WrittenObject, write_all
+from bdr.util import progress
+from bdr.util.host import pid_alive, process_start_time
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("redis", "qdrant", "config", "prometheus", "grafana", "all")
+SOURCES = source_names(with_all=True)
+"""Every source (:mod:`bdr.sources`) and ``all``: the top-level directories of a repository."""
 LOCK_KEY = "locks/repository.lock"
 VERIFY_NAME = "verify.json"
 COPY_NAME = "copy.json"
@@ -360,7 +363,7 @@ class CheckedReader(io.RawIOBase):
     """A stored object's bytes, hashed as they are read, checked against the manifest at their end.
 
     At the end of the stream (or as soon as it runs longer than recorded) a size or sha256
-    that differs from :class:`~bdr.manifest.StoredObject` raises
+    that differs from :class:`~bdr.repository.manifest.StoredObject` raises
     :class:`~bdr.errors.ChecksumMismatch`, and keeps raising on every later read.
     """
 
@@ -765,7 +768,7 @@ class Repository:
                       "operation": holder.operation, "path": f"{self.url}/{LOCK_KEY}"}
             if waited >= wait:
                 if wait > 0:
-                    from bdr.durations import format_duration
+                    from bdr.util.durations import format_duration
 
                     raise LockWaitTimedOut(waited=format_duration(wait), **fields)
                 raise RepositoryLocked(**fields)
@@ -1163,7 +1166,7 @@ def extract_set(
     first that does not match; ``dest`` then holds a partial copy the caller discards.
     ``check_manifest=False``: the caller reports the manifest's state itself (``bdr verify``).
     """
-    from bdr.archive import extract_archive
+    from bdr.repository.archive import extract_archive
 
     if check_manifest:
         repo.check_manifest(backup, cipher)

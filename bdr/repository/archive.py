@@ -30,7 +30,7 @@ from typing import IO, BinaryIO
 import zstandard
 
 from bdr.errors import CorruptArchive, UnsafeArchive
-from bdr.manifest import CHUNK, FileEntry
+from bdr.repository.manifest import CHUNK, FileEntry
 from bdr.storage.base import ObjectSink
 from bdr.storage.local import translate_os_error
 

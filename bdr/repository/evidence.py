@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bdr.config import Config
-from bdr.manifest import to_iso
 from bdr.repository import Repository
+from bdr.repository.manifest import to_iso
 
 if TYPE_CHECKING:
     from bdr.report import ReportPaths

@@ -1,0 +1,1 @@
+"""The one parser bdr has for each foreign file format (redis.conf, docker compose)."""

@@ -1,0 +1,1 @@
+"""What operators watch: backup metrics, the exporter, alert rules, backup health (``bdr status``)."""

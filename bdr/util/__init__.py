@@ -1,0 +1,1 @@
+"""Small helpers every layer uses: durations, units, polling, host facts, progress."""
