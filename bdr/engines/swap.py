@@ -265,6 +265,13 @@ class StopAndSwap:
                 "launch": self.launch.to_dict() if self.launch else None, "was_running": self.was_running,
                 "swap": self.swap.to_state() if self.swap else None}
 
+    def remove_work(self) -> None:
+        """Delete the work directory: through the swap under way (it also fsyncs the data dir), else as is."""
+        if self.swap is not None:
+            self.swap.discard()
+        elif self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+
 
 def swap_fields(state: Mapping[str, Any]) -> dict[str, Any]:
     """The :class:`StopAndSwap` keyword arguments recorded by :meth:`StopAndSwap.swap_state`."""

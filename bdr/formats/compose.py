@@ -336,6 +336,18 @@ def _kind(service: Service) -> str | None:
     return "redis" if argv and PurePosixPath(argv[0]).name in REDIS_SERVERS else None
 
 
+def _secret_variable(service: str, value: str, what: str, example: str, fallback: str,
+                     warnings: list[str]) -> str:
+    """The environment variable a secret of the compose file comes from; ``fallback`` (with a warning that the
+    secret is written in the file) when it is a literal."""
+    variable = _variable(value)
+    if variable is None:
+        warnings.append(f"service {service}: {what} is written in the compose file; move it to "
+                        f"an environment variable ({example})")
+        return fallback
+    return variable
+
+
 def _variable(value: str) -> str | None:
     match = _VARIABLE.match(value.strip())
     return match.group("name") if match else None
@@ -428,11 +440,8 @@ def _service(service: Service, kind: str, project: str, compose: ComposeFile, wa
         url = f"redis://127.0.0.1:{host_port}/0"
         password = options.get("requirepass")
         if password is not None:
-            secret_env = _variable(password)
-            if secret_env is None:
-                warnings.append(f"service {name}: the Redis password is written in the compose file; move it to "
-                                "an environment variable (--requirepass ${REDIS_PASSWORD})")
-                secret_env = "REDIS_PASSWORD"
+            secret_env = _secret_variable(name, password, "the Redis password", "--requirepass ${REDIS_PASSWORD}",
+                                          "REDIS_PASSWORD", warnings)
         elif "REDIS_PASSWORD" in env:  # bitnami/redis and friends
             secret_env = _variable(env["REDIS_PASSWORD"]) or "REDIS_PASSWORD"
         if conf is not None:
@@ -451,11 +460,8 @@ def _service(service: Service, kind: str, project: str, compose: ComposeFile, wa
         url = f"http://127.0.0.1:{host_port}"
         key = env.get("QDRANT__SERVICE__API_KEY")
         if key is not None:
-            secret_env = _variable(key)
-            if secret_env is None:
-                warnings.append(f"service {name}: the Qdrant API key is written in the compose file; move it to "
-                                "an environment variable (${QDRANT_API_KEY})")
-                secret_env = "QDRANT_API_KEY"
+            secret_env = _secret_variable(name, key, "the Qdrant API key", "${QDRANT_API_KEY}", "QDRANT_API_KEY",
+                                          warnings)
     return ComposeService(service=name, kind=kind, container=container, image=service.image, volume=volume,
                           data_dir=data_dir, container_dir=wanted_dir, url=url, secret_env=secret_env,
                           config_file=config_file, command=tuple(command))

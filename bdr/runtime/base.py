@@ -19,6 +19,7 @@ password) is passed on the server's stdin and recorded by *name* only.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,6 +203,19 @@ class RedisRuntime(Runtime, Protocol):
         know the default of, and that is not set, is left out when the server is down.
         """
         ...
+
+
+def service_log_file(service: str, instance: str, configured: str | None) -> Path:
+    """Where a service bdr starts logs (appended to by every start, never one per run): ``configured``
+    (bdr.yaml's ``log_file``), else ``/var/log/bdr/<service>-<instance>.log`` as root and
+    ``$XDG_STATE_HOME/bdr/...`` (``~/.local/state``) otherwise."""
+    if configured:
+        return Path(configured)
+    name = f"{service}-{instance}.log"
+    if os.geteuid() == 0:
+        return Path("/var/log/bdr") / name
+    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(state) / "bdr" / name
 
 
 def command_line(argv: Sequence[str]) -> str:

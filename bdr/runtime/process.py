@@ -46,7 +46,7 @@ from bdr.config import RedisInstance
 from bdr.errors import NoLaunch, ServiceError, ServiceUnavailable, StartFailed, Supervised, UnsafeLaunch
 from bdr.runtime import preflight as checks
 from bdr.runtime import procfs, register_runtime
-from bdr.runtime.base import Launch, Needs, command_line
+from bdr.runtime.base import Launch, Needs, command_line, service_log_file
 from bdr.runtime.launch import ReadLaunch, configured_launch, read_launch
 from bdr.runtime.redis_base import RedisBase
 from bdr.runtime.server import REDIS_SERVER, kill_group, popen_server, stdin_config, tail, version
@@ -70,13 +70,7 @@ def redis_binary(name: str = REDIS_SERVER) -> str:
 
 def default_log_file(instance: RedisInstance) -> Path:
     """One log per instance, appended to by every start (never one per run)."""
-    if instance.log_file:
-        return Path(instance.log_file)
-    name = f"redis-{instance.name}.log"
-    if os.geteuid() == 0:
-        return Path("/var/log/bdr") / name
-    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(state) / "bdr" / name
+    return service_log_file("redis", instance.name, instance.log_file)
 
 
 @dataclass

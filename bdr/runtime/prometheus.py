@@ -35,7 +35,7 @@ from bdr.config import PrometheusInstance
 from bdr.engines.prometheus.client import PrometheusClient
 from bdr.errors import BdrError, ConfigError, ServiceError, ServiceTimeout, StartFailed, StopFailed
 from bdr.runtime import procfs, register_runtime
-from bdr.runtime.base import CommandRun, Launch, Needs, command_line, run_command
+from bdr.runtime.base import CommandRun, Launch, Needs, command_line, run_command, service_log_file
 from bdr.runtime.server import identity, tail
 from bdr.util.host import pid_alive
 from bdr.util.waiting import wait_for
@@ -45,13 +45,7 @@ DEFAULT_TSDB = "data/"
 
 
 def default_log_file(instance: PrometheusInstance) -> Path:
-    if instance.log_file:
-        return Path(instance.log_file)
-    name = f"prometheus-{instance.name}.log"
-    if os.geteuid() == 0:
-        return Path("/var/log/bdr") / name
-    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(state) / "bdr" / name
+    return service_log_file("prometheus", instance.name, instance.log_file)
 
 
 def tsdb_path_of(argv: tuple[str, ...], cwd: str | None) -> Path:

@@ -312,17 +312,11 @@ class PrometheusRestore(StopAndSwap):
             done.append("started it on its previous data")
         elif not self.was_running:
             done.append("left it stopped, as it was before the restore")
-        if self.swap is not None:
-            self.swap.discard()
-        elif self.work is not None:
-            shutil.rmtree(self.work, ignore_errors=True)
+        self.remove_work()
         return StepOutcome("; ".join(done) or "nothing had changed")
 
     def finish(self) -> StepOutcome:
-        if self.swap is not None:
-            self.swap.discard()
-        elif self.work is not None:
-            shutil.rmtree(self.work, ignore_errors=True)
+        self.remove_work()
         return StepOutcome("previous files deleted")
 
     def discard(self) -> None:

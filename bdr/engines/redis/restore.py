@@ -331,10 +331,7 @@ class FullRestore(StopAndSwap):
         self._unpause()
         with contextlib.suppress(redis.RedisError, BdrError):  # a pause left by a killed run, after a resume
             self.target.runtime.client(timeout=5.0, retries=0).execute_command("CLIENT", "UNPAUSE")
-        if self.swap is not None:
-            self.swap.discard()
-        elif self.work is not None:
-            shutil.rmtree(self.work, ignore_errors=True)
+        self.remove_work()
         return StepOutcome("previous files deleted")
 
     def discard(self) -> None:

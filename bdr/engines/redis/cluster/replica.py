@@ -15,7 +15,6 @@ A rollback stops it, drops what the resync wrote, and puts its previous files ba
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -160,10 +159,7 @@ class ReplicaResync(StopAndSwap):
         return StepOutcome(f"replica {self.name}: previous files deleted")
 
     def discard(self) -> None:
-        if self.swap is not None:
-            self.swap.discard()
-        elif self.work is not None:
-            shutil.rmtree(self.work, ignore_errors=True)
+        self.remove_work()
 
 
 SETTLE_SECONDS = 2.0
