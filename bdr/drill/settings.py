@@ -24,8 +24,9 @@ application tests and the old runbook's ``GET test_key``::
       signing_key: /etc/bdr/drill-signing.key   # Ed25519 (bdr report keygen FILE); records unsigned without
       schedule: "0 6 1 * *"        # the monthly restore test (cron)
 
-Parsed by :func:`parse_drill` (called by :func:`bdr.config.parse_config`); every mistake is
-one :class:`~bdr.errors.ConfigError` naming the key. This module imports nothing of bdr's
+Parsed by :func:`parse_drill` (called by :func:`bdr.config.parse_config` once
+:mod:`bdr.config.shape` has checked the section's keys and the kind of each value); every
+mistake is one :class:`~bdr.errors.ConfigError` naming the key. This module imports nothing of bdr's
 but its errors, durations and the source catalogue, so the configuration can use it without a cycle.
 """
 
@@ -222,15 +223,7 @@ def _source(source: str, section: Any, path: str) -> SourceDrill:
         return SourceDrill(source)
     if isinstance(section, bool):
         return SourceDrill(source, enabled=section)
-    if not isinstance(section, Mapping):
-        raise _fail(path, f"{where} must be a mapping (target, production, checks, enabled) or false")
-    unknown = sorted(set(section) - {"target", "production", "checks", "enabled"})
-    if unknown:
-        raise _fail(path, f"unknown key(s) in {where}: {', '.join(unknown)} (known: checks, enabled, production, "
-                    "target)")
     enabled = section.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise _fail(path, f"{where}.enabled must be true or false, got {enabled!r}")
     values: dict[str, str | None] = {}
     for key in ("target", "production"):
         value = section.get(key)
@@ -254,13 +247,6 @@ def parse_drill(section: Any, path: str) -> DrillSettings:
     """``drill:`` of bdr.yaml as :class:`DrillSettings`; a :class:`ConfigError` naming the first bad key."""
     if section is None:
         return DrillSettings()
-    if not isinstance(section, Mapping):
-        raise _fail(path, f"drill must be a mapping ({', '.join(DRILL_SOURCES)}, evidence_keep, "
-                    "remediation_due, signing_key, schedule, reports)")
-    known = {*DRILL_SOURCES, "evidence_keep", "remediation_due", "signing_key", "schedule", "reports"}
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise _fail(path, f"unknown key(s) in drill: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     sources = {source: _source(source, section.get(source), path) for source in DRILL_SOURCES}
     durations: dict[str, float] = {}
     for key, default in (("evidence_keep", 365 * 86400.0), ("remediation_due", 14 * 86400.0)):
@@ -271,14 +257,14 @@ def parse_drill(section: Any, path: str) -> DrillSettings:
         if durations[key] <= 0:
             raise _fail(path, f"drill.{key} must be longer than 0, e.g. 1y")
     signing_key = section.get("signing_key")
-    if signing_key is not None and (not isinstance(signing_key, str) or not signing_key.strip()):
+    if signing_key is not None and not signing_key.strip():
         raise _fail(path, "drill.signing_key must be the path of an Ed25519 key file (bdr report keygen FILE)")
     schedule = section.get("schedule", DEFAULT_SCHEDULE)
     if not isinstance(schedule, str) or len(schedule.split()) != 5:
         raise _fail(path, f"drill.schedule must be a cron expression of 5 fields, e.g. {DEFAULT_SCHEDULE!r} "
                     f"(06:00 on the 1st of each month), got {schedule!r}")
     reports = section.get("reports", "reports")
-    if not isinstance(reports, str) or not reports.strip():
+    if not reports.strip():
         raise _fail(path, "drill.reports must be a directory path")
     return DrillSettings(sources, durations["evidence_keep"], durations["remediation_due"], signing_key, schedule,
                          reports)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,17 +168,14 @@ def _policy_path(files: Mapping[Path, ConfigKind], cwd: Path) -> Path | None:
     return candidates[0] if candidates else None
 
 
-_LINE = re.compile(r"at line (\d+)")
-
-
 def _load_policy(path: Path | None) -> tuple[Policy | None, PolicyProblem | None]:
     if path is None:
         return Policy(Config()), None
     try:
         config = load_config(path)
     except ConfigError as exc:
-        match = _LINE.search(exc.message)
-        return None, PolicyProblem(path.resolve(), int(match.group(1)) if match else None, exc.message)
+        line = exc.fields.get("line")
+        return None, PolicyProblem(path.resolve(), line if isinstance(line, int) else None, exc.message)
     try:
         doc = load_marked(path)
     except YamlError:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdwy]?)\s*$")
+DURATION_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*([smhdwy]?)\s*$"
+"""A duration as written: a number and an optional unit (also the JSON Schema's pattern of one)."""
+_PATTERN = re.compile(DURATION_PATTERN)
 
 
 def parse_duration(value: str | int | float) -> float:

@@ -119,7 +119,11 @@ def test_a_bad_duration_in_the_policy_is_exit_3_naming_the_key(tmp_path: Path, p
         assert result.returncode == 3, result.stderr
         assert "Traceback" not in result.stderr and "unexpected error" not in result.stderr
         line = result.stderr.strip().splitlines()[-1]
-        assert line.startswith(f"bdr: error: configuration error in {config}: {key}: not a duration")
+        placed = re.match(rf"bdr: error: configuration error in {re.escape(str(config))}:(\d+): {re.escape(key)}: "
+                          "not a duration", line)
+        assert placed is not None, line
+        named = config.read_text().splitlines()[int(placed.group(1)) - 1]
+        assert named.strip().startswith(f"{key.rsplit('.', 1)[-1]}:"), named  # the line of the key, in the file
     assert json.loads(bdr(config, "--json", "status").stdout)["type"] == "ConfigError"
 
 

@@ -115,11 +115,11 @@ def test_parse_key_rejects_wrong_lengths() -> None:
 @pytest.mark.parametrize(("section", "message"), [
     ({"encryption": {"key_env": KEY.hex()}}, "must name an environment variable"),
     ({"encryption": {"passphrase_env": "my secret passphrase"}}, "must name an environment variable"),
-    ({"encryption": {"key_file": 7}}, "key_file must be the path"),
+    ({"encryption": {"key_file": 7}}, "encryption.key_file must be a string, got 7"),
     ({"files": {"paths": "docker-compose.yml"}}, "files.paths must be a list"),
     ({"files": {"paths": ["/etc/nginx/nginx.conf"]}}, "must be relative to files.root"),
     ({"files": {"secrets": ["../secrets/.env"]}}, "must be relative to files.root"),
-    ({"files": {"exclude": [3]}}, "files.exclude must be a list"),
+    ({"files": {"exclude": [3]}}, r"files\.exclude\[0\] must be a string, got 3"),
 ])
 def test_settings_are_checked_when_bdr_yaml_is_loaded(section: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -199,10 +199,11 @@ def test_keep_in_a_cron_job_against_the_table(tmp_path: Path) -> None:
 
 def test_an_invalid_policy_is_a_finding_not_a_crash(tmp_path: Path) -> None:
     cwd = project(tmp_path)
-    (cwd / "bdr.yaml").write_text("targets:\n  rpo: {sessions: soon}\n")
+    (cwd / "bdr.yaml").write_text("repository: ./backups\ntargets:\n  rpo: {sessions: soon}\n")
     report = lint(cwd)
     assert rules(report)[0] == "BDR-P000"
     assert "targets.rpo.sessions: not a duration" in report.findings[0].message
+    assert report.findings[0].line == 3
 
 
 def test_invalid_yaml_points_at_the_line(tmp_path: Path) -> None:

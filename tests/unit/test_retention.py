@@ -242,10 +242,11 @@ def test_policy_from_config() -> None:
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ({"fortnightly": {"keep": "14d"}}, "unknown retention kind 'fortnightly'"),
+        ({"fortnightly": {"keep": "14d"}}, "unknown key(s) in retention: fortnightly"),
         ({"daily": {"keep": "soon"}}, "retention.daily.keep: not a duration"),
-        ({"daily": {"keep": "7d", "locations": ["tape"]}}, "unknown location(s) tape"),
-        ({"daily": {"keep": "7d", "count": 0}}, "retention.daily.count must be a whole number >= 1"),
+        ({"daily": {"keep": "7d", "locations": ["tape"]}},
+         "retention.daily.locations[0]: unknown location 'tape' (known: local, s3)"),
+        ({"daily": {"keep": "7d", "count": 0}}, "retention.daily.count must be at least 1, got 0"),
         ({"last": {"keep": "7d"}}, "retention.last needs count"),
         ({"daily": {}}, "retention.daily needs keep"),
         ({"daily": {"kep": "7d"}}, "unknown key(s) in retention.daily: kep"),

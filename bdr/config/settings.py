@@ -1,30 +1,48 @@
-"""The policy file ``bdr.yaml``: sources to back up, where backups go, targets and retention.
+"""The settings of ``bdr.yaml`` as frozen dataclasses: what each section holds once parsed.
 
 Every section is optional and has embedded defaults, so ``bdr`` runs with no file at all
 (a local Redis on 127.0.0.1:6379, an embedded Qdrant, a repository in ``./backups``).
 Secrets never live here: a password is named by the environment variable or file that
 holds it (``password_env``, ``password_file``).
 
-``bdr init`` writes a commented example (:data:`EXAMPLE`).
+These classes are the one description of the file: :mod:`bdr.config.shape` builds the
+pydantic models that check a file (and its JSON Schema) from their fields, so a field added
+here is accepted, checked and documented there. A ``float`` is always a duration in seconds
+(written ``90``, ``30s``, ``5m``, ``1d``); :data:`ARGV`, :data:`SIZE` and :data:`ONE_OR_MORE`
+mark the fields whose written form their type does not say. Each class's ``validate``
+checks what the types cannot: settings that depend on one another, names that must exist.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, cast
 
-import yaml
-
-from bdr.drill.settings import DrillSettings, check_targets, parse_drill, parse_owners
+from bdr.drill.settings import DrillSettings
 from bdr.errors import ConfigError, UnknownTarget
 from bdr.sources import source_names
-from bdr.util.durations import parse_duration
+
+
+@dataclass(frozen=True, slots=True)
+class Form:
+    """How a setting is written in bdr.yaml when its type alone does not say it."""
+
+    name: str
+
+
+ARGV = Form("argv")
+"""A list of arguments, or a command line split as a shell would split it (never run by one)."""
+SIZE = Form("size")
+"""A whole number of bytes, or a number with a unit (``16MiB``, ``512k``)."""
+ONE_OR_MORE = Form("one-or-more")
+"""A list of strings, or one string for a list of one."""
+
+Argv = Annotated[tuple[str, ...], ARGV]
+Commands = Mapping[str, Argv]
 
 DEFAULT_CONFIG_NAME = "bdr.yaml"
 CONFIG_ENV = "BDR_CONFIG"
@@ -65,14 +83,14 @@ class RedisInstance:
     """process runtime: redis.conf to start the instance with when bdr never saw it run (a running one is
     started again the way it was launched); systemd/command: the config file as bdr reads it, for the
     settings of a stopped server."""
-    start_args: tuple[str, ...] = ()
+    start_args: Argv = ()
     """process runtime: extra ``redis-server`` arguments, after ``config_file`` (never a password)."""
     unit: str | None = None
     """systemd runtime: the unit that runs Redis (``redis-server.service``)."""
-    systemctl: tuple[str, ...] = ("systemctl",)
+    systemctl: Argv = ("systemctl",)
     """systemd runtime: the systemctl argv prefix (``[systemctl, --user]``, ``[sudo, systemctl]``,
     ``[systemctl, -M, machine]``, ``[docker, exec, <container>, systemctl]``)."""
-    commands: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    commands: Commands = field(default_factory=dict)
     """command runtime: ``start``, ``stop`` (required) and ``status`` (exit 0 = running) argv, e.g.
     ``supervisorctl -c /etc/supervisor/supervisord.conf stop redis``."""
     log_file: str | None = None
@@ -100,16 +118,9 @@ class RedisInstance:
     save_timeout: float = 600.0
 
     def validate(self, path: str) -> None:
-        """Raise :class:`ConfigError` naming the first invalid runtime setting (called when the file is loaded)."""
-        from bdr.runtime import runtime_names
-
+        """Raise :class:`ConfigError` naming the first runtime setting that does not go with the others (the kind
+        of each value and the runtime's name are checked before, by :mod:`bdr.config.shape`)."""
         where = f"redis.{self.name}"
-        if not isinstance(self.backup, bool):
-            raise ConfigError(path=path, detail=f"{where}.backup must be true or false")
-        known = runtime_names("redis")
-        if self.runtime not in known:
-            raise ConfigError(path=path, detail=f"{where}.runtime: unknown runtime {self.runtime!r} "
-                              f"(known: {', '.join(known)})")
         if self.runtime == "systemd":
             if not isinstance(self.unit, str) or not re.fullmatch(r"[A-Za-z0-9:_.@\\-]+", self.unit):
                 raise ConfigError(path=path, detail=f"{where}: runtime systemd needs unit: the unit that runs "
@@ -136,8 +147,6 @@ class RedisInstance:
                                       "command line")
         elif self.commands:
             raise ConfigError(path=path, detail=f"{where}.commands is for runtime: command (runtime is {self.runtime})")
-        if not all(isinstance(a, str) for a in self.start_args):
-            raise ConfigError(path=path, detail=f"{where}.start_args must be a list of redis-server arguments")
         secret = [a for a in self.start_args if a.lower().lstrip("-") in SECRET_OPTIONS and a.startswith("--")]
         if secret:
             raise ConfigError(path=path, detail=f"{where}.start_args must not hold {secret[0]}: a secret does not "
@@ -213,15 +222,7 @@ class QdrantInstance:
         return not self.url
 
     def validate(self, path: str) -> None:
-        """Raise :class:`ConfigError` for an unknown runtime (called when the file is loaded)."""
-        from bdr.runtime import runtime_names
-
-        if not isinstance(self.backup, bool):
-            raise ConfigError(path=path, detail=f"qdrant.{self.name}.backup must be true or false")
-        known = ["process", *runtime_names("qdrant")]
-        if self.runtime not in known:
-            raise ConfigError(path=path, detail=f"qdrant.{self.name}.runtime: unknown runtime {self.runtime!r} "
-                              f"(known: {', '.join(known)})")
+        """Nothing beyond the shape of the file (:mod:`bdr.config.shape`: the runtime is one it knows)."""
 
     def api_key(self) -> str | None:
         """The API key from ``api_key_file`` or ``api_key_env``; never from bdr.yaml itself."""
@@ -251,11 +252,11 @@ class PrometheusInstance:
     runtime: str = "process"
     """How bdr stops and starts it for a restore: ``process`` (started again exactly as it was launched),
     ``systemd`` (``unit``), ``command`` (``commands``), ``docker`` (``container``)."""
-    start_args: tuple[str, ...] = ()
+    start_args: Argv = ()
     """process runtime: the full ``prometheus`` argv to start it with when bdr never saw it run."""
     unit: str | None = None
-    systemctl: tuple[str, ...] = ("systemctl",)
-    commands: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    systemctl: Argv = ("systemctl",)
+    commands: Commands = field(default_factory=dict)
     container: str | None = None
     log_file: str | None = None
     timeout: float = 120.0
@@ -267,12 +268,6 @@ class PrometheusInstance:
         where = f"prometheus.{self.name}"
         if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
             raise ConfigError(path=path, detail=f"{where}.url must be an http:// or https:// url, got {self.url!r}")
-        for key in ("admin_api", "backup"):
-            if not isinstance(getattr(self, key), bool):
-                raise ConfigError(path=path, detail=f"{where}.{key} must be true or false")
-        if self.runtime not in PROMETHEUS_RUNTIMES:
-            raise ConfigError(path=path, detail=f"{where}.runtime: unknown runtime {self.runtime!r} "
-                              f"(known: {', '.join(PROMETHEUS_RUNTIMES)})")
         needs = {"systemd": ("unit", "the unit that runs Prometheus (prometheus.service)"),
                  "docker": ("container", "the Prometheus container")}
         if self.runtime in needs and not getattr(self, needs[self.runtime][0]):
@@ -311,8 +306,8 @@ class GrafanaInstance:
     """How bdr stops and starts Grafana for a restore: ``systemd`` (``unit``), ``command`` (``commands``),
     ``docker`` (``container``)."""
     unit: str | None = "grafana-server.service"
-    systemctl: tuple[str, ...] = ("systemctl",)
-    commands: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    systemctl: Argv = ("systemctl",)
+    commands: Commands = field(default_factory=dict)
     container: str | None = None
     timeout: float = 60.0
     """How long a stop, a start or an HTTP request may take (seconds)."""
@@ -325,11 +320,6 @@ class GrafanaInstance:
             raise ConfigError(path=path, detail=f"{where}.db_path must be the path of grafana.db")
         if self.url is not None and (not isinstance(self.url, str) or not self.url.startswith(("http://", "https://"))):
             raise ConfigError(path=path, detail=f"{where}.url must be an http:// or https:// url, got {self.url!r}")
-        if not isinstance(self.backup, bool):
-            raise ConfigError(path=path, detail=f"{where}.backup must be true or false")
-        if self.runtime not in GRAFANA_RUNTIMES:
-            raise ConfigError(path=path, detail=f"{where}.runtime: unknown runtime {self.runtime!r} "
-                              f"(known: {', '.join(GRAFANA_RUNTIMES)})")
         if self.runtime == "systemd" and not self.unit:
             raise ConfigError(path=path, detail=f"{where}: runtime systemd needs unit (grafana-server.service)")
         if self.runtime == "docker" and not self.container:
@@ -644,9 +634,9 @@ class ArchiveSettings:
     name: str
     segment_seconds: float = 10.0
     """Seal the open segment at least this often (seconds): what a total loss can cost, plus its upload."""
-    segment_bytes: int = 16 << 20
+    segment_bytes: Annotated[int, SIZE] = 16 << 20
     """...or as soon as it holds this many bytes of the stream."""
-    to: tuple[str, ...] = ("local",)
+    to: Annotated[tuple[str, ...], ONE_OR_MORE] = ("local",)
     """``local`` (the repository), ``s3`` (``remote.url``, encrypted unless ``remote.allow_plaintext``), or both."""
     encrypt: bool = False
     """Encrypt segments and bases in the local repository too (the key of ``encryption:``)."""
@@ -675,8 +665,6 @@ class ArchiveSettings:
                               f"got {list(self.to)!r}")
         if "s3" in self.to and not config.remote.url:
             raise ConfigError(path=path, detail=f"{where}.to names s3: set remote.url (s3://bucket/prefix)")
-        if not isinstance(self.encrypt, bool):
-            raise ConfigError(path=path, detail=f"{where}.encrypt must be true or false")
         if self.max_lag < self.segment_seconds:
             raise ConfigError(path=path, detail=f"{where}.max_lag ({self.max_lag:g}s) must be at least "
                               f"segment_seconds ({self.segment_seconds:g}s): a segment is sealed only that often")
@@ -743,43 +731,28 @@ class Config:
     def repository_path(self) -> Path:
         return self.resolve(self.repository)
 
-    def redis_instance(self, name: str | None = None) -> RedisInstance:
-        wanted = name or self.redis_default
+    def instance(self, section: str, name: str | None = None) -> Any:
+        """Instance ``name`` of ``section`` (``redis``, ``grafana`` ...; default: the section's default instance);
+        :class:`UnknownTarget` lists the known ones."""
+        instances: Mapping[str, Any] = getattr(self, section)
+        wanted = name or str(getattr(self, f"{section}_default"))
         try:
-            return self.redis[wanted]
+            return instances[wanted]
         except KeyError:
-            raise UnknownTarget(
-                kind="redis", name=wanted, path=self.source_label, known=", ".join(self.redis) or "none"
-            ) from None
+            known = ", ".join(instances) or f"none (add a {section}: section to bdr.yaml)"
+            raise UnknownTarget(kind=section, name=wanted or "(none)", path=self.source_label, known=known) from None
+
+    def redis_instance(self, name: str | None = None) -> RedisInstance:
+        return cast(RedisInstance, self.instance("redis", name))
 
     def qdrant_instance(self, name: str | None = None) -> QdrantInstance:
-        wanted = name or self.qdrant_default
-        try:
-            return self.qdrant[wanted]
-        except KeyError:
-            raise UnknownTarget(
-                kind="qdrant", name=wanted, path=self.source_label, known=", ".join(self.qdrant) or "none"
-            ) from None
+        return cast(QdrantInstance, self.instance("qdrant", name))
 
     def grafana_instance(self, name: str | None = None) -> GrafanaInstance:
-        wanted = name or self.grafana_default
-        try:
-            return self.grafana[wanted]
-        except KeyError:
-            raise UnknownTarget(
-                kind="grafana", name=wanted or "(none)", path=self.source_label,
-                known=", ".join(self.grafana) or "none (add a grafana: section to bdr.yaml)",
-            ) from None
+        return cast(GrafanaInstance, self.instance("grafana", name))
 
     def prometheus_instance(self, name: str | None = None) -> PrometheusInstance:
-        wanted = name or self.prometheus_default
-        try:
-            return self.prometheus[wanted]
-        except KeyError:
-            raise UnknownTarget(
-                kind="prometheus", name=wanted or "(none)", path=self.source_label,
-                known=", ".join(self.prometheus) or "none (add a prometheus: section to bdr.yaml)",
-            ) from None
+        return cast(PrometheusInstance, self.instance("prometheus", name))
 
     def archive_settings(self, name: str | None = None) -> ArchiveSettings:
         """``archive.redis.NAME`` of an instance (the default one when None); UnknownTarget when not archived."""
@@ -803,352 +776,3 @@ class Config:
 
     def max_verify(self, source: str) -> float:
         return self.max_verify_age.get(source, self.max_verify_age.get("default", 7 * 86400.0))
-
-
-# --- parsing ---------------------------------------------------------------------------------
-
-
-def _build(cls: type[Any], data: Mapping[str, Any], where: str, path: str, **extra: Any) -> Any:
-    """Instantiate a settings dataclass from a mapping, rejecting unknown keys with a clear message."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(path=path, detail=f"{where} must be a mapping, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(
-            path=path, detail=f"unknown key(s) in {where}: {', '.join(unknown)} (known: {', '.join(sorted(known))})"
-        )
-    values = dict(data)
-    for key, value in values.items():
-        if isinstance(value, list):
-            values[key] = tuple(value)
-    try:
-        return cls(**values, **extra)
-    except TypeError as exc:
-        raise ConfigError(path=path, detail=f"{where}: {exc}") from exc
-
-
-def _durations(data: Any, where: str, path: str) -> dict[str, float]:
-    if not isinstance(data, Mapping):
-        raise ConfigError(path=path, detail=f"{where} must be a mapping of name: duration")
-    out: dict[str, float] = {}
-    for key, value in data.items():
-        try:
-            out[str(key)] = parse_duration(value)
-        except ValueError as exc:
-            raise ConfigError(path=path, detail=f"{where}.{key}: {exc}") from exc
-    return out
-
-
-def _instances(
-    section: Any, cls: type[Any], where: str, path: str
-) -> tuple[dict[str, Any], str | None]:
-    if section is None:
-        return {}, None
-    if not isinstance(section, Mapping):
-        raise ConfigError(path=path, detail=f"{where} must be a mapping of instance name: settings")
-    default = section.get("default")
-    instances: dict[str, Any] = {}
-    for name, settings in section.items():
-        if name == "default":
-            continue
-        settings = dict(settings or {})
-        if cls is RedisInstance or cls is PrometheusInstance or cls is GrafanaInstance:
-            settings = _redis_runtime_settings(settings, f"{where}.{name}", path)
-        if isinstance(settings.get("tls"), Mapping):
-            settings["tls"] = _build(TlsSettings, settings["tls"], f"{where}.{name}.tls", path)
-        elif isinstance(settings.get("tls"), bool):
-            settings["tls"] = TlsSettings(enabled=settings["tls"])
-        instance = _build(cls, settings, f"{where}.{name}", path, name=str(name))
-        instance.validate(path)
-        instances[str(name)] = instance
-    return instances, default
-
-
-def _argv(value: Any, where: str, path: str) -> tuple[str, ...]:
-    """An argv from a list, or from a command line split like a shell would (never run by one)."""
-    if isinstance(value, str):
-        try:
-            return tuple(shlex.split(value))
-        except ValueError as exc:
-            raise ConfigError(path=path, detail=f"{where}: {exc} in {value!r}") from exc
-    if isinstance(value, list | tuple) and all(isinstance(a, str | int | float) for a in value):
-        return tuple(str(a) for a in value)
-    raise ConfigError(path=path, detail=f"{where} must be a list of arguments or a command line, got {value!r}")
-
-
-def _redis_runtime_settings(settings: dict[str, Any], where: str, path: str) -> dict[str, Any]:
-    """``systemctl``, ``start_args`` and each of ``commands`` as argv tuples."""
-    for key in ("systemctl", "start_args"):
-        if key in settings and settings[key] is not None:
-            settings[key] = _argv(settings[key], f"{where}.{key}", path)
-    if "commands" in settings:
-        commands = settings["commands"] or {}
-        if not isinstance(commands, Mapping):
-            raise ConfigError(path=path, detail=f"{where}.commands must be a mapping of start/stop/status: command")
-        settings["commands"] = {str(k): _argv(v, f"{where}.commands.{k}", path) for k, v in commands.items()}
-    return settings
-
-
-def _retention(section: Any, path: str) -> tuple[RetentionRule, ...]:
-    """``retention:`` as rules: ``daily: {keep: 30d, locations: [local, s3], count: 30}``."""
-    if not isinstance(section or {}, Mapping):
-        raise ConfigError(path=path, detail="retention must be a mapping of kind: {keep, locations, count}")
-    rules = []
-    for kind, rule in (section or {}).items():
-        where = f"retention.{kind}"
-        if kind not in RETENTION_KINDS:
-            raise ConfigError(path=path,
-                              detail=f"unknown retention kind {kind!r} (known: {', '.join(RETENTION_KINDS)})")
-        rule = rule or {}
-        if not isinstance(rule, Mapping):
-            raise ConfigError(path=path, detail=f"{where} must be a mapping (keep, locations, count)")
-        unknown = sorted(set(rule) - {"keep", "locations", "count"})
-        if unknown:
-            raise ConfigError(path=path, detail=f"unknown key(s) in {where}: {', '.join(unknown)} "
-                                                "(known: count, keep, locations)")
-        try:
-            keep = parse_duration(rule.get("keep", 0))
-        except ValueError as exc:
-            raise ConfigError(path=path, detail=f"{where}.keep: {exc}") from exc
-        count = rule.get("count")
-        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
-            raise ConfigError(path=path, detail=f"{where}.count must be a whole number >= 1, got {count!r}")
-        if kind == "last" and count is None:
-            raise ConfigError(path=path, detail=f"{where} needs count: the number of newest sets to keep")
-        if keep <= 0 and (kind in ("within", "safety") or (kind != "last" and count is None)):
-            raise ConfigError(path=path, detail=f"{where} needs keep: a duration such as 30d")
-        locations = rule.get("locations", ("local",))
-        if isinstance(locations, str):
-            locations = (locations,)
-        bad = [loc for loc in locations if loc not in RETENTION_LOCATIONS]
-        if bad:
-            raise ConfigError(path=path, detail=f"{where}.locations: unknown location(s) {', '.join(map(str, bad))} "
-                                                f"(known: {', '.join(RETENTION_LOCATIONS)})")
-        rules.append(RetentionRule(str(kind), keep, tuple(locations), count))
-    return tuple(rules)
-
-
-_BYTE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 1000 ** 2,
-               "mib": 1 << 20, "g": 1 << 30, "gb": 1000 ** 3, "gib": 1 << 30}
-
-
-def _bytes(value: Any, where: str, path: str) -> int:
-    """A size: a whole number of bytes, or a number with a unit (``16MiB``, ``512k``)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value)) if isinstance(value, str) else None
-    if match is None or match.group(2).lower() not in _BYTE_UNITS:
-        raise ConfigError(path=path, detail=f"{where} must be a size such as 16MiB or 1048576, got {value!r}")
-    return int(float(match.group(1)) * _BYTE_UNITS[match.group(2).lower()])
-
-
-def _archive(section: Any, config: Config, path: str) -> dict[str, ArchiveSettings]:
-    """``archive: {redis: {NAME: {segment_seconds, segment_bytes, to, encrypt, max_lag, keep, spool_dir}}}``."""
-    if section is None:
-        return {}
-    if not isinstance(section, Mapping) or set(section) - {"redis"}:
-        raise ConfigError(path=path, detail="archive must be a mapping with redis: {NAME: settings} (only Redis "
-                          "is archived continuously)")
-    instances = section.get("redis") or {}
-    if not isinstance(instances, Mapping):
-        raise ConfigError(path=path, detail="archive.redis must be a mapping of instance name: settings")
-    out: dict[str, ArchiveSettings] = {}
-    for name, raw in instances.items():
-        where = f"archive.redis.{name}"
-        settings = dict(raw or {}) if raw is not True else {}
-        if not isinstance(raw, Mapping | None) and raw is not True:
-            raise ConfigError(path=path, detail=f"{where} must be a mapping of settings (or {{}} for the defaults)")
-        for key in ("segment_seconds", "max_lag", "keep"):
-            if settings.get(key) is not None:
-                try:
-                    settings[key] = parse_duration(settings[key])
-                except ValueError as exc:
-                    raise ConfigError(path=path, detail=f"{where}.{key}: {exc}") from exc
-        if "segment_bytes" in settings:
-            settings["segment_bytes"] = _bytes(settings["segment_bytes"], f"{where}.segment_bytes", path)
-        if isinstance(settings.get("to"), str):
-            settings["to"] = [settings["to"]]
-        archived = _build(ArchiveSettings, settings, where, path, name=str(name))
-        archived.validate(path, config)
-        out[str(name)] = archived
-    return out
-
-
-def _schedule_entry(key: str, value: Any, path: str) -> ScheduleEntry:
-    """One ``schedule:`` entry; a key bdr does not know stays a backup of an unknown source (``bdr lint``
-    warns, ``bdr schedule`` refuses it)."""
-    where = f"schedule.{key}"
-    options: dict[str, Any] = dict(value) if isinstance(value, Mapping) else {"cron": value}
-    unknown = sorted(set(options) - set(SCHEDULE_OPTIONS))
-    if unknown:
-        raise ConfigError(path=path, detail=f"unknown key(s) in {where}: {', '.join(map(str, unknown))} "
-                          f"(known: {', '.join(SCHEDULE_OPTIONS)})")
-    cron = options.get("cron")
-    if not isinstance(cron, str) or not cron.strip():
-        raise ConfigError(path=path, detail=f"{where} needs a cron expression, e.g. \"*/30 * * * *\" "
-                          f"(or cron: in a mapping), got {cron!r}")
-    head, _, rest = key.partition("/")
-    fields: dict[str, Any] = {"name": key, "cron": cron}
-    if head == "offsite":
-        source = rest or str(options.get("source", "all"))
-        if source not in SCHEDULE_SOURCES:
-            raise ConfigError(path=path, detail=f"{where}: source must be one of {', '.join(SCHEDULE_SOURCES)}, "
-                              f"got {source!r}")
-        remote = options.get("remote")
-        if remote is not None and (not isinstance(remote, str) or not remote.startswith("s3://")):
-            raise ConfigError(path=path, detail=f"{where}.remote must be an s3:// url, got {remote!r}")
-        fields.update(kind="offsite", source=source, remote=remote)
-    elif head in ("prune", "verify", "drill") and not rest:
-        fields.update(kind=head, source=head)
-    else:
-        fields.update(kind="backup", source=head, instance=rest or None)
-    if "source" in options and head != "offsite":
-        raise ConfigError(path=path, detail=f"{where}.source is for offsite entries")
-    if "remote" in options and head != "offsite":
-        raise ConfigError(path=path, detail=f"{where}.remote is for offsite entries (bdr backup SOURCE --remote)")
-    for flag, kinds in (("restore_test", ("verify",)), ("compress", ("backup", "offsite"))):
-        if flag in options:
-            if not isinstance(options[flag], bool):
-                raise ConfigError(path=path, detail=f"{where}.{flag} must be true or false")
-            if fields["kind"] not in kinds:
-                raise ConfigError(path=path, detail=f"{where}.{flag} is for {' and '.join(kinds)} entries")
-            fields[flag] = options[flag]
-    if options.get("wait_lock") is not None:
-        try:
-            fields["wait_lock"] = parse_duration(options["wait_lock"])
-        except ValueError as exc:
-            raise ConfigError(path=path, detail=f"{where}.wait_lock: {exc}") from exc
-    return ScheduleEntry(**fields)
-
-
-def _schedule(section: Any, path: str) -> tuple[ScheduleEntry, ...]:
-    if not isinstance(section or {}, Mapping):
-        raise ConfigError(path=path, detail="schedule must be a mapping of job: cron expression "
-                          "(redis: \"*/30 * * * *\")")
-    return tuple(_schedule_entry(str(k), v, path) for k, v in (section or {}).items())
-
-
-def parse_config(data: Mapping[str, Any] | None, path: Path | None = None) -> Config:
-    """Validate a parsed ``bdr.yaml`` and fill in the defaults."""
-    label = str(path) if path else "embedded defaults"
-    data = dict(data or {})
-    known = {f.name for f in fields(Config)} - {"path", "redis_default", "qdrant_default", "prometheus_default",
-                                                "grafana_default"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(path=label, detail=f"unknown section(s): {', '.join(unknown)}")
-    kwargs: dict[str, Any] = {"path": path}
-    if "repository" in data:
-        kwargs["repository"] = str(data["repository"])
-    for kind, cls in (("redis", RedisInstance), ("qdrant", QdrantInstance)):
-        if kind in data:
-            instances, default = _instances(data[kind], cls, kind, label)
-            if not instances:
-                raise ConfigError(path=label, detail=f"{kind}: define at least one instance")
-            kwargs[kind] = instances
-            chosen = default or ("production" if "production" in instances else next(iter(instances)))
-            if chosen not in instances:
-                raise ConfigError(path=label, detail=f"{kind}.default names unknown instance {chosen!r}")
-            kwargs[f"{kind}_default"] = chosen
-    if data.get("grafana"):
-        instances, default = _instances(data["grafana"], GrafanaInstance, "grafana", label)
-        chosen = default or ("production" if "production" in instances else next(iter(instances), ""))
-        if chosen not in instances:
-            raise ConfigError(path=label, detail=f"grafana.default names unknown instance {chosen!r}")
-        kwargs["grafana"], kwargs["grafana_default"] = instances, chosen
-    if data.get("prometheus"):
-        instances, default = _instances(data["prometheus"], PrometheusInstance, "prometheus", label)
-        chosen = default or ("production" if "production" in instances else next(iter(instances), ""))
-        if chosen not in instances:
-            raise ConfigError(path=label, detail=f"prometheus.default names unknown instance {chosen!r}")
-        kwargs["prometheus"], kwargs["prometheus_default"] = instances, chosen
-    if "files" in data:
-        kwargs["files"] = _build(FilesSource, data["files"] or {}, "files", label)
-        kwargs["files"].validate(label)
-    if "encryption" in data:
-        kwargs["encryption"] = _build(EncryptionSettings, data["encryption"] or {}, "encryption", label)
-        kwargs["encryption"].validate(label)
-    if "remote" in data:
-        kwargs["remote"] = _build(RemoteSettings, data["remote"] or {}, "remote", label)
-        kwargs["remote"].validate(label)
-    if "targets" in data:
-        section = data["targets"] or {}
-        defaults = Targets()
-        unknown = sorted(set(section) - {"rto", "rpo"})
-        if unknown:
-            raise ConfigError(path=label, detail=f"unknown key(s) in targets: {', '.join(unknown)}")
-        kwargs["targets"] = Targets(
-            rto={**defaults.rto, **_durations(section.get("rto", {}), "targets.rto", label)},
-            rpo={**defaults.rpo, **_durations(section.get("rpo", {}), "targets.rpo", label)},
-        )
-    if "retention" in data:
-        kwargs["retention"] = _retention(data["retention"], label)
-    if "schedule" in data:
-        kwargs["schedule"] = _schedule(data["schedule"], label)
-    if "max_backup_age" in data:
-        kwargs["max_backup_age"] = {
-            "default": 86400.0,
-            **_durations(data["max_backup_age"], "max_backup_age", label),
-        }
-    if "max_verify_age" in data:
-        kwargs["max_verify_age"] = {
-            "default": 7 * 86400.0,
-            **_durations(data["max_verify_age"], "max_verify_age", label),
-        }
-    for key in ("metrics_textfile", "metrics_state"):
-        if key in data:
-            if data[key] is not None and not isinstance(data[key], str):
-                raise ConfigError(path=label, detail=f"{key} must be a file path, got {data[key]!r}")
-            kwargs[key] = data[key]
-    if "lint" in data:
-        if not isinstance(data["lint"] or {}, Mapping):
-            raise ConfigError(path=label, detail="lint must be a mapping (backup_duration, ignore, exclude)")
-        section = dict(data["lint"] or {})
-        if "backup_duration" in section:
-            section["backup_duration"] = {
-                "default": 300.0, **_durations(section["backup_duration"], "lint.backup_duration", label)
-            }
-        kwargs["lint"] = _build(LintSettings, section, "lint", label)
-    if "owners" in data:
-        kwargs["owners"] = parse_owners(data["owners"], label)
-    if "drill" in data:
-        kwargs["drill"] = parse_drill(data["drill"], label)
-    config = Config(**kwargs)
-    if "archive" in data:
-        config = dataclasses.replace(config, archive=_archive(data["archive"], config, label))
-    check_targets(config.drill, config.redis, config.redis_default, config.qdrant, config.qdrant_default,
-                  config.files.root, label)
-    return config
-
-
-def find_config(explicit: str | Path | None = None) -> Path | None:
-    """The config file to use: ``--config``, then ``$BDR_CONFIG``, then ``./bdr.yaml``; None if absent."""
-    if explicit:
-        path = Path(explicit)
-        if not path.is_file():
-            raise ConfigError(path=str(path), detail="file not found; run `bdr init` to write an example")
-        return path
-    env = os.environ.get(CONFIG_ENV)
-    if env:
-        return find_config(env)
-    local = Path.cwd() / DEFAULT_CONFIG_NAME
-    return local if local.is_file() else None
-
-
-def load_config(explicit: str | Path | None = None) -> Config:
-    """Load and validate the policy file, or the embedded defaults when there is none."""
-    path = find_config(explicit)
-    if path is None:
-        return Config()
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(path=str(path), detail=f"invalid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
-    except OSError as exc:
-        raise ConfigError(path=str(path), detail=exc.strerror or str(exc)) from exc
-    if not isinstance(data, Mapping):
-        raise ConfigError(path=str(path), detail="the top level must be a mapping")
-    return parse_config(data, path.resolve())
