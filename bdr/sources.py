@@ -40,6 +40,10 @@ class Source:
     """It has named instances (``--instance``, ``<section>_default``); ``config`` has one fileset."""
     live: bool = True
     """A live drill restores it into a test target (the datastores) rather than scratch space (observed)."""
+    data_types: tuple[str, ...] = ()
+    """The data it holds, each a key of ``targets.rpo`` (``sessions``, ``rbac``): the runbook's RPO table."""
+    rto_target: str = ""
+    """The key of ``targets.rto`` its restore is measured against (``redis_local_restore``)."""
 
     def configured(self, config: Any) -> bool:
         """Whether ``config`` has this source: always for a required one, else when its section is not empty."""
@@ -49,7 +53,7 @@ class Source:
         """The settings of instance ``name`` (default: the configured default); typed errors from Config."""
         if not self.instanced:
             return getattr(config, self.section)
-        return getattr(config, f"{self.name}_instance")(name)
+        return config.instance(self.section, name)
 
     def instance_name(self, config: Any, name: str | None = None) -> str:
         """The name the instance ``name`` (default: the default one) is recorded under."""
@@ -85,14 +89,16 @@ def register_source(source: Source) -> Source:
     return CATALOGUE.register(source.name, source)
 
 
-register_source(Source("redis", "Redis", "bdr.engines.redis", "redis", restore_rank=1))
-register_source(Source("qdrant", "Qdrant", "bdr.engines.qdrant", "qdrant", restore_rank=2))
+register_source(Source("redis", "Redis", "bdr.engines.redis", "redis", restore_rank=1,
+                       data_types=("sessions", "rbac"), rto_target="redis_local_restore"))
+register_source(Source("qdrant", "Qdrant", "bdr.engines.qdrant", "qdrant", restore_rank=2,
+                       data_types=("vectors",), rto_target="qdrant_restore"))
 register_source(Source("config", "configuration files", "bdr.engines.files", "files", restore_rank=0,
-                       instanced=False))
+                       instanced=False, data_types=("config", "secrets"), rto_target="config_restore"))
 register_source(Source("prometheus", "Prometheus", "bdr.engines.prometheus", "prometheus", restore_rank=3,
-                       optional=True, live=False))
+                       optional=True, live=False, data_types=("metrics",), rto_target="metrics_restore"))
 register_source(Source("grafana", "Grafana", "bdr.engines.grafana", "grafana", restore_rank=4,
-                       optional=True, live=False))
+                       optional=True, live=False, data_types=("dashboards",), rto_target="dashboards_restore"))
 
 
 def source(name: str) -> Source:

@@ -21,8 +21,10 @@ A failed check or a missed target is a BREACH (exit 1). The run is written throu
 marked live, and stored as evidence in the repository (:mod:`bdr.repository.evidence`).
 
 Modules: :mod:`.settings` (the ``drill:`` section of bdr.yaml), :mod:`.live` (the
-orchestration), :mod:`.targets` (test targets, temporary ones), :mod:`.production` (the
-read-only probes of production), :mod:`.checks` (the application checks), :mod:`.content`
-(content proofs of restored data). Only :mod:`bdr.api` and the runtimes are used to touch
+orchestration, the same for every source), :mod:`.profiles` (one module per source: how
+production is read and compared, the restore target, the content proof, what the report
+says of it), :mod:`.targets` (test targets, refused when production), :mod:`.production`
+(a read of production), :mod:`.checks` (the application checks), :mod:`.observed`
+(monitoring sets in scratch space). Only :mod:`bdr.api` and the runtimes are used to touch
 services; this package never imports the test suite.
 """

@@ -9,7 +9,7 @@ one after the other, each in these steps on its own clock:
 3. **test start**: the RTO clock starts; **restore** runs :func:`bdr.api.restore` into the
    test target (:mod:`.targets`): fetch (the download, off-site), check, safety backup of the
    target, stop, replace, start, verify; its steps go on the timeline;
-4. **verify content** (:mod:`.content`) and **application checks** (:mod:`.checks`);
+4. **verify content** (the source's proof, :mod:`.profiles`) and **application checks** (:mod:`.checks`);
    **data verified**: the clock stops: that is the achieved RTO, split into detect (0: the
    test breaks nothing), restore and verify;
 5. **production after**, compared with before: untouched or a BREACH.
@@ -41,10 +41,11 @@ from typing import Any
 from bdr import api
 from bdr.config import Config
 from bdr.drill import checks as app_checks
-from bdr.drill import content, observed, production
+from bdr.drill import observed, profiles
 from bdr.drill.production import ProductionState
+from bdr.drill.profiles import profile, restore_target, volume
 from bdr.drill.settings import DRILL_SOURCES, LIVE_SOURCES, OBSERVED_SOURCES
-from bdr.drill.targets import RestoreTarget, production_name, restore_target
+from bdr.drill.targets import RestoreTarget, production_name
 from bdr.drill.timeline import Timeline
 from bdr.engines.base import Step
 from bdr.errors import BdrError, ConfigError, UsageError
@@ -63,18 +64,11 @@ from bdr.report.records import (
 )
 from bdr.repository import BackupSet
 from bdr.repository.manifest import to_iso
+from bdr.sources import source as source_entry
 from bdr.util.durations import format_duration
 
 logger = logging.getLogger(__name__)
 
-RTO_TARGETS = {"redis": "redis_local_restore", "qdrant": "qdrant_restore", "config": "config_restore",
-               "prometheus": "metrics_restore", "grafana": "dashboards_restore"}
-DATA_TYPES = {"redis": ("sessions", "rbac"), "qdrant": ("vectors",), "config": ("config", "secrets"),
-              "prometheus": ("metrics",), "grafana": ("dashboards",)}
-"""The data types each source holds (the RPO table of the runbook; bdr lint uses the same map)."""
-TITLES = {"redis": "Live restore test: Redis", "qdrant": "Live restore test: Qdrant",
-          "config": "Live restore test: configuration and secrets", "prometheus": "Live restore test: Prometheus",
-          "grafana": "Live restore test: Grafana"}
 RTO_MEASURES = ("from the test start until the restored data was verified: the selection of the newest set is "
                 "before the clock; the fetch (the download from S3 with --remote), check, safety backup of the "
                 "test target, stop, replace, start, the runbook's verification, the content proof and the "
@@ -116,30 +110,6 @@ def _snapshot_time(backup: BackupSet) -> datetime:
     return backup.manifest.started
 
 
-def _volume(backup: BackupSet) -> str:
-    facts = backup.manifest.facts
-    size = size_text(backup.manifest.data_size)
-    if backup.source == "redis":
-        keys = facts.get("content", {}).get("keys") if isinstance(facts.get("content"), dict) else None
-        total = sum(int(n) for n in dict(keys).values()) if keys else None
-        return f"{total} keys, {size}" if total is not None else size
-    if backup.source == "qdrant":
-        collections = facts.get("collections") or {}
-        points = sum(int(dict(c).get("points", 0)) for c in dict(collections).values())
-        return f"{len(collections)} collection(s), {points} points, {size}"
-    return f"{len(backup.manifest.files)} file(s), {size}"
-
-
-def size_text(size: int) -> str:
-    """``772 B``, ``12.3 kB``, ``4.1 MB``, ``2.3 GB``."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
-
-
 def newest_set(config: Config, source: str, instance: str, remote: str | None) -> tuple[BackupSet, list[str]]:
     """The newest good, non-safety set of ``instance``, and the damaged sets newer than it (passed over)."""
     from bdr.api.listing import list_repository
@@ -161,12 +131,13 @@ def test_source(config: Config, source: str, drill_start: datetime, scratch: Pat
                 progress: Callable[[str], None]) -> tuple[DrillResult, SourceTest]:
     """One source's restore test (see the module docstring); never raises for what it finds."""
     settings = config.drill.source(source)
+    entry = source_entry(source)
     prod = production_name(config, source, settings)
-    rto_target = RTO_TARGETS[source]
+    rto_target = entry.rto_target
     result = DrillResult(
-        scenario=f"live_{source}", title=TITLES[source], nodeid=f"bdr drill --live ({source})",
+        scenario=f"live_{source}", title=f"Live restore test: {entry.title}", nodeid=f"bdr drill --live ({source})",
         runtime="live", started_at=to_iso(datetime.now(UTC)), sources=[source],
-        planned=[f"rto {rto_target}", *(f"rpo {t}" for t in DATA_TYPES[source] if t in config.targets.rpo)],
+        planned=[f"rto {rto_target}", *(f"rpo {t}" for t in entry.data_types if t in config.targets.rpo)],
     )
     found = SourceTest(source, prod)
     clock = Timeline(result)
@@ -175,7 +146,7 @@ def test_source(config: Config, source: str, drill_start: datetime, scratch: Pat
         with clock.step("select backup", f"newest good set of {source}/{prod}") as step:
             backup, passed = newest_set(config, source, prod, remote)
             found.backup = backup
-            step.detail = f"{backup.id} ({_volume(backup)}) from {backup.repository}" + (
+            step.detail = f"{backup.id} ({volume(backup.manifest)}) from {backup.repository}" + (
                 f"; passed over {len(passed)} damaged set(s)" if passed else "")
         evidence["backup"] = {
             "id": backup.id, "instance": backup.manifest.instance, "repository": backup.repository,
@@ -184,7 +155,7 @@ def test_source(config: Config, source: str, drill_start: datetime, scratch: Pat
             "manifest_digest": backup.manifest.digest, "manifest_mac": "present" if backup.manifest.mac else "none",
             "encrypted": backup.manifest.encrypted, "key_id": backup.manifest.key_id,
             "data_bytes": backup.manifest.data_size, "stored_bytes": backup.manifest.stored_size,
-            "volume": _volume(backup), "verified": backup.verified, "passed_over": passed,
+            "volume": volume(backup.manifest), "verified": backup.verified, "passed_over": passed,
         }
     except BdrError as exc:
         result.outcome, result.failure = Outcome.FAILED, exc.message
@@ -193,11 +164,11 @@ def test_source(config: Config, source: str, drill_start: datetime, scratch: Pat
         result.finished_at = to_iso(datetime.now(UTC))
         return result, found
     with clock.step("production before", "read only: INFO / counts / file hashes") as step:
-        found.before = production.probe(config, source, prod)
+        found.before = profiles.probe(config, source, prod)
         step.detail = _state_text(found.before)
     try:
         if source in OBSERVED_SOURCES:
-            found.target, found.temporary = OBSERVED_TARGETS[source], True
+            found.target, found.temporary = profile(source).observed_in, True
             evidence["restore_target"] = {"name": source, "temporary": True, "description": found.target,
                                           "path": str(scratch / source)}
             _observed_restore(config, backup, scratch / source, clock, result, remote, progress)
@@ -217,11 +188,12 @@ def test_source(config: Config, source: str, drill_start: datetime, scratch: Pat
               + ("; into a temporary instance" if found.temporary else ""))
     _rpos(result, config, source, backup, drill_start)
     with clock.step("production after", "read only, compared with before") as step:
-        after = production.probe(config, source, prod)
-        proof = production.compare(found.before, after)
+        after = profiles.probe(config, source, prod)
+        proof = profiles.compare(found.before, after)
         result.verifications.append(proof)
         step.detail = proof.detail
-    evidence["production"] = {"before": found.before.to_dict(), "after": after.to_dict(),
+    fields = profile(source).state_fields
+    evidence["production"] = {"before": found.before.to_dict(fields), "after": after.to_dict(fields),
                               "untouched": proof.status}
     result.finished_at = to_iso(datetime.now(UTC))
     return result, found
@@ -238,11 +210,11 @@ def _restore_and_verify(target: RestoreTarget, backup: BackupSet, clock: Timelin
     done: list[Step] = []
     try:
         with clock.step("restore", f"bdr restore {source} {backup.id} "
-                        + (f"--to {target.root}" if source == "config" else f"--target {target.name}")
+                        + (f"--to {target.root}" if target.root is not None else f"--target {target.name}")
                         + (f" --remote {remote}" if remote else "")) as step:
             restored = api.restore(
-                config, source, backup.id, target=None if source == "config" else target.name, remote=remote,
-                root=str(target.root) if source == "config" else None,
+                config, source, backup.id, target=None if target.root is not None else target.name, remote=remote,
+                root=str(target.root) if target.root is not None else None,
                 safety_backup=not target.temporary, on_step=done.append,
             )
             step.detail = f"{len(restored.steps)} runbook steps in {format_duration(restored.seconds)}" + (
@@ -252,12 +224,13 @@ def _restore_and_verify(target: RestoreTarget, backup: BackupSet, clock: Timelin
         return
     finally:
         clock.add_restore_steps(restored.steps if restored is not None else done, begun)
-    result.verifications.extend(content.runbook_checks(restored))
+    result.verifications.extend(Verification(VerificationKind.RESTORE, c.name, c.ok, c.detail, c.skipped)
+                                for c in restored.checks)
     result.evidence["restore"] = {"runbook_seconds": round(restored.seconds, 3), "counts": restored.counts,
                                   "safety_id": restored.safety_id, "not_verified":
                                   [f"{c.name}: {c.detail}" for c in restored.checks if c.skipped]}
     with clock.step("verify content", "the restored data against the manifest") as step:
-        proofs = content.proofs(config, source, backup.manifest, target.name, target.root)
+        proofs = profiles.proofs(config, source, backup.manifest, target)
         result.verifications.extend(proofs)
         step.detail = "; ".join(f"{v.name}: {v.status}" for v in proofs)
     drill = config.drill.source(source)
@@ -269,23 +242,21 @@ def _restore_and_verify(target: RestoreTarget, backup: BackupSet, clock: Timelin
     else:
         result.verifications.append(Verification(
             VerificationKind.APPLICATION, "application checks", False,
-            f"not verified: bdr.yaml defines no drill.{source}.checks (e.g. key_exists: test_key)", skipped=True))
-    result.evidence["fingerprints"] = _fingerprints(source, backup, proofs)
+            f"not verified: bdr.yaml defines no drill.{source}.checks (e.g. {profile(source).example_check})",
+            skipped=True))
+    result.evidence["fingerprints"] = _fingerprints(backup, proofs)
     failed = [v for v in result.verifications if v.failed]
     clock.verified("restored data verified" if not failed else
                    f"verification finished: {len(failed)} check(s) FAILED")
 
 
-OBSERVED_TARGETS = {"prometheus": "a temporary prometheus on a free 127.0.0.1 port over the restored blocks, "
-                    "killed and removed afterwards",
-                    "grafana": "a scratch directory (grafana.db and its files), removed afterwards"}
 
 
 def _observed_restore(config: Config, backup: BackupSet, where: Path, clock: Timeline, result: DrillResult,
                       remote: str | None, progress: Callable[[str], None]) -> None:
     """Prometheus or Grafana: the set extracted into ``where`` (never production), verified, removed."""
     source = backup.source
-    clock.start(f"restore {backup.id} into {OBSERVED_TARGETS[source]}")
+    clock.start(f"restore {backup.id} into {profile(source).observed_in}")
     progress(f"{source}: restoring {backup.id} into {where}")
     try:
         try:
@@ -304,11 +275,11 @@ def _observed_restore(config: Config, backup: BackupSet, where: Path, clock: Tim
             result.verifications.extend(found)
             step.detail = "; ".join(f"{v.name}: {v.status}" for v in (*proofs, *found))
         if not checks:
-            example = "min_series: 1000" if source == "prometheus" else "dashboard_exists: UID"
             result.verifications.append(Verification(
                 VerificationKind.APPLICATION, "application checks", False,
-                f"not verified: bdr.yaml defines no drill.{source}.checks (e.g. {example})", skipped=True))
-        result.evidence["fingerprints"] = _fingerprints(source, backup, proofs)
+                f"not verified: bdr.yaml defines no drill.{source}.checks (e.g. {profile(source).example_check})",
+                skipped=True))
+        result.evidence["fingerprints"] = _fingerprints(backup, proofs)
     finally:
         observed.discard(where)
     failed = [v for v in result.verifications if v.failed]
@@ -316,22 +287,13 @@ def _observed_restore(config: Config, backup: BackupSet, where: Path, clock: Tim
                    f"verification finished: {len(failed)} check(s) FAILED")
 
 
-def _fingerprints(source: str, backup: BackupSet, proofs: Sequence[Verification]) -> dict[str, Any]:
-    facts = backup.manifest.facts
-    recorded: dict[str, Any] = {}
-    if source == "redis" and isinstance(facts.get("content"), dict):
-        recorded = {"algorithm": facts["content"].get("algorithm"), "digest": facts["content"].get("value"),
-                    "keys": facts["content"].get("keys")}
-    elif source == "qdrant":
-        recorded = {name: {"points": dict(c).get("points"), "content_hash": dict(c).get("content_hash")}
-                    for name, c in dict(facts.get("collections") or {}).items()}
-    elif source == "config":
-        recorded = {e.path: (e.sha256 or "secret (authenticated ciphertext)") for e in backup.manifest.files}
-    return {"manifest": recorded, "restored": {v.name: f"{v.status}: {v.detail}" for v in proofs}}
+def _fingerprints(backup: BackupSet, proofs: Sequence[Verification]) -> dict[str, Any]:
+    return {"manifest": profile(backup.source).fingerprint(backup.manifest),
+            "restored": {v.name: f"{v.status}: {v.detail}" for v in proofs}}
 
 
 def _rpos(result: DrillResult, config: Config, source: str, backup: BackupSet | None, drill_start: datetime) -> None:
-    for data_type in DATA_TYPES[source]:
+    for data_type in source_entry(source).data_types:
         target = config.targets.rpo.get(data_type)
         if backup is None:
             if target is not None:
@@ -344,17 +306,7 @@ def _rpos(result: DrillResult, config: Config, source: str, backup: BackupSet | 
 
 
 def _state_text(state: ProductionState) -> str:
-    if state.error:
-        return f"could not be read: {state.error}"
-    if state.source == "redis":
-        return f"pid {state.pid}, run id {state.run_id[:8]}, {state.total} keys, up {state.uptime_seconds}s"
-    if state.source == "qdrant":
-        return f"{len(state.counts)} collection(s), {state.total} points ({state.address})"
-    if state.source == "prometheus":
-        return f"started {state.run_id}, {state.total} head series ({state.address})"
-    if state.source == "grafana":
-        return f"{len(state.counts)} dashboard(s) in {state.address} (opened read-only)"
-    return f"{len(state.files)} file(s) under {state.address}"
+    return f"could not be read: {state.error}" if state.error else profile(state.source).state_text(state)
 
 
 def system_result(results: Sequence[DrillResult], config: Config, remote: str | None) -> DrillResult | None:
@@ -402,17 +354,11 @@ def scope_of(config: Config, tests: Sequence[SourceTest], remote: str | None) ->
         if test.backup is not None:
             systems.append(SystemTested(test.backup.id, "backup set restored", f"from {test.backup.repository} "
                                         f"({test.backup.location}), taken {test.backup.manifest.started_at}",
-                                        _volume(test.backup)))
+                                        volume(test.backup.manifest)))
         if test.target:
             systems.append(SystemTested(f"{test.source} restore target", "test target (written)", test.target))
-        if test.temporary and test.source in ("redis", "qdrant"):
-            real = "a Qdrant test server" if test.source == "qdrant" else "a Redis test instance"
-            kind = "embedded Qdrant" if test.source == "qdrant" else "redis-server"
-            stand_ins.append(StandIn(real, f"a temporary {kind} bdr started for the test (no test instance in "
-                                     "bdr.yaml)"))
-    if any(t.source == "qdrant" and config.qdrant_instance(t.production).embedded for t in tests):
-        stand_ins.append(StandIn("a Qdrant server", "none: production Qdrant here is the embedded engine "
-                                 "(qdrant-client local mode), which is what was backed up and restored"))
+        stand_ins.extend(StandIn(real, used) for real, used in
+                         profile(test.source).stand_ins(config, test.production, test.temporary))
     where = f"off-site ({remote}), the download timed" if remote else f"the local repository {config.repository}"
     return Scope(
         kind=ScopeKind.LIVE,
@@ -448,7 +394,7 @@ def run_live(config: Config, *, remote: str | None = None, operator: str | None 
     started = now or datetime.now(UTC)
     results: list[DrillResult] = []
     tests: list[SourceTest] = []
-    ordered = [s for s in ("config", "redis", "qdrant", *OBSERVED_SOURCES) if s in chosen]
+    ordered = sorted(chosen, key=lambda name: source_entry(name).restore_rank)
     with tempfile.TemporaryDirectory(prefix="bdr-live-drill-") as scratch:
         for source in ordered:
             say(f"{source}: selecting the newest good set")

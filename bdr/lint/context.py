@@ -37,14 +37,10 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DATA_SOURCES: Mapping[str, str] = {
-    "sessions": "redis",
-    "rbac": "redis",
-    "vectors": "qdrant",
-    "config": "config",
-    "secrets": "config",
-}
-"""Which source holds each data type of ``targets.rpo`` (metrics: :mod:`bdr.lint.prometheus`, when configured)."""
+DATA_SOURCES: Mapping[str, str] = {kind: source.name for source in all_sources() if not source.optional
+                                   for kind in source.data_types}
+"""Which source holds each data type of ``targets.rpo`` (the catalogue's; metrics and dashboards:
+:mod:`bdr.lint.prometheus` and :mod:`bdr.lint.grafana`, when configured)."""
 
 SOURCE_LABELS: Mapping[str, str] = {source.name: source.title for source in all_sources()}
 

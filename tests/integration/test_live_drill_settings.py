@@ -13,7 +13,8 @@ import yaml
 
 from bdr.config import parse_config
 from bdr.drill.checks import parse_problem
-from bdr.drill.production import ProductionState, compare
+from bdr.drill.production import ProductionState
+from bdr.drill.profiles import compare
 from bdr.errors import ConfigError
 
 REDIS = {"production": {"url": "redis://127.0.0.1:6379/0"}, "test": {"url": "redis://127.0.0.1:6380/0"}}
