@@ -28,9 +28,11 @@ from bdr.lint.windows import (
     suggest_schedule,
     total_loss_exposures,
 )
-from bdr.sources import source_names
+from bdr.sources import CATALOGUE, all_sources, source_names
 
 KNOWN_SOURCES = source_names(with_all=True)
+ALWAYS_BACKED_UP = tuple(s.name for s in all_sources() if not s.optional)
+"""The sources every installation backs up (the monitoring ones have checks of their own, when configured)."""
 
 POLICY_UNREADABLE = rule(
     "BDR-P000", "policy-unreadable", Severity.ERROR, "bdr.yaml does not load.",
@@ -144,8 +146,8 @@ def check_schedules(ctx: LintContext) -> Iterable[Finding]:
                     f"Rename it to one of {', '.join(KNOWN_SOURCES)}.",
                 )
             elif entry.instance is not None:
-                known = list(config.redis) if entry.source == "redis" else \
-                    list(config.qdrant) if entry.source == "qdrant" else []
+                kind = CATALOGUE.find(entry.source)
+                known = kind.instances(config) if kind is not None and kind.instanced else []
                 if entry.instance not in known:
                     yield UNKNOWN_SOURCE.finding(
                         ctx.policy.path, line, f"schedule.{entry.key}: no {entry.source} instance {entry.instance!r} "
@@ -179,7 +181,7 @@ def _installed_checks(ctx: LintContext) -> Iterable[Finding]:
         return
     running = {e.source for e in ctx.crontab_entries[0]}
     for entry in ctx.policy_schedule:
-        if entry.source in ("redis", "qdrant", "config") and entry.source not in running:
+        if entry.source in ALWAYS_BACKED_UP and entry.source not in running:
             yield NOT_INSTALLED.finding(
                 ctx.policy.path, entry.line, f"{entry.program} backs up {entry.source}, but no installed timer or "
                 "crontab line does",
@@ -202,7 +204,7 @@ def _disagreements(ctx: LintContext) -> Iterable[Finding]:
     crontab = ctx.crontab_entries[0]
     if not crontab or not ctx.policy_found:
         return
-    for source in ("redis", "qdrant", "config"):
+    for source in ALWAYS_BACKED_UP:
         declared = [e for e in ctx.policy_schedule if e.source == source]
         running = [e for e in crontab if e.source == source]
         if not declared or not running:
@@ -255,7 +257,7 @@ def check_total_loss(ctx: LintContext) -> Iterable[Finding]:
         breached = [e for e in exposures if e.breached]
         if breached:
             yield _total_loss(window, breached)
-    for source in ("redis", "qdrant", "config"):
+    for source in ALWAYS_BACKED_UP:
         types = data_types_of(source, ctx.config)
         if not types or source in covered or ctx.schedule_for(source):
             continue
@@ -331,7 +333,7 @@ def check_freshness_alert(ctx: LintContext) -> Iterable[Finding]:
     """BDR-B006: max_backup_age must not be longer than the RPO it guards."""
     if ctx.policy is None or ctx.policy.path is None or not ctx.policy_found:
         return
-    for source in ("redis", "qdrant", "config"):
+    for source in ALWAYS_BACKED_UP:
         types = data_types_of(source, ctx.config)
         if not types:
             continue

@@ -245,3 +245,13 @@ def test_a_test_instance_config_is_not_held_to_production_targets(tmp_path: Path
     policy["redis"]["default"] = "test"
     (cwd / "bdr.yaml").write_text(yaml.safe_dump(policy))
     assert "BDR-R001" not in rules(lint(cwd))  # 10-minute backups bound a crash without persistence
+
+
+def test_a_scheduled_instance_must_exist_for_every_source_with_instances(tmp_path: Path) -> None:
+    """``prometheus/main`` passes when bdr.yaml has that Prometheus; ``redis/cache`` without such a Redis does not."""
+    base = yaml.safe_load((DATA / "clean" / "bdr.yaml").read_text())
+    schedule = {**base.get("schedule", {}), "prometheus/main": "0 3 * * *", "redis/cache": "0 * * * *"}
+    cwd = project(tmp_path, schedule=schedule, prometheus={"main": {"url": "http://127.0.0.1:9"}})
+    unknown = [f for f in lint(cwd).findings if f.rule == "BDR-B005"]
+    assert [f.message.split(":")[0] for f in unknown] == ["schedule.redis/cache"]
+    assert "no redis instance 'cache' in bdr.yaml" in unknown[0].message
