@@ -41,30 +41,31 @@ source directory is one of:
 :meth:`Repository.open_object` check the manifest's digest (and MAC with the key), and hash
 each stored object as it streams, failing with :class:`~bdr.errors.ChecksumMismatch` at its
 end, before the caller does anything live with it.
+
+This module is :class:`Repository` and :func:`extract_set`; beside it: :mod:`.layout` (the
+names and set ids), :mod:`.markers` (who is at work: writing markers, the lock), :mod:`.records`
+(good, damaged and unfinished sets), :mod:`.streams` (checked reading), :mod:`.writer`
+(:class:`SetWriter`), :mod:`.manifest`, :mod:`.archive`, :mod:`.retention`, :mod:`.evidence`.
+Everything is imported from here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
-import io
 import json
 import logging
 import os
-import re
 import secrets
 import socket
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from bdr import __version__
 from bdr.errors import (
     BackupNotFound,
     BdrError,
@@ -76,639 +77,42 @@ from bdr.errors import (
     RepositoryLocked,
     UsageError,
 )
-from bdr.repository.archive import ArchiveMember, copy_to_file, write_archive
+from bdr.repository.archive import copy_to_file
+from bdr.repository.layout import (
+    BAD_MARKER,
+    COPY_NAME,
+    LOAD_WORKERS,
+    LOCK_KEY,
+    LOCK_POLL,
+    LOCK_WAIT,
+    MISPLACED,
+    NO_MANIFEST,
+    REMOTE_WRITER_TIMEOUT,
+    SET_ID,
+    SOURCES,
+    VERIFY_NAME,
+    WRITING_MARKER,
+)
 from bdr.repository.manifest import (
     CHUNK,
     MANIFEST_NAME,
     FileEntry,
     Manifest,
-    StoredObject,
     from_iso,
     load_manifest,
     manifest_problem,
-    read_chunks,
     to_iso,
     utcnow,
 )
-from bdr.sources import source_names
+from bdr.repository.markers import LockInfo, WriterMarker
+from bdr.repository.records import BackupSet, Catalog, DamagedSet, Entry, SkippedSet, Unfinished, Verification
+from bdr.repository.streams import CheckedReader, VerifiedStream
+from bdr.repository.writer import SetWriter
 from bdr.storage import Storage, open_storage
 from bdr.storage.base import ObjectCipher as ObjectCipher  # the cipher a repository takes; it lives with the sinks
-from bdr.storage.base import ObjectSink, WrittenObject, write_all
 from bdr.util import progress
-from bdr.util.host import pid_alive, process_start_time
 
 logger = logging.getLogger(__name__)
-
-SOURCES = source_names(with_all=True)
-"""Every source (:mod:`bdr.sources`) and ``all``: the top-level directories of a repository."""
-LOCK_KEY = "locks/repository.lock"
-VERIFY_NAME = "verify.json"
-COPY_NAME = "copy.json"
-"""Beside the manifest of a set ``bdr copy`` wrote: where it came from, how, and the check of the copy."""
-WRITING_MARKER = ".bdr-writing.json"
-ARCHIVE_NAME = "data.tar.zst"
-TAR_NAME = "data.tar"
-LOAD_WORKERS = 8
-LOCK_WAIT: ContextVar[float] = ContextVar("bdr_lock_wait", default=0.0)
-"""How long :meth:`Repository.lock` waits for a lock another process holds (``--wait-lock``); 0: not at all."""
-LOCK_POLL = 1.0
-REMOTE_WRITER_TIMEOUT = 7 * 86400.0
-"""How long the writing (or read) marker of a process on *another host* is taken for a live one.
-
-bdr cannot ask another host whether a pid lives, so it waits: 7 days is far longer than any
-backup or restore runs (the largest take hours) and short enough that a crashed off-site
-upload does not hold storage for long. Markers of this host are judged at once (pid, start
-time, boot id)."""
-SET_ID = re.compile(r"^(?P<source>[a-z]+)-(?P<time>\d{8}T\d{6}Z)-[0-9a-f]+$")
-
-NO_MANIFEST = ("no manifest: not left by a crashed bdr run; bdr leaves it alone; delete {path} yourself if it is "
-               "not needed")
-BAD_MARKER = ("no manifest, and its writing marker is unreadable; bdr leaves it alone; delete {path} yourself if "
-              "it is not needed")
-MISPLACED = "manifest names set {id!r} of {source}: copied or moved by hand"
-
-
-def new_set_id(source: str, moment: datetime | None = None) -> str:
-    """``redis-20250124T020000Z-1a2b3c``: source, UTC time, and a short random suffix."""
-    moment = moment or utcnow()
-    return f"{source}-{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
-
-
-def set_id_time(set_id: str) -> datetime | None:
-    """When a set was started, from its id (None when the name is not a set id)."""
-    match = SET_ID.match(set_id)
-    if match is None:
-        return None
-    return datetime.strptime(match["time"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-
-
-# --- who is at work: the processes behind markers and locks -------------------------------------------
-
-
-def boot_id() -> str | None:
-    """This boot of this host (``/proc/sys/kernel/random/boot_id``): a pid of another boot is dead."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
-    except OSError:
-        return None
-
-
-def process_gone(pid: int, host: str, since: str, start: int | None, boot: str | None,
-                 now: datetime | None = None) -> bool:
-    """Whether the process a marker names is certainly not running any more.
-
-    On this host: another boot, a dead pid, or a pid now held by a process that started at
-    another time (reused). On another host: a marker older than :data:`REMOTE_WRITER_TIMEOUT`.
-    """
-    if host != socket.gethostname():
-        try:
-            age = ((now or utcnow()) - from_iso(since)).total_seconds()
-        except ValueError:
-            return False
-        return age > REMOTE_WRITER_TIMEOUT
-    current_boot = boot_id()
-    if boot and current_boot and boot != current_boot:
-        return True
-    if not pid_alive(pid):
-        return True
-    if start is not None:
-        now_start = process_start_time(pid)
-        if now_start is not None and now_start != start:
-            return True
-    return False
-
-
-@dataclass(frozen=True, slots=True)
-class LockInfo:
-    """Who holds the lock or reads a set: pid, host, since, what, and what tells a reused pid apart."""
-
-    pid: int
-    host: str
-    since: str
-    operation: str
-    process_start: int | None = None
-    boot_id: str | None = None
-
-    @classmethod
-    def here(cls, operation: str) -> LockInfo:
-        pid = os.getpid()
-        return cls(pid, socket.gethostname(), to_iso(utcnow()), operation, process_start_time(pid), boot_id())
-
-    def gone(self, now: datetime | None = None) -> bool:
-        return process_gone(self.pid, self.host, self.since, self.process_start, self.boot_id, now)
-
-    def to_json(self) -> bytes:
-        return json.dumps({"pid": self.pid, "host": self.host, "since": self.since, "operation": self.operation,
-                           "process_start": self.process_start, "boot_id": self.boot_id}).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> LockInfo:
-        data = json.loads(raw)
-        start = data.get("process_start")
-        return cls(int(data["pid"]), str(data["host"]), str(data["since"]), str(data.get("operation", "?")),
-                   int(start) if start is not None else None, data.get("boot_id"))
-
-
-@dataclass(frozen=True, slots=True)
-class WriterMarker:
-    """``<source>/<set>/.bdr-writing.json``: the bdr process writing a set, written before any object."""
-
-    set_id: str
-    pid: int
-    host: str
-    started: str
-    bdr_version: str
-    process_start: int | None = None
-    """``/proc/PID/stat`` field 22 (clock ticks since boot): a reused pid has another."""
-    boot_id: str | None = None
-
-    @classmethod
-    def here(cls, set_id: str) -> WriterMarker:
-        pid = os.getpid()
-        return cls(set_id, pid, socket.gethostname(), to_iso(utcnow()), __version__, process_start_time(pid),
-                   boot_id())
-
-    def gone(self, now: datetime | None = None) -> bool:
-        return process_gone(self.pid, self.host, self.started, self.process_start, self.boot_id, now)
-
-    def to_json(self) -> bytes:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> WriterMarker:
-        data = json.loads(raw)
-        start = data.get("process_start")
-        return cls(str(data["set_id"]), int(data["pid"]), str(data["host"]), str(data["started"]),
-                   str(data.get("bdr_version", "?")), int(start) if start is not None else None,
-                   data.get("boot_id"))
-
-
-# --- records ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Verification:
-    """The latest result of ``bdr verify`` for a set."""
-
-    at: str
-    ok: bool
-    restore_test: bool = False
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class BackupSet:
-    """A complete backup set as listed from a repository."""
-
-    manifest: Manifest
-    repository: str
-    location: str
-    verification: Verification | None = None
-
-    @property
-    def id(self) -> str:
-        return self.manifest.id
-
-    @property
-    def source(self) -> str:
-        return self.manifest.source
-
-    @property
-    def created(self) -> datetime:
-        return self.manifest.finished
-
-    @property
-    def verified(self) -> bool:
-        return bool(self.verification and self.verification.ok)
-
-    @property
-    def tags(self) -> tuple[str, ...]:
-        return self.manifest.tags
-
-
-@dataclass(frozen=True, slots=True)
-class DamagedSet:
-    """A set bdr will not use, sweep or prune, and why (see the module docstring)."""
-
-    id: str
-    source: str
-    repository: str
-    location: str
-    """``local`` or ``s3``, as :attr:`BackupSet.location`."""
-    path: str
-    """Where it is: a directory, or ``s3://bucket/prefix/<source>/<id>``."""
-    reason: str
-    manifest: Manifest | None = None
-    """The manifest as it reads, when it does (a digest or MAC mismatch): not to be trusted."""
-
-    @property
-    def created(self) -> datetime | None:
-        """When it finished by its manifest, else when it started by its id (None: neither is known)."""
-        if self.manifest is not None:
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                return self.manifest.finished
-        return set_id_time(self.id)
-
-    @property
-    def instance(self) -> str | None:
-        return self.manifest.instance if self.manifest is not None else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "source": self.source, "instance": self.instance, "location": self.location,
-                "path": self.path, "reason": self.reason}
-
-
-@dataclass(frozen=True, slots=True)
-class SkippedSet:
-    """A set ``latest`` passed over: damaged, or its last ``bdr verify`` failed."""
-
-    id: str
-    reason: str
-    damaged: bool = True
-
-    def describe(self) -> str:
-        return f"{self.id} (damaged: {self.reason})" if self.damaged else f"{self.id} ({self.reason})"
-
-
-@dataclass(frozen=True, slots=True)
-class Unfinished:
-    """A set without a manifest whose writing marker names its writer: being written, or left by a crash."""
-
-    id: str
-    source: str
-    writer: WriterMarker | None
-    """None: an empty set directory (nothing was written into it yet)."""
-    gone: bool
-    """The writer is certainly dead: the set is a leftover the sweep removes."""
-
-
-@dataclass(frozen=True, slots=True)
-class Catalog:
-    """Everything in a repository's source directories, from one scan."""
-
-    sets: tuple[BackupSet, ...] = ()
-    """Good sets, newest first."""
-    damaged: tuple[DamagedSet, ...] = ()
-    """Newest first (by what is known of their time)."""
-    unfinished: tuple[Unfinished, ...] = ()
-
-
-Entry = BackupSet | DamagedSet | Unfinished
-
-
-# --- checked reading ---------------------------------------------------------------------------------------
-
-
-class CheckedReader(io.RawIOBase):
-    """A stored object's bytes, hashed as they are read, checked against the manifest at their end.
-
-    At the end of the stream (or as soon as it runs longer than recorded) a size or sha256
-    that differs from :class:`~bdr.repository.manifest.StoredObject` raises
-    :class:`~bdr.errors.ChecksumMismatch`, and keeps raising on every later read.
-    """
-
-    def __init__(self, raw: BinaryIO, obj: StoredObject, ref: str) -> None:
-        super().__init__()
-        self._raw = raw
-        self._obj = obj
-        self._ref = ref
-        self._digest = hashlib.sha256()
-        self._size = 0
-        self._failure: ChecksumMismatch | None = None
-        self.checked = False
-
-    def readable(self) -> bool:
-        return True
-
-    def _fail(self, actual: str) -> ChecksumMismatch:
-        self._failure = ChecksumMismatch(name=self._obj.name, ref=self._ref, expected=self._obj.sha256[:16],
-                                         actual=actual)
-        return self._failure
-
-    def read(self, size: int | None = -1) -> bytes:
-        if self._failure is not None:
-            raise self._failure
-        whole = size is None or size < 0
-        data = self._raw.read() if size is None or size < 0 else self._raw.read(size)
-        if data:
-            self._digest.update(data)
-            self._size += len(data)
-            if self._size > self._obj.size:
-                raise self._fail(f"more than the {self._obj.size} bytes recorded")
-        if whole or (not data and size != 0):
-            self.finish()
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
-
-    def finish(self) -> None:
-        """Compare what was read with the manifest (once the whole object was read)."""
-        if self._failure is not None:
-            raise self._failure
-        if self.checked:
-            return
-        actual = self._digest.hexdigest()
-        if self._size != self._obj.size or actual != self._obj.sha256:
-            detail = actual[:16] if self._size == self._obj.size else f"{actual[:16]} ({self._size} bytes of " \
-                                                                        f"{self._obj.size}: truncated?)"
-            raise self._fail(detail)
-        self.checked = True
-
-    def drain(self) -> None:
-        """Read the rest of the object and check it."""
-        while self.read(CHUNK):
-            pass
-        self.finish()
-
-    def close(self) -> None:
-        if not self.closed:
-            self._raw.close()
-        super().close()
-
-
-class VerifiedStream(io.RawIOBase):
-    """The plaintext of a stored object; its stored bytes are checked when the plaintext ends.
-
-    Used as a context manager, a clean exit reads what the caller left (a tar's padding, the
-    end of a zstd frame) so the check always runs before the ``with`` block is left; an exit
-    by an exception just closes.
-    """
-
-    def __init__(self, plain: BinaryIO, checked: CheckedReader) -> None:
-        super().__init__()
-        self._plain = plain
-        self._checked = checked
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        whole = size is None or size < 0
-        data = self._plain.read() if size is None or size < 0 else self._plain.read(size)
-        if whole or (not data and size != 0):
-            self.verify()
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
-
-    def verify(self) -> None:
-        """Read what is left and check the stored object (raises ChecksumMismatch)."""
-        while self._plain.read(CHUNK):
-            pass
-        self._checked.drain()
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            if exc_type is None and not self.closed:
-                self.verify()
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if not self.closed:
-            self._plain.close()
-            self._checked.close()
-        super().close()
-
-
-# --- writing -------------------------------------------------------------------------------------------------
-
-
-class SetWriter:
-    """Writes one backup set: marker, objects, manifest, then the marker goes; aborting deletes everything."""
-
-    def __init__(
-        self,
-        repo: Repository,
-        source: str,
-        instance: str,
-        method: str,
-        tags: Sequence[str] = (),
-        cipher: ObjectCipher | None = None,
-        set_id: str | None = None,
-    ) -> None:
-        self.repo = repo
-        self.id = set_id or new_set_id(source)
-        self.source = source
-        self.instance = instance
-        self.method = method
-        self.tags = tuple(tags)
-        self.cipher = cipher
-        self.started_at = to_iso(utcnow())
-        self.files: list[FileEntry] = []
-        self.objects: list[StoredObject] = []
-        self.facts: dict[str, Any] = {}
-        self.children: list[str] = []
-        self.compressed = False
-        self.key_id: str | None = None
-        self.manifest: Manifest | None = None
-        self._prefix = f"{source}/{self.id}"
-        self._marked = False
-        self._object_cipher: ObjectCipher | None = None
-        """The cipher of objects encrypted on their own (secrets): it seals the manifest of a plain set."""
-
-    def __enter__(self) -> SetWriter:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None or self.manifest is None:
-            self.abort()
-
-    def _mark(self) -> None:
-        """Write the writing marker before the first object: the proof a crashed bdr left this set."""
-        if not self._marked:
-            self.repo.storage.put_bytes(f"{self._prefix}/{WRITING_MARKER}", WriterMarker.here(self.id).to_json())
-            self._marked = True
-
-    def _sink(self, name: str, cipher: ObjectCipher | None = None) -> ObjectSink:
-        self._mark()
-        sink = self.repo.storage.open_write(f"{self._prefix}/{name}")
-        cipher = cipher or self.cipher
-        return cipher.encrypting(sink) if cipher else sink
-
-    def _task(self, name: str, total: int | None) -> progress.Task:
-        verb = "upload" if self.repo.storage.location == "s3" else "write"
-        return progress.task(f"{verb} {name}", total)
-
-    def _record(self, name: str, written: WrittenObject, encrypted: bool = False) -> None:
-        self.objects.append(
-            StoredObject(
-                name=name,
-                size=written.size,
-                sha256=written.sha256,
-                parts=written.parts,
-                part_size=written.part_size,
-                encrypted=encrypted,
-            )
-        )
-
-    def add_file(self, source: Path, name: str, secret: bool = False) -> FileEntry:
-        """Store one file as its own object (an uncompressed set)."""
-        with source.open("rb") as handle:
-            stat = os.fstat(handle.fileno())
-            return self.add_stream(name, read_chunks(handle), secret=secret, mode=stat.st_mode & 0o7777,
-                                   total=stat.st_size)
-
-    def add_archive(self, members: Sequence[ArchiveMember], compress: bool = True, name: str | None = None,
-                    cipher: ObjectCipher | None = None) -> list[FileEntry]:
-        """Store files as one tar object (zstd-compressed when ``compress``).
-
-        ``cipher`` encrypts this object even when the set is not encrypted (secrets); the
-        manifest then lists its members without a plain sha256, and is sealed with a MAC
-        under that key.
-        """
-        name = name or (ARCHIVE_NAME if compress else TAR_NAME)
-        own_cipher = cipher is not None and self.cipher is None
-        sink = self._sink(name, cipher)
-        tracked = self._task(name, None)
-        try:
-            entries = write_archive(members, _TrackedSink(sink, tracked), compress=compress)
-            written = sink.commit()
-        except BaseException:
-            sink.abort()
-            raise
-        finally:
-            tracked.finish()
-        self.compressed = compress
-        self._record(name, written, encrypted=own_cipher)
-        if cipher is not None:
-            self.key_id = cipher.key_id
-            self._object_cipher = cipher
-            entries = [dataclasses.replace(e, sha256="") if e.secret else e for e in entries]
-        self.files.extend(entries)
-        return entries
-
-    def add_bytes(self, name: str, data: bytes) -> None:
-        """Store a small object (an engine's side file, e.g. collection configs)."""
-        self._record(name, write_all(self._sink(name), data))
-
-    def add_stream(self, name: str, chunks: Iterable[bytes], secret: bool = False,
-                   mode: int | None = None, total: int | None = None) -> FileEntry:
-        """Store the bytes ``chunks`` yields as one file of the set (an engine's streamed export).
-
-        ``total``: how many bytes to expect, when known (for the progress bar only).
-        """
-        sink = self._sink(name)
-        # a plain sink hashes what it stores, and that is the file itself: one sha256 pass, not two
-        digest = hashlib.sha256() if self.cipher is not None else None
-        size = 0
-        tracked = self._task(name, total)
-        try:
-            for chunk in chunks:
-                if chunk:
-                    sink.write(chunk)
-                    if digest is not None:
-                        digest.update(chunk)
-                    size += len(chunk)
-                    tracked.advance(len(chunk))
-            written = sink.commit()
-        except BaseException:
-            sink.abort()
-            raise
-        finally:
-            tracked.finish()
-        self._record(name, written)
-        if mode is None:
-            mode = 0o600 if secret else 0o644
-        sha256 = digest.hexdigest() if digest is not None else written.sha256
-        entry = FileEntry(path=name, size=size, sha256=sha256, mode=mode, secret=secret)
-        self.files.append(entry)
-        return entry
-
-    def add_object(self, name: str, chunks: Iterable[bytes], *, cipher: ObjectCipher | None = None,
-                   encrypted: bool = False, total: int | None = None) -> StoredObject:
-        """Store the bytes ``chunks`` yields as the object ``name``, with no file entry (a copy of a stored object).
-
-        ``cipher`` encrypts them on the way (a plain set re-encrypted); ``encrypted`` is what the
-        manifest will say of the object (:attr:`StoredObject.encrypted`). The caller gives the
-        manifest to :meth:`commit`.
-        """
-        sink = self._sink(name, cipher)
-        tracked = self._task(name, total)
-        try:
-            for chunk in chunks:
-                if chunk:
-                    sink.write(chunk)
-                    tracked.advance(len(chunk))
-            written = sink.commit()
-        except BaseException:
-            sink.abort()
-            raise
-        finally:
-            tracked.finish()
-        self._record(name, written, encrypted=encrypted)
-        return self.objects[-1]
-
-    def commit(self, manifest: Manifest | None = None) -> Manifest:
-        """Write the manifest (sealed with its digest, and a MAC when written with a key): the set exists.
-
-        ``manifest``: write that one, as it is, instead of one made of what was added (a set
-        copied from another repository keeps its id and its seal, or was sealed again by the copy).
-        """
-        if manifest is not None:
-            if (manifest.id, manifest.source) != (self.id, self.source):
-                raise ValueError(f"the manifest of {manifest.id} given to the writer of {self.id}")
-            return self._write_manifest(manifest)
-        return self._write_manifest(Manifest(
-            id=self.id,
-            source=self.source,
-            instance=self.instance,
-            method=self.method,
-            started_at=self.started_at,
-            finished_at=to_iso(utcnow()),
-            files=tuple(self.files),
-            objects=tuple(self.objects),
-            compressed=self.compressed,
-            encrypted=self.cipher is not None,
-            key_id=self.cipher.key_id if self.cipher else self.key_id,
-            tags=self.tags,
-            facts=dict(self.facts),
-            children=tuple(self.children),
-        ).seal(self.cipher or self._object_cipher))
-
-    def _write_manifest(self, manifest: Manifest) -> Manifest:
-        self.repo.storage.put_bytes(f"{self._prefix}/{MANIFEST_NAME}", manifest.to_json())
-        self.manifest = manifest
-        if self._marked:
-            try:
-                self.repo.storage.delete(f"{self._prefix}/{WRITING_MARKER}")
-            except Exception as exc:  # the set is complete; the next sweep removes the marker
-                logger.warning("backup set %s: could not remove its writing marker: %s", self.id, exc)
-        logger.info("backup set %s committed (%d objects)", self.id, len(self.objects))
-        return manifest
-
-    def abort(self) -> None:
-        if self.manifest is not None:
-            return
-        level = logging.WARNING if self.objects else logging.DEBUG
-        logger.log(level, "backup set %s aborted; removing its objects", self.id)
-        with contextlib.suppress(Exception):
-            self.repo.storage.delete_prefix(self._prefix)
-
-
-class _TrackedSink:
-    """An object sink that advances a progress task by the bytes written through it."""
-
-    def __init__(self, sink: ObjectSink, tracked: progress.Task) -> None:
-        self._sink = sink
-        self._task = tracked
-
-    def write(self, data: bytes) -> int:
-        written = self._sink.write(data)
-        self._task.advance(len(data))
-        return written
-
-    def commit(self) -> WrittenObject:
-        return self._sink.commit()
-
-    def abort(self) -> None:
-        self._sink.abort()
 
 
 # --- the repository -----------------------------------------------------------------------------------------
@@ -1199,3 +603,43 @@ def extract_set(
         if got.size != entry.size or (entry.sha256 and got.sha256 != entry.sha256):
             raise ChecksumMismatch(name=path, ref=backup.id, expected=entry.sha256[:16], actual=got.sha256[:16])
     return found
+
+
+__all__ = [
+    "ARCHIVE_NAME",
+    "BAD_MARKER",
+    "COPY_NAME",
+    "LOAD_WORKERS",
+    "LOCK_KEY",
+    "LOCK_POLL",
+    "LOCK_WAIT",
+    "MISPLACED",
+    "NO_MANIFEST",
+    "REMOTE_WRITER_TIMEOUT",
+    "SET_ID",
+    "SOURCES",
+    "TAR_NAME",
+    "VERIFY_NAME",
+    "WRITING_MARKER",
+    "BackupSet",
+    "Catalog",
+    "CheckedReader",
+    "DamagedSet",
+    "Entry",
+    "LockInfo",
+    "ObjectCipher",
+    "Repository",
+    "SetWriter",
+    "SkippedSet",
+    "Unfinished",
+    "Verification",
+    "VerifiedStream",
+    "WriterMarker",
+    "age_seconds",
+    "boot_id",
+    "extract_set",
+    "new_set_id",
+    "parse_time",
+    "process_gone",
+    "set_id_time",
+]
