@@ -16,6 +16,7 @@ commented example.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -70,11 +71,32 @@ __all__ = [
 ]
 
 
+@functools.cache
+def _hints(cls: Any) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _build(cls: Any, values: Mapping[str, Any], **extra: Any) -> Any:
+    """A settings dataclass from checked values (:func:`bdr.config.shape.check`): a nested settings mapping
+    becomes its dataclass (``tls``), and the keys written for a mapping setting are added to its default
+    ones (``targets.rto``, ``max_backup_age``, ``lint.backup_duration``)."""
+    hints = _hints(cls)
+    specs = {spec.name: spec for spec in dataclasses.fields(cls)}
+    built = dict(extra)
+    for key, value in values.items():
+        hint, spec = hints[key], specs[key]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+            value = _build(hint, value)
+        elif isinstance(value, Mapping) and spec.default_factory is not dataclasses.MISSING:
+            value = {**spec.default_factory(), **value}
+        built[key] = value
+    return cls(**built)
+
 
 def _instance_sections() -> dict[str, tuple[type[Any], bool]]:
     """Each section of instances (a source of :mod:`bdr.sources` with named instances): its settings class, and
     whether a section that is there must define an instance (an optional source's may be empty)."""
-    hints = get_type_hints(Config)
+    hints = _hints(Config)
     return {s.section: (get_args(hints[s.section])[1], not s.optional) for s in all_sources() if s.instanced}
 
 
@@ -85,10 +107,7 @@ def _instances(section: Mapping[str, Any] | None, cls: type[Any], kind: str, req
     for name, values in (section or {}).items():
         if name == "default":
             continue
-        values = dict(values)
-        if isinstance(values.get("tls"), Mapping):
-            values["tls"] = TlsSettings(**values["tls"])
-        instance = cls(name=str(name), **values)
+        instance = _build(cls, values, name=str(name))
         instance.validate(path)
         instances[str(name)] = instance
     if not instances and required:
@@ -151,11 +170,15 @@ def _schedule_entry(key: str, options: Mapping[str, Any], path: str) -> Schedule
     return ScheduleEntry(**values)
 
 
+def _schedules(section: Mapping[str, Any], path: str) -> tuple[ScheduleEntry, ...]:
+    return tuple(_schedule_entry(str(key), options, path) for key, options in section.items())
+
+
 def _archive(section: Mapping[str, Any], config: Config, path: str) -> dict[str, ArchiveSettings]:
     """``archive: {redis: {NAME: {segment_seconds, segment_bytes, to, encrypt, max_lag, keep, spool_dir}}}``."""
     out: dict[str, ArchiveSettings] = {}
     for name, values in (section.get("redis") or {}).items():
-        archived = ArchiveSettings(name=str(name), **_tuples(values))
+        archived = _build(ArchiveSettings, values, name=str(name))
         archived.validate(path, config)
         out[str(name)] = archived
     return out
@@ -172,47 +195,26 @@ def parse_config(data: Mapping[str, Any] | None, path: Path | None = None) -> Co
         data = check(data)
     except ShapeError as exc:
         raise ConfigError(path=label, detail=exc.text, loc=exc.loc) from None
-    kwargs: dict[str, Any] = {"path": path}
-    for kind, (cls, required) in _instance_sections().items():
-        if kind in data:
-            kwargs[kind], kwargs[f"{kind}_default"] = _instances(data[kind], cls, kind, required, label)
-    for key, cls in (("files", FilesSource), ("encryption", EncryptionSettings), ("remote", RemoteSettings)):
-        if key in data:
-            kwargs[key] = cls(**_tuples(data[key] or {}))
-            kwargs[key].validate(label)
-    if data.get("targets"):
-        defaults = Targets()
-        kwargs["targets"] = Targets(rto={**defaults.rto, **data["targets"].get("rto", {})},
-                                    rpo={**defaults.rpo, **data["targets"].get("rpo", {})})
-    if "retention" in data:
-        kwargs["retention"] = _retention(data["retention"] or {}, label)
-    if "schedule" in data:
-        kwargs["schedule"] = tuple(_schedule_entry(str(k), v, label) for k, v in (data["schedule"] or {}).items())
-    for key, default in (("max_backup_age", 86400.0), ("max_verify_age", 7 * 86400.0)):
-        if key in data:
-            kwargs[key] = {"default": default, **(data[key] or {})}
-    for key in ("repository", "metrics_textfile", "metrics_state"):
-        if data.get(key) is not None:
-            kwargs[key] = data[key]
-    if "lint" in data:
-        section = _tuples(data["lint"] or {})
-        if "backup_duration" in section:
-            section["backup_duration"] = {"default": 300.0, **section["backup_duration"]}
-        kwargs["lint"] = LintSettings(**section)
-    if "owners" in data:
-        kwargs["owners"] = parse_owners(data["owners"], label)
-    if "drill" in data:
-        kwargs["drill"] = parse_drill(data["drill"], label)
-    config = Config(**kwargs)
+    sections = _instance_sections()
+    parsers = {"retention": _retention, "schedule": _schedules, "owners": parse_owners, "drill": parse_drill}
+    parsed: dict[str, Any] = {}
+    written: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in sections:
+            cls, required = sections[key]
+            parsed[key], parsed[f"{key}_default"] = _instances(value, cls, key, required, label)
+        elif key in parsers:
+            parsed[key] = parsers[key](value or {}, label)
+        elif value is not None and key != "archive":
+            written[key] = value
+    config: Config = _build(Config, written, path=path, **parsed)
+    for settings in (config.files, config.encryption, config.remote):
+        settings.validate(label)
     if data.get("archive"):
         config = dataclasses.replace(config, archive=_archive(data["archive"], config, label))
     check_targets(config.drill, config.redis, config.redis_default, config.qdrant, config.qdrant_default,
                   config.files.root, label)
     return config
-
-
-def _tuples(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
 
 
 def find_config(explicit: str | Path | None = None) -> Path | None:

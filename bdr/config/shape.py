@@ -106,6 +106,10 @@ def _one_or_more(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+def _enabled_if_bool(value: Any) -> Any:
+    return {"enabled": value} if isinstance(value, bool) else value
+
+
 def _empty_if_none(value: Any) -> Any:
     return {} if value is None or value is True else value
 
@@ -188,7 +192,10 @@ def _form(hint: Any) -> Any:
     if origin in (Mapping, dict):
         return types.GenericAlias(dict, (str, _form(args[1])))
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return model_of(hint)
+        model: Any = model_of(hint)
+        if "enabled" in model.model_fields:  # ``tls: true`` is ``tls: {enabled: true}``
+            return Annotated[model, BeforeValidator(_enabled_if_bool, json_schema_input_type=StrictBool | model)]
+        return model
     raise TypeError(f"bdr.config.shape: no written form for {hint!r}")
 
 
@@ -221,9 +228,6 @@ def model_of(cls: Any) -> type[BaseModel]:
         form = _form(hints[spec.name])
         if spec.name == "runtime" and cls in _runtimes():
             form = Literal[_runtimes()[cls]]
-        if cls is settings.RedisInstance and spec.name == "tls":
-            form = Annotated[form, BeforeValidator(lambda v: {"enabled": v} if isinstance(v, bool) else v,
-                                                   json_schema_input_type=StrictBool | form)]
         fields[spec.name] = (form, Field(default, description=docs.get(spec.name)))
     model: type[BaseModel] = create_model(
         cls.__name__, __config__=ConfigDict(extra="forbid", title=cls.__name__, defer_build=True),
@@ -313,7 +317,7 @@ class SourceDrillSection(_Section):
 
 
 SourceDrillValue = Annotated[SourceDrillSection, BeforeValidator(
-    lambda v: {"enabled": v} if isinstance(v, bool) else v, json_schema_input_type=StrictBool | SourceDrillSection)]
+    _enabled_if_bool, json_schema_input_type=StrictBool | SourceDrillSection)]
 DrillSection: Any = create_model(  # type: ignore[call-overload]
     "DrillSection", __config__=ConfigDict(extra="forbid", defer_build=True),
     __doc__="bdr drill --live: test targets, application checks, evidence retention, signing key.",
